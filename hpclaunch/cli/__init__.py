@@ -1,0 +1,136 @@
+"""The ``hpclaunch`` command line: a lazy click group.
+
+Subcommands live in their own modules and are imported only when named, so
+``hpclaunch worker`` (on the critical path of every array element) never pays
+for rich, Jinja or paramiko.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from hpclaunch.errors import UserError
+
+# command name -> "module:attribute"; each area owns its module.
+COMMANDS: dict[str, str] = {
+    # the queue (issue 2)
+    "enqueue": "hpclaunch.cli.queue_cmds:enqueue",
+    "tasks": "hpclaunch.cli.queue_cmds:tasks",
+    "batches": "hpclaunch.cli.queue_cmds:batches",
+    "workers": "hpclaunch.cli.queue_cmds:workers",
+    "stats": "hpclaunch.cli.queue_cmds:stats",
+    "db": "hpclaunch.cli.queue_cmds:db",
+    "worker": "hpclaunch.cli.worker_cmds:worker",
+    "cluster": "hpclaunch.cli.worker_cmds:cluster",
+    # sites and scripts (issue 3)
+    "sites": "hpclaunch.cli.sites_cmds:sites",
+    "render": "hpclaunch.cli.sites_cmds:render",
+    # launches (issue 4/5)
+    "submit": "hpclaunch.cli.launch_cmds:submit",
+    "status": "hpclaunch.cli.launch_cmds:status",
+    "cancel": "hpclaunch.cli.launch_cmds:cancel",
+    "logs": "hpclaunch.cli.launch_cmds:logs",
+    "launches": "hpclaunch.cli.launch_cmds:launches",
+    "reconcile": "hpclaunch.cli.launch_cmds:reconcile",
+    "lost": "hpclaunch.cli.launch_cmds:lost",
+}
+
+SHORT_HELP: dict[str, str] = {
+    "enqueue": "Put tasks on the queue (a command, a call, or a batch file).",
+    "tasks": "List, inspect, retry, cancel and reap tasks.",
+    "batches": "List batches of tasks.",
+    "workers": "List workers (with --all, even long-gone ones).",
+    "stats": "Task counts per status and tag.",
+    "db": "Create or upgrade the queue database.",
+    "worker": "Run a worker that pulls tasks from the queue.",
+    "cluster": "Run N local workers under one supervisor.",
+    "sites": "List site profiles, or show one resolved.",
+    "render": "Write the batch scripts for a site without submitting.",
+    "submit": "Render, upload and submit worker job arrays to a site.",
+    "status": "Queue and scheduler state of launches, in one view.",
+    "cancel": "Cancel a launch and return its tasks to the queue.",
+    "logs": "Show an array element's stdout/stderr.",
+    "launches": "List what was submitted, where, with which job IDs.",
+    "reconcile": "Turn scheduler verdicts into task outcomes.",
+    "lost": "Tasks whose workers are gone.",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                return None  # not built yet
+            raise
+        return getattr(module, attr, None)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Listing help must not import every subcommand module.
+        rows = [(name, SHORT_HELP.get(name, "")) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--database", "database_url", metavar="URL", default=None,
+              help="Queue database URL (overrides HPCLAUNCH_DATABASE_URL and "
+                   "~/.hpclaunch/database.yaml).")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(package_name="hpclaunch", prog_name="hpclaunch")
+@click.pass_context
+def cli(ctx: click.Context, database_url: str | None, debug: bool) -> None:
+    """hpclaunch: feed HPC clusters from a database task queue."""
+    ctx.ensure_object(dict)
+    ctx.obj["database_url"] = database_url
+    ctx.obj["debug"] = debug
+
+
+def _describe(exc: BaseException) -> str | None:
+    """A one-line message for failures that are the user's to fix, else None."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    module = type(exc).__module__
+    if module.startswith("sqlalchemy"):
+        from hpclaunch.queue.db import describe_db_error
+
+        return describe_db_error(exc)
+    return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        code = cli.main(args=args, prog_name="hpclaunch", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the one place errors meet the user
+        message = _describe(exc)
+        if message is None or debug:
+            raise
+        click.echo(f"error: {message}", err=True)
+        sys.exit(exc.exit_code if isinstance(exc, UserError) else 4)
+    sys.exit(code if isinstance(code, int) else 0)
