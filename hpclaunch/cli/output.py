@@ -1,0 +1,60 @@
+"""Printing for listing commands: rich tables on a terminal, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+
+def fmt_time(epoch: float | None) -> str:
+    if epoch is None:
+        return ""
+    return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt_duration(start: float | None, end: float | None) -> str:
+    if start is None or end is None:
+        return ""
+    seconds = max(0.0, end - start)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, sec = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{sec:02d}"
+
+
+def print_json(data: Any) -> None:
+    def default(value):
+        if isinstance(value, bytes | memoryview):
+            return f"<{len(bytes(value))} bytes>"
+        return str(value)
+
+    json.dump(data, sys.stdout, indent=2, default=default)
+    sys.stdout.write("\n")
+
+
+def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                *, empty: str = "nothing to show") -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not rows:
+        console.print(f"[dim]{empty}[/dim]")
+        return
+    table = Table(title=title, header_style="bold", show_lines=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    console.print(table)
+
+
+def emit(as_json: bool, data: Any, table: Callable[[], None]) -> None:
+    if as_json:
+        print_json(data)
+    else:
+        table()

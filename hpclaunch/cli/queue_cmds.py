@@ -1,0 +1,349 @@
+"""Queue commands: enqueue, tasks, batches, workers, stats, db."""
+
+from __future__ import annotations
+
+import click
+
+from hpclaunch.cli.output import emit, fmt_duration, fmt_time, print_table
+from hpclaunch.errors import UserError
+
+
+def _engine(ctx: click.Context):
+    from hpclaunch.queue.db import get_engine
+
+    return get_engine(ctx.obj["database_url"])
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.option("-t", "--tag", "tags", multiple=True, help="Task tag (repeatable; default: default).")
+@click.option("--priority", type=int, default=0, show_default=True,
+              help="Higher runs first.")
+@click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS", help="Kill the task after this long.")
+@click.option("--expected-runtime", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS", help="How long it should take (deadline-aware workers use it).")
+@click.option("--name", default=None, help="A label for the task.")
+@click.option("--shell", is_flag=True, help="Run COMMAND as one shell string.")
+@click.option("--cwd", default=None, help="Working directory of the command.")
+@click.option("-e", "--env", "env", multiple=True, metavar="NAME=VALUE",
+              help="Environment variable for the command (repeatable).")
+@click.option("--call", "target", default=None, metavar="PKG.MOD:FUNC",
+              help="Enqueue a Python call instead of a command.")
+@click.option("--args", "args_json", default=None, metavar="JSON", help="JSON list for --call.")
+@click.option("--kwargs", "kwargs_json", default=None, metavar="JSON",
+              help="JSON object for --call.")
+@click.option("-f", "--file", "batch_file", type=click.Path(dir_okay=False), default=None,
+              help="A batch file (YAML): many tasks in one transaction.")
+@click.option("--json", "as_json", is_flag=True, help="Print the new IDs as JSON.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def enqueue(ctx, tags, priority, max_attempts, timeout, expected_runtime, name, shell, cwd, env,
+            target, args_json, kwargs_json, batch_file, as_json, command):
+    """Put tasks on the queue.
+
+    \b
+      hpclaunch enqueue -t small -- python simulate.py --seed 3
+      hpclaunch enqueue --call mypkg.mod:func --args '[1, 2]'
+      hpclaunch enqueue --file sweep.yaml
+    """
+    from hpclaunch.queue import store
+    from hpclaunch.queue.batches import TaskSpec, load_batch_file
+    from hpclaunch.tasks.payloads import (
+        call_payload,
+        canonical_tags,
+        check_limits,
+        command_payload,
+        parse_json_arg,
+    )
+
+    modes = sum(bool(x) for x in (command, target, batch_file))
+    if modes != 1:
+        raise UserError("give exactly one of: a command after `--`, --call, or --file")
+    if batch_file:
+        batch = load_batch_file(batch_file)
+        batch_id, ids = store.insert_batch(_engine(ctx), batch)
+        if as_json:
+            from hpclaunch.cli.output import print_json
+
+            print_json({"batch_id": batch_id, "task_ids": ids})
+        else:
+            click.echo(f"batch {batch_id} ({batch.name}): {len(ids)} tasks enqueued "
+                       f"(IDs {ids[0]}-{ids[-1]})")
+        return
+    check_limits(priority=priority, max_attempts=max_attempts, timeout=timeout,
+                 expected_runtime=expected_runtime)
+    if target:
+        payload = call_payload(target, parse_json_arg(args_json, name="--args", expect=list),
+                               parse_json_arg(kwargs_json, name="--kwargs", expect=dict))
+        kind = "call"
+    else:
+        if args_json or kwargs_json:
+            raise UserError("--args/--kwargs go with --call")
+        env_map = {}
+        for item in env:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise UserError(f"--env {item!r}: expected NAME=VALUE")
+            env_map[key] = value
+        payload = command_payload(list(command), shell=shell, cwd=cwd, env=env_map)
+        kind = "command"
+    spec = TaskSpec(kind=kind, payload=payload, tags=canonical_tags(tags), priority=priority,
+                    max_attempts=max_attempts, timeout=timeout,
+                    expected_runtime=expected_runtime, name=name)
+    task_id = store.insert_tasks(_engine(ctx), [spec])[0]
+    if as_json:
+        from hpclaunch.cli.output import print_json
+
+        print_json({"task_ids": [task_id]})
+    else:
+        click.echo(f"task {task_id} enqueued (tags {spec.tags})")
+
+
+def _task_rows(rows):
+    return [(r["id"], r["name"] or "", r["kind"], r["status"], r["tags"],
+             f"{r['attempts']}/{r['max_attempts']}", r["worker_id"], r["exit_code"],
+             r["reason"], fmt_duration(r["started_at"], r["finished_at"])) for r in rows]
+
+
+TASK_COLUMNS = ("ID", "name", "kind", "status", "tags", "attempts", "worker", "exit",
+                "reason", "runtime")
+
+
+@click.group(invoke_without_command=True)
+@click.option("--status", type=click.Choice(
+    ["pending", "running", "completed", "failed", "canceled"]), default=None)
+@click.option("--tag", default=None, help="Only tasks with this tag.")
+@click.option("--batch", "batch_id", type=int, default=None, help="Only tasks of this batch.")
+@click.option("--limit", type=click.IntRange(min=1), default=None)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def tasks(ctx, status, tag, batch_id, limit, as_json):
+    """List tasks (or: show, retry, cancel, reap)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from hpclaunch.queue import store
+
+    rows = store.list_tasks(_engine(ctx), status=status, tag=tag, batch_id=batch_id,
+                            limit=limit)
+    emit(as_json, rows, lambda: print_table(None, TASK_COLUMNS, _task_rows(rows),
+                                            empty="no tasks"))
+
+
+@tasks.command("show")
+@click.argument("task_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def tasks_show(ctx, task_id, as_json):
+    """One task in full: payload, result, error and the tail of its output."""
+    import json
+
+    from hpclaunch.queue import store
+
+    engine = _engine(ctx)
+    task = store.get_task(engine, task_id)
+    history = store.attempts(engine, task_id)
+    task.pop("pickled", None)
+    has_pickle = task.pop("result_pickled", None) is not None
+    task.pop("claim_token", None)
+    if as_json:
+        from hpclaunch.cli.output import print_json
+
+        print_json({**task, "attempt_history": history})
+        return
+    lines = [
+        f"task {task['id']}" + (f" ({task['name']})" if task["name"] else ""),
+        f"  status      {task['status']}" + (f" ({task['reason']})" if task["reason"] else ""),
+        f"  kind        {task['kind']}",
+        f"  payload     {json.dumps(json.loads(task['payload']))}",
+        f"  tags        {task['tags']}    priority {task['priority']}",
+        f"  attempts    {task['attempts']}/{task['max_attempts']}",
+        f"  created     {fmt_time(task['created_at'])}",
+        f"  started     {fmt_time(task['started_at'])}",
+        f"  finished    {fmt_time(task['finished_at'])}",
+        f"  worker      {task['worker_id'] or ''}",
+        f"  exit code   {'' if task['exit_code'] is None else task['exit_code']}",
+    ]
+    if task["result"] is not None:
+        lines.append(f"  result      {task['result']}")
+    elif has_pickle:
+        lines.append("  result      (pickled; fetch it with Queue().task(ID).result())")
+    if task["log_dir"]:
+        lines.append(f"  logs        {task['log_dir']}")
+    click.echo("\n".join(lines))
+    for label, key in (("error", "error"), ("stdout (tail)", "stdout_tail"),
+                       ("stderr (tail)", "stderr_tail")):
+        if task[key]:
+            click.echo(f"--- {label} ---")
+            click.echo(task[key].rstrip("\n")[-4000:])
+    if history:
+        click.echo("--- attempts ---")
+        for a in history:
+            where = a["host"] or "?"
+            if a["job_id"]:
+                where += f" job {a['job_id']}"
+                if a["array_index"] is not None:
+                    where += f"[{a['array_index']}]"
+            click.echo(f"  #{a['attempt']} {a['outcome']:<9} {a['reason'] or '':<14} "
+                       f"worker {a['worker_id']} on {where}  ended {fmt_time(a['finished_at'])}")
+
+
+@tasks.command("retry")
+@click.argument("task_ids", type=int, nargs=-1)
+@click.option("--failed", "all_failed", is_flag=True, help="Retry every failed task.")
+@click.pass_context
+def tasks_retry(ctx, task_ids, all_failed):
+    """Put failed or canceled tasks back on the queue (with a fresh attempt budget)."""
+    from hpclaunch.queue import store
+
+    if task_ids and all_failed:
+        raise UserError("name task IDs or pass --failed, not both")
+    retried = store.retry(_engine(ctx), task_ids, all_failed=all_failed)
+    click.echo(f"{len(retried)} task(s) back on the queue")
+
+
+@tasks.command("cancel")
+@click.argument("task_ids", type=int, nargs=-1)
+@click.option("--batch", "batch_id", type=int, default=None, help="Cancel a whole batch.")
+@click.pass_context
+def tasks_cancel(ctx, task_ids, batch_id):
+    """Cancel pending or running tasks (running ones are stopped by their worker)."""
+    from hpclaunch.queue import store
+
+    if task_ids and batch_id is not None:
+        raise UserError("name task IDs or pass --batch, not both")
+    canceled = store.cancel(_engine(ctx), task_ids, batch_id=batch_id)
+    click.echo(f"{len(canceled)} task(s) canceled")
+
+
+@tasks.command("reap")
+@click.pass_context
+def tasks_reap(ctx):
+    """Requeue tasks whose worker stopped renewing its lease (or fail them if spent)."""
+    from hpclaunch.queue import claims
+    from hpclaunch.queue.migrate import open_ready
+    from hpclaunch.queue.urls import resolve_database_url
+
+    conn = open_ready(resolve_database_url(ctx.obj["database_url"]))
+    try:
+        total = []
+        while True:
+            reaped = claims.reap(conn)
+            total += reaped
+            if len(reaped) < claims.REAP_BATCH:
+                break
+    finally:
+        conn.close()
+    pending = sum(1 for _, s in total if s == "pending")
+    click.echo(f"{len(total)} task(s) reaped: {pending} back to pending, "
+               f"{len(total) - pending} failed (attempts spent)")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def batches(ctx, as_json):
+    """List batches with their task counts."""
+    from hpclaunch.queue import store
+
+    rows = store.list_batches(_engine(ctx))
+    table_rows = [(b["id"], b["name"], b["created_by"] or "", fmt_time(b["created_at"]),
+                   b["n_tasks"], *[b["counts"][s] for s in store.STATUSES],
+                   "yes" if b["canceled_at"] else "") for b in rows]
+    emit(as_json, rows, lambda: print_table(
+        None, ("ID", "name", "user", "created", "tasks", *store.STATUSES, "canceled"),
+        table_rows, empty="no batches"))
+
+
+@click.command()
+@click.option("--all", "include_gone", is_flag=True, help="Include workers long gone.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def workers(ctx, include_gone, as_json):
+    """List running workers (with --all, every worker ever registered)."""
+    from hpclaunch.queue import store
+
+    rows = store.list_workers(_engine(ctx), include_gone=include_gone)
+
+    def job(r):
+        if not r["job_id"]:
+            return ""
+        index = "" if r["array_index"] is None else f"[{r['array_index']}]"
+        return f"{r['scheduler']} {r['array_job_id'] or r['job_id']}{index}"
+
+    table_rows = [(r["id"], r["host"], r["pid"], r["status"], r["exit_reason"] or "", r["tags"],
+                   r["mode"], job(r), r["launch_id"] or "", r["completed"], r["failed"],
+                   r["current_task"] or "", fmt_time(r["started_at"]),
+                   fmt_time(r["heartbeat_at"])) for r in rows]
+    emit(as_json, rows, lambda: print_table(
+        None, ("ID", "host", "pid", "status", "exit", "tags", "mode", "job", "launch", "done",
+               "failed", "task", "started", "heartbeat"), table_rows,
+        empty="no running workers (--all shows past ones)" if not include_gone else "no workers"))
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def stats(ctx, as_json):
+    """Task counts per status and per tag."""
+    from hpclaunch.queue import store
+
+    data = store.stats(_engine(ctx))
+
+    def show():
+        print_table("tasks by status", ("status", "count"),
+                    [*data["by_status"].items(), ("total", data["total"])])
+        print_table("tasks by tag", ("tag", *store.STATUSES),
+                    [(tag, *[c[s] for s in store.STATUSES])
+                     for tag, c in sorted(data["by_tag"].items())], empty="no tasks")
+        click.echo(f"running workers: {data['workers_running']}")
+
+    emit(as_json, data, show)
+
+
+@click.group()
+def db():
+    """Create or upgrade the queue database."""
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx):
+    """Create the tables, or migrate them to this version's schema."""
+    from hpclaunch.queue import driver, migrate
+    from hpclaunch.queue.urls import redact, resolve_database_url
+
+    url = resolve_database_url(ctx.obj["database_url"])
+    migrate.upgrade(url)
+    conn = driver.connect(url)
+    try:
+        rev = migrate.current_revision(conn)
+    finally:
+        conn.close()
+    click.echo(f"{redact(url)} is at schema {rev}")
+
+
+@db.command("current")
+@click.pass_context
+def db_current(ctx):
+    """Show the database URL (password hidden) and its schema revision."""
+    from hpclaunch.queue import driver, migrate
+    from hpclaunch.queue.urls import redact, resolve_database_url
+    from hpclaunch.queue.version import SCHEMA_HEAD
+
+    url = resolve_database_url(ctx.obj["database_url"])
+    conn = driver.connect(url) if not url.startswith("sqlite") else None
+    if conn is None:
+        import os
+
+        from hpclaunch.queue.urls import sqlite_path
+
+        if not os.path.exists(sqlite_path(url)):
+            click.echo(f"{redact(url)}: not created yet (any command creates it)")
+            return
+        conn = driver.connect(url)
+    try:
+        rev = migrate.current_revision(conn)
+    finally:
+        conn.close()
+    click.echo(f"{redact(url)}: schema {rev or 'none'} (this hpclaunch needs {SCHEMA_HEAD})")

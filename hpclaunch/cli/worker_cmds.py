@@ -1,0 +1,112 @@
+"""``hpclaunch worker`` and ``hpclaunch cluster``: kept free of rich/Jinja/paramiko."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from hpclaunch.errors import UserError
+
+
+def worker_options(func):
+    """Options shared by ``worker`` and ``cluster`` (cluster passes them through)."""
+    options = [
+        click.option("--singleflow", is_flag=True,
+                     help="Run one task, then exit (exit 0 if the queue is empty)."),
+        click.option("--nitems-max", type=click.IntRange(min=1), default=None,
+                     help="Exit after this many tasks."),
+        click.option("--close-on-empty-queue", is_flag=True,
+                     help="Exit when no task is waiting (after --wait-timeout)."),
+        click.option("--wait-timeout", type=click.FloatRange(min=0), default=None,
+                     metavar="SECONDS", help="How long to wait for work before exiting."),
+        click.option("-t", "--tag", "tags", multiple=True,
+                     help="Tags this worker accepts (repeatable; default: default)."),
+        click.option("--deadline", default=None, metavar="ISO8601",
+                     help="Stop claiming tasks that would not finish before this time."),
+        click.option("--walltime", default=None, metavar="HH:MM:SS",
+                     help="Deadline as a duration from start (the job's walltime)."),
+        click.option("--launch-id", default=None, help="The launch this worker belongs to."),
+        click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
+                     help="Seconds a running task gets after SIGTERM/SIGINT/SIGUSR1."),
+        click.option("--lease", type=click.FloatRange(min=1), default=120.0, show_default=True,
+                     help="Seconds without a heartbeat after which a task is reclaimed."),
+        click.option("--no-pickle", is_flag=True,
+                     help="Refuse pickled payloads (only commands and calls run)."),
+        click.option("--log-dir", type=click.Path(file_okay=False), default=None,
+                     help="Where per-task logs go (default: ~/.hpclaunch/logs/tasks)."),
+        click.option("-q", "--quiet", is_flag=True, help="Only print errors."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def build_options(database_url, *, singleflow, nitems_max, close_on_empty_queue, wait_timeout,
+                  tags, deadline, walltime, launch_id, grace, lease, no_pickle, log_dir, quiet):
+    from pathlib import Path
+
+    from hpclaunch.queue.urls import resolve_database_url
+    from hpclaunch.worker.deadline import parse_deadline, walltime_seconds
+    from hpclaunch.worker.loop import WorkerOptions
+
+    if deadline and walltime:
+        raise UserError("give --deadline or --walltime, not both")
+    end = None
+    if deadline:
+        end = parse_deadline(deadline)
+    elif walltime:
+        end = time.time() + walltime_seconds(walltime)
+    return WorkerOptions(
+        database_url=resolve_database_url(database_url), tags=list(tags) or ["default"],
+        singleflow=singleflow, nitems_max=nitems_max, close_on_empty_queue=close_on_empty_queue,
+        wait_timeout=wait_timeout, deadline=end, launch_id=launch_id, grace=grace, lease=lease,
+        allow_pickle=not no_pickle, log_dir=Path(log_dir) if log_dir else None, quiet=quiet,
+    )
+
+
+@click.command()
+@worker_options
+@click.pass_context
+def worker(ctx: click.Context, **kwargs) -> int:
+    """Run a worker that pulls tasks from the queue.
+
+    By default it drains the queue forever; --singleflow runs one task, and
+    --nitems-max / --close-on-empty-queue / --wait-timeout / a deadline make it stop.
+    """
+    from hpclaunch.worker.loop import run_worker
+
+    opts = build_options(ctx.obj["database_url"], **kwargs)
+    run_worker(opts)
+    return 0
+
+
+@click.command()
+@click.argument("count", type=click.IntRange(min=1))
+@worker_options
+@click.pass_context
+def cluster(ctx: click.Context, count: int, **kwargs) -> int:
+    """Run COUNT local workers under one supervisor; Ctrl-C stops them all gracefully."""
+    from hpclaunch.worker.cluster import run_cluster
+
+    build_options(ctx.obj["database_url"], **kwargs)  # validate once, before starting any
+    return run_cluster(count, ctx.obj["database_url"], _worker_argv(kwargs))
+
+
+def _worker_argv(kwargs: dict) -> list[str]:
+    """Turn parsed options back into ``hpclaunch worker`` arguments."""
+    argv: list[str] = []
+    for name, value in kwargs.items():
+        flag = "--" + name.replace("_", "-")
+        if name == "tags":
+            for tag in value:
+                argv += ["-t", tag]
+        elif name == "no_pickle":
+            if value:
+                argv.append("--no-pickle")
+        elif isinstance(value, bool):
+            if value:
+                argv.append(flag)
+        elif value is not None:
+            argv += [flag, str(value)]
+    return argv

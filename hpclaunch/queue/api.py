@@ -1,0 +1,169 @@
+"""The Python API: ``from hpclaunch import Queue``.
+
+    q = Queue()                       # same database resolution as the CLI
+    h = q.enqueue_command(["echo", "hi"], tags=["small"])
+    h = q.run_cloud(my_function, 1, 2, x=3)   # Simmate's name; cloudpickled
+    h.result(timeout=600)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from hpclaunch.errors import UserError
+from hpclaunch.queue import store
+from hpclaunch.queue.batches import Batch, TaskSpec, load_batch_file
+from hpclaunch.queue.db import get_engine
+from hpclaunch.tasks.payloads import call_payload, canonical_tags, check_limits, command_payload
+
+FINAL = ("completed", "failed", "canceled")
+
+
+class TaskFailed(Exception):
+    """``TaskHandle.result()`` on a task that failed or was canceled."""
+
+    def __init__(self, task: dict[str, Any]):
+        self.task = task
+        detail = (task.get("error") or "").strip().splitlines()
+        super().__init__(
+            f"task {task['id']} {task['status']}"
+            + (f" ({task.get('reason')})" if task.get("reason") else "")
+            + (f": {detail[-1]}" if detail else "")
+        )
+
+
+class TaskHandle:
+    """A task on the queue: poll it, wait for it, fetch its result, cancel it."""
+
+    def __init__(self, queue: Queue, task_id: int):
+        self.queue = queue
+        self.id = task_id
+
+    def __repr__(self) -> str:
+        return f"<TaskHandle {self.id}>"
+
+    @property
+    def status(self) -> str:
+        return store.task_status(self.queue.engine, self.id)
+
+    def wait(self, timeout: float | None = None, poll: float = 0.2) -> str:
+        """Block until the task is completed, failed or canceled; returns the status."""
+        end = None if timeout is None else time.monotonic() + timeout
+        delay = min(poll, 0.05)
+        while True:
+            status = self.status
+            if status in FINAL:
+                return status
+            if end is not None and time.monotonic() >= end:
+                raise TimeoutError(f"task {self.id} is still {status} after {timeout} s")
+            time.sleep(delay)
+            delay = min(delay * 2, poll * 10, 2.0)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The task's result (JSON, or unpickled for run_cloud); raises TaskFailed."""
+        self.wait(timeout)
+        task = store.get_task(self.queue.engine, self.id)
+        if task["status"] != "completed":
+            raise TaskFailed(task)
+        if task["result_pickled"] is not None:
+            import cloudpickle
+
+            return cloudpickle.loads(task["result_pickled"])
+        if task["result"] is not None:
+            return json.loads(task["result"])
+        return task["exit_code"]  # a command: its exit code
+
+    def cancel(self) -> bool:
+        return bool(store.cancel(self.queue.engine, [self.id]))
+
+    def info(self) -> dict[str, Any]:
+        return store.get_task(self.queue.engine, self.id)
+
+
+class Queue:
+    """A connection to the task queue, with defaults for the tasks it enqueues."""
+
+    def __init__(self, database: str | None = None, *, tags: Iterable[str] | None = None,
+                 priority: int = 0, max_attempts: int = 3):
+        self.engine = get_engine(database)
+        self.tags = list(tags or [])
+        self.priority = priority
+        self.max_attempts = max_attempts
+
+    def _spec(self, kind: str, payload: dict, *, tags, priority, max_attempts, timeout,
+              expected_runtime, name) -> TaskSpec:
+        priority = self.priority if priority is None else priority
+        max_attempts = self.max_attempts if max_attempts is None else max_attempts
+        check_limits(priority=priority, max_attempts=max_attempts, timeout=timeout,
+                     expected_runtime=expected_runtime)
+        return TaskSpec(kind=kind, payload=payload,
+                        tags=canonical_tags(self.tags if tags is None else tags),
+                        priority=priority, max_attempts=max_attempts, timeout=timeout,
+                        expected_runtime=expected_runtime, name=name)
+
+    def enqueue_command(self, command: Sequence[str] | str, *, shell: bool | None = None,
+                        cwd: str | None = None, env: Mapping[str, str] | None = None,
+                        tags: Iterable[str] | None = None, priority: int | None = None,
+                        max_attempts: int | None = None, timeout: float | None = None,
+                        expected_runtime: float | None = None,
+                        name: str | None = None) -> TaskHandle:
+        """A command: an argv list, or a string run by the shell."""
+        shell = isinstance(command, str) if shell is None else shell
+        payload = command_payload(command, shell=shell, cwd=cwd, env=env)
+        spec = self._spec("command", payload, tags=tags, priority=priority,
+                          max_attempts=max_attempts, timeout=timeout,
+                          expected_runtime=expected_runtime, name=name)
+        return TaskHandle(self, store.insert_tasks(self.engine, [spec])[0])
+
+    def enqueue_call(self, target: str, args: Sequence[Any] = (),
+                     kwargs: Mapping[str, Any] | None = None, *,
+                     tags: Iterable[str] | None = None, priority: int | None = None,
+                     max_attempts: int | None = None, timeout: float | None = None,
+                     expected_runtime: float | None = None,
+                     name: str | None = None) -> TaskHandle:
+        """A call of ``package.module:function`` with JSON arguments; its JSON result is kept."""
+        payload = call_payload(target, args, kwargs)
+        spec = self._spec("call", payload, tags=tags, priority=priority,
+                          max_attempts=max_attempts, timeout=timeout,
+                          expected_runtime=expected_runtime, name=name)
+        return TaskHandle(self, store.insert_tasks(self.engine, [spec])[0])
+
+    def run_cloud(self, fn: Callable, /, *args: Any, **kwargs: Any) -> TaskHandle:
+        """Schedule ``fn(*args, **kwargs)`` on a worker (cloudpickled, as in Simmate).
+
+        Whoever can write the queue database can run code on the workers; workers
+        started with ``--no-pickle`` refuse these tasks.
+        """
+        return self.submit_pickled(fn, args, kwargs)
+
+    def submit_pickled(self, fn: Callable, args: Sequence[Any] = (),
+                       kwargs: Mapping[str, Any] | None = None, *,
+                       tags: Iterable[str] | None = None, priority: int | None = None,
+                       max_attempts: int | None = None, timeout: float | None = None,
+                       expected_runtime: float | None = None,
+                       name: str | None = None) -> TaskHandle:
+        """``run_cloud`` with task options (tags, priority, ...)."""
+        import cloudpickle
+
+        if not callable(fn):
+            raise UserError(f"run_cloud needs a callable, got {type(fn).__name__}")
+        blob = cloudpickle.dumps((fn, tuple(args), dict(kwargs or {})))
+        label = name or getattr(fn, "__qualname__", None)
+        spec = self._spec("pickle", {"function": label}, tags=tags, priority=priority,
+                          max_attempts=max_attempts, timeout=timeout,
+                          expected_runtime=expected_runtime, name=label)
+        return TaskHandle(self, store.insert_tasks(self.engine, [spec], pickled=blob)[0])
+
+    def enqueue_batch(self, batch: Batch | str) -> tuple[int, list[TaskHandle]]:
+        """A batch (a parsed ``Batch`` or a batch file path), all tasks in one transaction."""
+        if isinstance(batch, str):
+            batch = load_batch_file(batch)
+        batch_id, ids = store.insert_batch(self.engine, batch)
+        return batch_id, [TaskHandle(self, i) for i in ids]
+
+    def task(self, task_id: int) -> TaskHandle:
+        store.get_task(self.engine, task_id)
+        return TaskHandle(self, task_id)

@@ -1,0 +1,257 @@
+"""The worker's side of the queue: register, claim, heartbeat, finish, release, reap.
+
+Every statement runs over ``queue.driver`` (plain DB-API) and is short: no
+transaction is ever held open while a task runs. Claiming is atomic (one
+``UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED)`` on PostgreSQL, one
+``BEGIN IMMEDIATE`` transaction on SQLite), and every write about a running
+task presents the attempt's ``claim_token``, so a worker whose lease expired
+cannot overwrite the attempt that replaced it (fencing).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from hpclaunch.queue.driver import Connection
+
+REAP_BATCH = 200
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A task this worker holds, with the token that proves it."""
+
+    id: int
+    kind: str
+    payload: str
+    pickled: bytes | None
+    timeout: float | None
+    expected_runtime: float | None
+    attempt: int
+    max_attempts: int
+    tags: str
+    token: str
+    started_at: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended, as the worker records it."""
+
+    ok: bool
+    reason: str | None = None  # why it failed: exit_code, exception, timeout, ...
+    exit_code: int | None = None
+    result: str | None = None  # JSON text
+    result_pickled: bytes | None = None
+    error: str | None = None
+    stdout_tail: str | None = None
+    stderr_tail: str | None = None
+    log_dir: str | None = None
+
+
+def register_worker(conn: Connection, **fields: Any) -> int:
+    """Insert the worker's row (host, pid, tags, mode, lease, scheduler identity)."""
+    columns = [
+        "host", "pid", "tags", "mode", "lease", "scheduler", "job_id",
+        "array_job_id", "array_index", "launch_id", "version",
+    ]
+    params = {c: fields.get(c) for c in columns}
+    sql = (
+        f"INSERT INTO workers ({', '.join(columns)}, status, started_at, heartbeat_at) "
+        f"VALUES ({', '.join(':' + c for c in columns)}, 'running', {{now}}, {{now}}) "
+        "RETURNING id"
+    )
+    with conn.transaction():
+        return int(conn.one(sql, params)[0])
+
+
+def record_worker_exit(conn: Connection, worker_id: int, reason: str, detail: str | None) -> None:
+    with conn.transaction():
+        conn.execute(
+            "UPDATE workers SET status = 'exited', stopped_at = {now}, exit_reason = :reason, "
+            "exit_detail = :detail WHERE id = :id",
+            {"id": worker_id, "reason": reason, "detail": detail},
+        )
+
+
+def heartbeat(
+    conn: Connection, worker_id: int, lease: float, task: Claimed | None = None
+) -> bool:
+    """Renew the worker's heartbeat and its task's lease; False if the task is no longer ours."""
+    with conn.transaction():
+        conn.execute(
+            "UPDATE workers SET heartbeat_at = {now}, "
+            "status = CASE WHEN status = 'lost' THEN 'running' ELSE status END WHERE id = :id",
+            {"id": worker_id},
+        )
+        if task is None:
+            return True
+        cur = conn.execute(
+            "UPDATE tasks SET lease_expires_at = {now} + :lease "
+            "WHERE id = :id AND claim_token = :token AND status = 'running'",
+            {"id": task.id, "token": task.token, "lease": lease},
+        )
+        return cur.rowcount == 1
+
+
+class Claimer:
+    """Builds the claim statement once for a worker's fixed tags and options."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        *,
+        worker_id: int,
+        tag_sets: list[str],
+        lease: float,
+        allow_pickle: bool,
+        fit_deadline: bool,
+    ):
+        self.conn = conn
+        self.worker_id = worker_id
+        self.lease = lease
+        self.tag_params = {f"t{i}": t for i, t in enumerate(tag_sets)}
+        conditions = [
+            "status = 'pending'",
+            f"tags IN ({', '.join(':' + k for k in self.tag_params)})",
+        ]
+        if not allow_pickle:
+            conditions.append("kind <> 'pickle'")
+        if fit_deadline:
+            conditions.append("COALESCE(expected_runtime, timeout, 0) <= :remaining")
+        lock = " FOR UPDATE SKIP LOCKED" if conn.dialect == "postgresql" else ""
+        self.sql = (
+            "UPDATE tasks SET status = 'running', worker_id = :worker_id, "
+            "attempts = attempts + 1, claim_token = :token, started_at = {now}, "
+            "finished_at = NULL, lease_expires_at = {now} + :lease "
+            "WHERE status = 'pending' AND id = (SELECT id FROM tasks WHERE "
+            + " AND ".join(conditions)
+            + f" ORDER BY priority DESC, id LIMIT 1{lock}) "
+            "RETURNING id, kind, payload, pickled, timeout, expected_runtime, attempts, "
+            "max_attempts, tags, started_at"
+        )
+
+    def claim(self, remaining: float | None = None) -> Claimed | None:
+        token = secrets.token_hex(16)
+        params = {
+            **self.tag_params,
+            "worker_id": self.worker_id,
+            "token": token,
+            "lease": self.lease,
+            "remaining": remaining,
+        }
+        with self.conn.transaction():
+            row = self.conn.one(self.sql, params)
+        if row is None:
+            return None
+        pickled = bytes(row[3]) if row[3] is not None else None
+        return Claimed(
+            id=int(row[0]), kind=row[1], payload=row[2], pickled=pickled, timeout=row[4],
+            expected_runtime=row[5], attempt=int(row[6]), max_attempts=int(row[7]),
+            tags=row[8], token=token, started_at=float(row[9]),
+        )
+
+
+_FINISH = (
+    "UPDATE tasks SET "
+    "status = CASE WHEN :ok = 1 THEN 'completed' "
+    "  WHEN attempts < max_attempts THEN 'pending' ELSE 'failed' END, "
+    "finished_at = CASE WHEN :ok = 0 AND attempts < max_attempts THEN NULL ELSE {now} END, "
+    "worker_id = CASE WHEN :ok = 0 AND attempts < max_attempts THEN NULL ELSE worker_id END, "
+    "reason = :reason, exit_code = :exit_code, result = :result, "
+    "result_pickled = :result_pickled, error = :error, stdout_tail = :stdout_tail, "
+    "stderr_tail = :stderr_tail, log_dir = :log_dir, claim_token = NULL, "
+    "lease_expires_at = NULL "
+    "WHERE id = :id AND claim_token = :token AND status = 'running' "
+    "RETURNING status"
+)
+_ATTEMPT = (
+    "INSERT INTO task_attempts (task_id, attempt, worker_id, started_at, finished_at, "
+    "outcome, reason, exit_code, error) VALUES (:task_id, :attempt, :worker_id, :started_at, "
+    "{now}, :outcome, :reason, :exit_code, :error)"
+)
+
+
+def finish(conn: Connection, worker_id: int, task: Claimed, outcome: Outcome) -> str | None:
+    """Record an attempt's end; returns the task's new status, or None if fenced off.
+
+    A failed attempt goes back to ``pending`` while attempts remain.
+    """
+    params = {
+        "id": task.id, "token": task.token, "ok": 1 if outcome.ok else 0,
+        "reason": outcome.reason, "exit_code": outcome.exit_code, "result": outcome.result,
+        "result_pickled": outcome.result_pickled, "error": outcome.error,
+        "stdout_tail": outcome.stdout_tail, "stderr_tail": outcome.stderr_tail,
+        "log_dir": outcome.log_dir,
+    }
+    with conn.transaction():
+        row = conn.one(_FINISH, params)
+        if row is None:
+            return None
+        conn.execute(_ATTEMPT, {
+            "task_id": task.id, "attempt": task.attempt, "worker_id": worker_id,
+            "started_at": task.started_at, "outcome": "completed" if outcome.ok else "failed",
+            "reason": outcome.reason, "exit_code": outcome.exit_code, "error": outcome.error,
+        })
+    return row[0]
+
+
+def release(conn: Connection, worker_id: int, task: Claimed, reason: str) -> bool:
+    """Put an unfinished task back on the queue without counting the attempt."""
+    with conn.transaction():
+        cur = conn.execute(
+            "UPDATE tasks SET status = 'pending', attempts = attempts - 1, worker_id = NULL, "
+            "claim_token = NULL, lease_expires_at = NULL, started_at = NULL, reason = :reason "
+            "WHERE id = :id AND claim_token = :token AND status = 'running'",
+            {"id": task.id, "token": task.token, "reason": reason},
+        )
+        if cur.rowcount != 1:
+            return False
+        conn.execute(_ATTEMPT, {
+            "task_id": task.id, "attempt": task.attempt, "worker_id": worker_id,
+            "started_at": task.started_at, "outcome": "released", "reason": reason,
+            "exit_code": None, "error": None,
+        })
+    return True
+
+
+def reap(conn: Connection, reason: str = "lease_expired") -> list[tuple[int, str]]:
+    """Requeue (or fail, when attempts are spent) tasks whose lease expired.
+
+    Returns ``(task_id, new_status)`` pairs. Safe to run from many workers at once.
+    """
+    lock = " FOR UPDATE SKIP LOCKED" if conn.dialect == "postgresql" else ""
+    done: list[tuple[int, str]] = []
+    with conn.transaction():
+        rows = conn.execute(
+            "SELECT id, worker_id, claim_token, attempts, max_attempts, started_at FROM tasks "
+            f"WHERE status = 'running' AND lease_expires_at < {{now}} LIMIT {REAP_BATCH}{lock}"
+        ).fetchall()
+        for task_id, worker_id, token, attempts, max_attempts, started_at in rows:
+            new_status = "pending" if attempts < max_attempts else "failed"
+            cur = conn.execute(
+                "UPDATE tasks SET status = :status, reason = :reason, claim_token = NULL, "
+                "lease_expires_at = NULL, "
+                "worker_id = CASE WHEN :status = 'pending' THEN NULL ELSE worker_id END, "
+                "finished_at = CASE WHEN :status = 'pending' THEN NULL ELSE {now} END, "
+                "error = CASE WHEN :status = 'failed' THEN :error ELSE error END "
+                "WHERE id = :id AND claim_token = :token",
+                {"status": new_status, "reason": reason, "id": task_id, "token": token,
+                 "error": f"worker {worker_id} stopped renewing its lease ({reason})"},
+            )
+            if cur.rowcount != 1:
+                continue
+            conn.execute(_ATTEMPT, {
+                "task_id": task_id, "attempt": attempts, "worker_id": worker_id,
+                "started_at": started_at, "outcome": "lost", "reason": reason,
+                "exit_code": None, "error": None,
+            })
+            done.append((int(task_id), new_status))
+        conn.execute(
+            "UPDATE workers SET status = 'lost', exit_reason = 'lease_expired', "
+            "stopped_at = heartbeat_at WHERE status = 'running' "
+            "AND heartbeat_at + 2 * lease < {now}"
+        )
+    return done

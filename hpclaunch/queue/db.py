@@ -1,0 +1,44 @@
+"""SQLAlchemy engines for the CLI and the Python API (not the worker's hot path)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+
+from hpclaunch.queue.migrate import _sqlalchemy_url, open_ready
+from hpclaunch.queue.urls import is_sqlite, redact, resolve_database_url
+
+
+@lru_cache(maxsize=8)
+def get_engine(url: str | None = None) -> Engine:
+    """An engine on a database known to be at the expected schema."""
+    url = resolve_database_url(url)
+    open_ready(url).close()  # migrates a fresh SQLite file; refuses a bare PostgreSQL
+    if is_sqlite(url):
+        engine = create_engine(url, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_setup(dbapi_conn, _record):
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            dbapi_conn.execute("PRAGMA busy_timeout = 60000")
+            dbapi_conn.execute("PRAGMA synchronous = NORMAL")
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):
+            # Take the write lock up front: no deadlock when a read turns into a write.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(_sqlalchemy_url(url), pool_pre_ping=True)
+
+
+def describe_db_error(exc: BaseException) -> str | None:
+    """One line for database failures a user can act on (unreachable, refused, ...)."""
+    name = type(exc).__name__
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    first = text[0] if text else name
+    if name in ("OperationalError", "InterfaceError"):
+        return f"database error: {redact(first)} (check the URL and that the server is up)"
+    return None

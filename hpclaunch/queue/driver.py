@@ -1,0 +1,98 @@
+"""A thin DB-API layer for the worker's hot path (sqlite3 or psycopg 3).
+
+Statements are written once with ``:name`` parameters and ``{now}`` for the
+database clock (so leases on many hosts compare against one clock); this module
+adapts them to each driver. It deliberately imports neither SQLAlchemy nor
+Alembic: see ``hpclaunch.queue``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+
+from hpclaunch.queue.urls import is_sqlite, redact, sqlite_path
+
+NOW_SQL = {
+    "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
+    "postgresql": "(extract(epoch from clock_timestamp())::float8)",
+}
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+@lru_cache(maxsize=256)
+def adapt(sql: str, dialect: str) -> str:
+    """Substitute the clock and convert ``:name`` to the driver's paramstyle."""
+    # Protect the '::' cast before looking for ':name' parameters.
+    sql = sql.replace("{now}", NOW_SQL[dialect])
+    if dialect == "postgresql":
+        sql = sql.replace("%", "%%")
+        sql = _NAMED.sub(r"%(\1)s", sql)
+    return sql
+
+
+class Connection:
+    """One database connection, in autocommit mode with explicit transactions."""
+
+    def __init__(self, raw: Any, dialect: str, url: str):
+        self.raw = raw
+        self.dialect = dialect
+        self.url = url
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None):
+        cur = self.raw.cursor()
+        cur.execute(adapt(sql, self.dialect), params or {})
+        return cur
+
+    def one(self, sql: str, params: Mapping[str, Any] | None = None):
+        return self.execute(sql, params).fetchone()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction: ``BEGIN IMMEDIATE`` on SQLite so it never deadlocks."""
+        if self.dialect == "sqlite":
+            self.raw.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+            except BaseException:
+                self.raw.execute("ROLLBACK")
+                raise
+            self.raw.execute("COMMIT")
+        else:
+            with self.raw.transaction():
+                yield self
+
+    def close(self) -> None:
+        try:
+            self.raw.close()
+        except Exception:  # noqa: BLE001 - closing a broken connection is best effort
+            pass
+
+
+def connect(url: str) -> Connection:
+    """Open a connection; SQLite gets WAL, a busy timeout and NORMAL sync."""
+    if is_sqlite(url):
+        import sqlite3
+
+        path = sqlite_path(url)
+        raw = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+        raw.execute("PRAGMA busy_timeout = 60000")
+        mode = raw.execute("PRAGMA journal_mode").fetchone()[0]
+        if mode.lower() != "wal":
+            raw.execute("PRAGMA journal_mode = WAL")
+        raw.execute("PRAGMA synchronous = NORMAL")
+        return Connection(raw, "sqlite", url)
+    import psycopg
+
+    conninfo = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", url)
+    try:
+        raw = psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        from hpclaunch.errors import DatabaseError
+
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseError(f"cannot connect to {redact(url)}: {first}") from exc
+    return Connection(raw, "postgresql", url)

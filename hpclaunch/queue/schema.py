@@ -1,0 +1,120 @@
+"""SQLAlchemy Core tables: the single description of the queue's schema.
+
+Alembic migrations create these; ``tests/queue/test_migrations.py`` checks that
+the migrated database and this module agree. Times are float epoch seconds
+(database clock where the database sets them) so SQLite and PostgreSQL compare
+them the same way.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments INTEGER PRIMARY KEY, PostgreSQL wants BIGINT.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(100), nullable=True),
+    Column("spec", Text, nullable=False),
+    Column("n_tasks", Integer, nullable=False),
+    Column("canceled_at", Float, nullable=True),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("tags", String(512), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+    Column("stopped_at", Float, nullable=True),
+    Column("exit_reason", String(32), nullable=True),
+    Column("exit_detail", Text, nullable=True),
+    Column("lease", Float, nullable=False),
+    Column("scheduler", String(16), nullable=True),
+    Column("job_id", String(64), nullable=True),
+    Column("array_job_id", String(64), nullable=True),
+    Column("array_index", Integer, nullable=True),
+    Column("launch_id", String(64), nullable=True),
+    Column("version", String(32), nullable=True),
+    Index("ix_workers_status", "status"),
+    Index("ix_workers_launch", "launch_id"),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("batch_id", Id, ForeignKey("batches.id"), nullable=True),
+    Column("name", String(200), nullable=True),
+    Column("kind", String(16), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("pickled", LargeBinary, nullable=True),
+    # Canonical tag set: sorted, comma-joined. Workers match by subset.
+    Column("tags", String(512), nullable=False),
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("max_attempts", Integer, nullable=False, server_default="3"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("timeout", Float, nullable=True),
+    Column("expected_runtime", Float, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("reason", String(64), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+    Column("worker_id", Id, ForeignKey("workers.id"), nullable=True),
+    # Fencing token of the current attempt: completions must present it.
+    Column("claim_token", String(40), nullable=True),
+    Column("lease_expires_at", Float, nullable=True),
+    Column("exit_code", Integer, nullable=True),
+    Column("result", Text, nullable=True),
+    Column("result_pickled", LargeBinary, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("stdout_tail", Text, nullable=True),
+    Column("stderr_tail", Text, nullable=True),
+    Column("log_dir", Text, nullable=True),
+    Index("ix_tasks_claim", "status", "priority", "id"),
+    Index("ix_tasks_lease", "status", "lease_expires_at"),
+    Index("ix_tasks_batch", "batch_id"),
+    Index("ix_tasks_worker", "worker_id"),
+)
+
+task_attempts = Table(
+    "task_attempts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("task_id", Id, ForeignKey("tasks.id"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("worker_id", Id, ForeignKey("workers.id"), nullable=True),
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=False),
+    # completed | failed | released | lost | canceled
+    Column("outcome", String(16), nullable=False),
+    Column("reason", String(64), nullable=True),
+    Column("exit_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Index("ix_task_attempts_task", "task_id"),
+)

@@ -1,0 +1,99 @@
+"""Which database to use: flag > env var > connection file > SQLite default."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from hpclaunch.errors import DatabaseError, UserError
+from hpclaunch.paths import home
+
+ENV_URL = "HPCLAUNCH_DATABASE_URL"
+ENV_FILE = "HPCLAUNCH_DATABASE_FILE"
+SUPPORTED_SCHEMES = ("sqlite", "postgresql", "postgres")
+
+
+def default_sqlite_path() -> Path:
+    return home() / "hpclaunch.sqlite3"
+
+
+def connection_file_path() -> Path:
+    return home() / "database.yaml"
+
+
+def resolve_database_url(explicit: str | None = None) -> str:
+    """The queue URL, by the documented order of precedence."""
+    if explicit:
+        return check_url(explicit, source="--database")
+    env = os.environ.get(ENV_URL)
+    if env:
+        return check_url(env, source=ENV_URL)
+    file_env = os.environ.get(ENV_FILE)
+    if file_env:
+        return read_connection_file(Path(file_env).expanduser(), source=ENV_FILE)
+    conn_file = connection_file_path()
+    if conn_file.exists():
+        return read_connection_file(conn_file, source=str(conn_file))
+    return f"sqlite:///{default_sqlite_path()}"
+
+
+def check_url(url: str, *, source: str) -> str:
+    scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+    if "://" not in url or scheme not in SUPPORTED_SCHEMES:
+        raise DatabaseError(
+            f"unsupported database URL from {source}: {redact(url)!r}; "
+            "use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+        )
+    return url
+
+
+def read_connection_file(path: Path, *, source: str) -> str:
+    """Read ``url:`` from a YAML connection file that only its owner can read."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise DatabaseError(f"connection file {path} (from {source}) does not exist") from None
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise DatabaseError(
+            f"connection file {path} is readable by others (mode {stat.S_IMODE(st.st_mode):o}); "
+            f"it may hold a password: run `chmod 600 {path}`"
+        )
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise UserError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+        raise UserError(f"{path}: expected a mapping with a `url:` key (a database URL)")
+    unknown = sorted(set(data) - {"url"})
+    if unknown:
+        raise UserError(f"{path}: unknown key {unknown[0]!r}; the only key is `url`")
+    return check_url(data["url"], source=str(path))
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced, safe for messages and logs."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, at, host = rest.rpartition("@")
+    if ":" in creds:
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url
+
+
+def is_sqlite(url: str) -> bool:
+    return url.lower().startswith("sqlite")
+
+
+def sqlite_path(url: str) -> str:
+    """The file path of a ``sqlite:///PATH`` URL (``:memory:`` is refused)."""
+    path = url.split(":///", 1)[1] if ":///" in url else ""
+    if not path or path == ":memory:":
+        raise DatabaseError("an in-memory SQLite database cannot be shared with workers")
+    return path.split("?", 1)[0]

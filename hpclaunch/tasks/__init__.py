@@ -1,0 +1,1 @@
+"""Task payload kinds (command, call, pickle) and how each is run."""

@@ -1,0 +1,242 @@
+"""Run one claimed task and say how it ended.
+
+Commands run in their own process group, so a forwarded signal or a timeout
+reaches everything they started. Calls and pickled callables run in the
+worker's main thread; their timeout and the stop grace period interrupt them
+with SIGALRM (pure-Python code is interruptible this way; a C extension that
+never returns to the interpreter is not, and is then caught by the lease).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hpclaunch.queue.claims import Claimed, Outcome
+
+TAIL_BYTES = 64 * 1024
+KILL_AFTER = 5.0  # seconds between SIGTERM and SIGKILL on a timeout
+
+
+@dataclass
+class Control:
+    """What the worker's signal handlers and heartbeat tell a running task."""
+
+    stop_signal: int | None = None
+    grace_deadline: float | None = None
+    lease_lost: bool = False
+    call_running: bool = False
+    _alarm_reason: str | None = field(default=None, repr=False)
+
+    def stop_requested(self) -> bool:
+        return self.stop_signal is not None
+
+    def grace_over(self) -> bool:
+        return self.grace_deadline is not None and time.monotonic() >= self.grace_deadline
+
+
+class CallInterrupted(BaseException):
+    """Raised inside a running call by SIGALRM (timeout or end of grace)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Either an outcome to record, or a reason to put the task back untouched."""
+
+    outcome: Outcome | None
+    released: str | None = None
+
+
+def run(task: Claimed, control: Control, log_root: Path) -> RunResult:
+    log_dir = log_root / str(task.id)
+    if task.kind == "command":
+        return _run_command(task, control, log_dir)
+    if task.kind in ("call", "pickle"):
+        return _run_in_process(task, control, log_dir)
+    return RunResult(Outcome(ok=False, reason="unknown_kind", error=f"unknown kind {task.kind!r}"))
+
+
+def tail(path: Path, limit: int = TAIL_BYTES) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - limit))
+            return fh.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _run_command(task: Claimed, control: Control, log_dir: Path) -> RunResult:
+    spec = json.loads(task.payload)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    out_path = log_dir / f"attempt-{task.attempt}.out"
+    err_path = log_dir / f"attempt-{task.attempt}.err"
+    env = None
+    if spec.get("env"):
+        env = {**os.environ, **spec["env"]}
+    args = spec["shell"] if "shell" in spec else spec["argv"]
+    try:
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            proc = subprocess.Popen(
+                args, shell="shell" in spec, cwd=spec.get("cwd"), env=env,
+                stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
+            )
+    except OSError as exc:
+        return RunResult(Outcome(
+            ok=False, reason="cannot_start", error=f"cannot start {args!r}: {exc}",
+            log_dir=str(log_dir),
+        ))
+    started = time.monotonic()
+    forwarded = False
+    timed_out = False
+    while True:
+        try:
+            code = proc.wait(timeout=0.05)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        if control.stop_signal is not None and not forwarded:
+            _signal_group(proc, control.stop_signal)
+            forwarded = True
+        if control.grace_over() or control.lease_lost:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+            if control.lease_lost:
+                return RunResult(Outcome(ok=False, reason="lease_lost", log_dir=str(log_dir)))
+            return RunResult(None, released="stopped")
+        if task.timeout and not timed_out and time.monotonic() - started > task.timeout:
+            timed_out = True
+            _signal_group(proc, signal.SIGTERM)
+            try:
+                code = proc.wait(timeout=KILL_AFTER)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                code = proc.wait()
+            break
+    stdout_tail, stderr_tail = tail(out_path), tail(err_path)
+    if forwarded and code != 0 and not timed_out:
+        # It ended because we passed the stop signal on: not the task's failure.
+        return RunResult(None, released="stopped")
+    if timed_out:
+        return RunResult(Outcome(
+            ok=False, reason="timeout", exit_code=code, stdout_tail=stdout_tail,
+            stderr_tail=stderr_tail, log_dir=str(log_dir),
+            error=f"timed out after {task.timeout:g} s",
+        ))
+    if code != 0:
+        return RunResult(Outcome(
+            ok=False, reason="exit_code", exit_code=code, stdout_tail=stdout_tail,
+            stderr_tail=stderr_tail, log_dir=str(log_dir), error=f"exited with code {code}",
+        ))
+    return RunResult(Outcome(
+        ok=True, exit_code=0, stdout_tail=stdout_tail, stderr_tail=stderr_tail,
+        log_dir=str(log_dir),
+    ))
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def _run_in_process(task: Claimed, control: Control, log_dir: Path) -> RunResult:
+    out, err = io.StringIO(), io.StringIO()
+    result_json = result_pickled = None
+    control.call_running = True
+    if task.timeout:
+        signal.setitimer(signal.ITIMER_REAL, task.timeout)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            if task.kind == "call":
+                spec = json.loads(task.payload)
+                fn = _resolve(spec["target"])
+                value = fn(*spec.get("args", []), **spec.get("kwargs", {}))
+                result_json = json.dumps(value)
+            else:
+                import cloudpickle
+
+                fn, args, kwargs = cloudpickle.loads(task.pickled)
+                result_pickled = cloudpickle.dumps(fn(*args, **kwargs))
+    except CallInterrupted as exc:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        if exc.reason == "stopped":
+            return RunResult(None, released="stopped")
+        return _in_process_failure(task, log_dir, out, err, "timeout",
+                                   f"timed out after {task.timeout:g} s")
+    except _ResolveError as exc:
+        return _in_process_failure(task, log_dir, out, err, "import_error", str(exc))
+    except (TypeError, ValueError) as exc:
+        if result_json is None and result_pickled is None and _is_json_error(exc):
+            return _in_process_failure(task, log_dir, out, err, "result_not_json",
+                                       f"the result is not JSON-serialisable: {exc}")
+        return _in_process_failure(task, log_dir, out, err, "exception", traceback.format_exc())
+    except Exception:  # noqa: BLE001 - the task's own failure, recorded with its traceback
+        return _in_process_failure(task, log_dir, out, err, "exception", traceback.format_exc())
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        control.call_running = False
+    stdout_tail, stderr_tail = _save_streams(task, log_dir, out, err)
+    return RunResult(Outcome(
+        ok=True, result=result_json, result_pickled=result_pickled,
+        stdout_tail=stdout_tail, stderr_tail=stderr_tail,
+        log_dir=str(log_dir) if stdout_tail or stderr_tail else None,
+    ))
+
+
+def _is_json_error(exc: Exception) -> bool:
+    return "JSON serializable" in str(exc) or "Circular reference" in str(exc)
+
+
+def _in_process_failure(task, log_dir, out, err, reason: str, error: str) -> RunResult:
+    stdout_tail, stderr_tail = _save_streams(task, log_dir, out, err)
+    return RunResult(Outcome(
+        ok=False, reason=reason, error=error, stdout_tail=stdout_tail, stderr_tail=stderr_tail,
+        log_dir=str(log_dir) if stdout_tail or stderr_tail else None,
+    ))
+
+
+def _save_streams(task: Claimed, log_dir: Path, out: io.StringIO, err: io.StringIO):
+    """Write captured output to the task's log folder (only when there is any)."""
+    tails = []
+    for stream, suffix in ((out, "out"), (err, "err")):
+        text = stream.getvalue()
+        if text:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            (log_dir / f"attempt-{task.attempt}.{suffix}").write_text(text)
+        tails.append(text[-TAIL_BYTES:] or None)
+    return tails[0], tails[1]
+
+
+class _ResolveError(Exception):
+    pass
+
+
+def _resolve(target: str):
+    import importlib
+
+    module_name, _, attr_path = target.partition(":")
+    try:
+        obj = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise _ResolveError(f"cannot import {module_name!r} for {target}: {exc}") from None
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise _ResolveError(f"{module_name!r} has no attribute {attr_path!r}") from None
+    if not callable(obj):
+        raise _ResolveError(f"{target} is not callable")
+    return obj

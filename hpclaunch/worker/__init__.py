@@ -1,0 +1,1 @@
+"""The worker: claim, run, heartbeat, obey signals and deadlines."""
