@@ -234,11 +234,12 @@ def reap(conn: Connection, reason: str = "lease_expired") -> list[tuple[int, str
             cur = conn.execute(
                 "UPDATE tasks SET status = :status, reason = :reason, claim_token = NULL, "
                 "lease_expires_at = NULL, "
-                "worker_id = CASE WHEN :status = 'pending' THEN NULL ELSE worker_id END, "
-                "finished_at = CASE WHEN :status = 'pending' THEN NULL ELSE {now} END, "
-                "error = CASE WHEN :status = 'failed' THEN :error ELSE error END "
+                "worker_id = CASE WHEN :requeue = 1 THEN NULL ELSE worker_id END, "
+                "finished_at = CASE WHEN :requeue = 1 THEN NULL ELSE {now} END, "
+                "error = CASE WHEN :requeue = 1 THEN error ELSE :error END "
                 "WHERE id = :id AND claim_token = :token",
-                {"status": new_status, "reason": reason, "id": task_id, "token": token,
+                {"status": new_status, "requeue": int(new_status == "pending"),
+                 "reason": reason, "id": task_id, "token": token,
                  "error": f"worker {worker_id} stopped renewing its lease ({reason})"},
             )
             if cur.rowcount != 1:

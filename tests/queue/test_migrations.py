@@ -1,0 +1,88 @@
+"""The migrations and ``queue.schema`` describe the same database."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine
+
+from hpclaunch.queue import driver, migrate
+from hpclaunch.queue.schema import metadata
+from hpclaunch.queue.version import SCHEMA_HEAD
+
+
+def test_schema_head_matches_the_newest_migration():
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrate.MIGRATIONS_DIR))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == SCHEMA_HEAD
+
+
+def test_migrated_database_matches_schema_module(queue_url):
+    migrate.open_ready(queue_url).close()
+    engine = create_engine(migrate._sqlalchemy_url(queue_url))
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    engine.dispose()
+    assert diff == []
+
+
+def test_fresh_sqlite_file_is_migrated_on_first_use(tmp_path):
+    url = f"sqlite:///{tmp_path / 'sub' / 'new.sqlite3'}"
+    conn = migrate.open_ready(url)
+    try:
+        assert migrate.current_revision(conn) == SCHEMA_HEAD
+        assert conn.one("PRAGMA journal_mode")[0] == "wal"
+    finally:
+        conn.close()
+
+
+def test_worker_path_never_imports_heavy_modules():
+    """The cold start of every array element must not pay for these."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, hpclaunch.cli as c\n"
+        "try:\n    c.main(['worker', '--help'])\nexcept SystemExit:\n    pass\n"
+        "import hpclaunch.worker.loop, hpclaunch.queue.claims\n"
+        "heavy = [m for m in ('sqlalchemy', 'alembic', 'rich', 'jinja2', 'paramiko', "
+        "'cloudpickle') if m in sys.modules]\n"
+        "print('HEAVY:' + ','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "HEAVY:"
+
+
+def test_migration_files_are_numbered_like_their_revision():
+    for path in (migrate.MIGRATIONS_DIR / "versions").glob("*.py"):
+        revision = re.search(r'^revision = "(\w+)"', Path(path).read_text(), re.M).group(1)
+        assert path.name.startswith(revision + "_")
+
+
+def test_bare_postgres_is_refused_not_migrated(pg_url):
+    import psycopg
+    import pytest
+
+    from hpclaunch.errors import DatabaseError
+
+    base, _, _ = pg_url.rpartition("/")
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+        admin.execute("DROP DATABASE IF EXISTS hpclaunch_bare_test")
+        admin.execute("CREATE DATABASE hpclaunch_bare_test")
+    try:
+        with pytest.raises(DatabaseError, match="db upgrade"):
+            migrate.open_ready(f"{base}/hpclaunch_bare_test")
+        conn = driver.connect(f"{base}/hpclaunch_bare_test")
+        try:
+            assert migrate.current_revision(conn) is None
+        finally:
+            conn.close()
+    finally:
+        with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+            admin.execute("DROP DATABASE hpclaunch_bare_test WITH (FORCE)")
