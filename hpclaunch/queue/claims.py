@@ -122,11 +122,16 @@ class Claimer:
         if fit_deadline:
             conditions.append("COALESCE(expected_runtime, timeout, 0) <= :remaining")
         lock = " FOR UPDATE SKIP LOCKED" if conn.dialect == "postgresql" else ""
+        # SQLite has no statistics to prefer the partial index over ix_tasks_status.
+        source = "tasks" if conn.dialect == "postgresql" else "tasks INDEXED BY ix_tasks_pending"
         self.sql = (
             "UPDATE tasks SET status = 'running', worker_id = :worker_id, "
             "attempts = attempts + 1, claim_token = :token, started_at = {now}, "
             "finished_at = NULL, lease_expires_at = {now} + :lease "
-            "WHERE status = 'pending' AND id = (SELECT id FROM tasks WHERE "
+            # Only the primary key here: an extra `status = 'pending'` makes PostgreSQL
+            # scan every pending row. The row lock taken by the subquery (re-checked
+            # against the newest row version) or SQLite's write lock keeps it exact.
+            f"WHERE id = (SELECT id FROM {source} WHERE "
             + " AND ".join(conditions)
             + f" ORDER BY priority DESC, id LIMIT 1{lock}) "
             "RETURNING id, kind, payload, pickled, timeout, expected_runtime, attempts, "
@@ -142,8 +147,12 @@ class Claimer:
             "lease": self.lease,
             "remaining": remaining,
         }
-        with self.conn.transaction():
+        if self.conn.dialect == "postgresql":
+            # One statement in autocommit mode is atomic: no BEGIN/COMMIT round trips.
             row = self.conn.one(self.sql, params)
+        else:
+            with self.conn.transaction():
+                row = self.conn.one(self.sql, params)
         if row is None:
             return None
         pickled = bytes(row[3]) if row[3] is not None else None
@@ -167,10 +176,18 @@ _FINISH = (
     "WHERE id = :id AND claim_token = :token AND status = 'running' "
     "RETURNING status"
 )
-_ATTEMPT = (
-    "INSERT INTO task_attempts (task_id, attempt, worker_id, started_at, finished_at, "
-    "outcome, reason, exit_code, error) VALUES (:task_id, :attempt, :worker_id, :started_at, "
-    "{now}, :outcome, :reason, :exit_code, :error)"
+_ATTEMPT_COLUMNS = (
+    "task_attempts (task_id, attempt, worker_id, started_at, finished_at, "
+    "outcome, reason, exit_code, error)"
+)
+_ATTEMPT_VALUES = ":task_id, :attempt, :worker_id, :started_at, {now}, :outcome, :reason, " \
+    ":exit_code, :error"
+_ATTEMPT = f"INSERT INTO {_ATTEMPT_COLUMNS} VALUES ({_ATTEMPT_VALUES})"
+# PostgreSQL: the fenced update and the attempt's log row in one statement.
+_FINISH_PG = (
+    f"WITH done AS ({_FINISH}), "
+    f"logged AS (INSERT INTO {_ATTEMPT_COLUMNS} SELECT {_ATTEMPT_VALUES} FROM done) "
+    "SELECT status FROM done"
 )
 
 
@@ -186,15 +203,19 @@ def finish(conn: Connection, worker_id: int, task: Claimed, outcome: Outcome) ->
         "stdout_tail": outcome.stdout_tail, "stderr_tail": outcome.stderr_tail,
         "log_dir": outcome.log_dir,
     }
+    attempt = {
+        "task_id": task.id, "attempt": task.attempt, "worker_id": worker_id,
+        "started_at": task.started_at, "outcome": "completed" if outcome.ok else "failed",
+    }
+    if conn.dialect == "postgresql":
+        row = conn.one(_FINISH_PG, {**params, **attempt})
+        return row[0] if row else None
     with conn.transaction():
         row = conn.one(_FINISH, params)
         if row is None:
             return None
-        conn.execute(_ATTEMPT, {
-            "task_id": task.id, "attempt": task.attempt, "worker_id": worker_id,
-            "started_at": task.started_at, "outcome": "completed" if outcome.ok else "failed",
-            "reason": outcome.reason, "exit_code": outcome.exit_code, "error": outcome.error,
-        })
+        conn.execute(_ATTEMPT, {**attempt, "reason": outcome.reason,
+                                "exit_code": outcome.exit_code, "error": outcome.error})
     return row[0]
 
 
