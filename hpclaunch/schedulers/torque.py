@@ -129,7 +129,10 @@ def parse_status_xml(stdout: str) -> list[JobState]:
         ) from exc
     out = []
     for job in root.iter("Job"):
-        attrs = _xml_attrs(job)
+        try:
+            attrs = _xml_attrs(job)
+        except RecursionError:
+            raise ParseError("qstat -x printed XML nested deeper than qstat ever does") from None
         key = attrs.get("Job_Id")
         if not isinstance(key, str) or not key:
             raise ParseError("qstat -x printed a <Job> without <Job_Id>")
