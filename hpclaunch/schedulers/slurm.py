@@ -148,6 +148,16 @@ def parse_status(stdout: str) -> list[JobState]:
     return out
 
 
+def no_such_jobs(stderr: str) -> bool:
+    """True when squeue failed only because none of the IDs is known any more.
+
+    squeue exits 1 with "Invalid job id specified" when every ID given has left
+    the controller (after MinJobAge); with at least one known ID it prints that
+    one and exits 0. Such jobs are looked up in sacct, or settled from the database.
+    """
+    return "invalid job id specified" in (stderr or "").lower()
+
+
 # --- accounting (sacct) -------------------------------------------------------------
 
 
