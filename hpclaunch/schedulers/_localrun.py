@@ -26,6 +26,12 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, note)
     signal.signal(signal.SIGINT, note)
+    # submit() starts us with these signals blocked so that a cancel arriving while the
+    # interpreter starts up stays pending instead of killing us without a record.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    if cancelled:
+        _record(exit_dir, f"signal {cancelled[0]}\ncancelled {cancelled[0]}\n")
+        return 128 + cancelled[0]
     try:
         child = subprocess.Popen(command)
     except OSError as exc:

@@ -130,6 +130,7 @@ def submit(
                 cwd=cwd,
                 start_new_session=True,
                 close_fds=True,
+                preexec_fn=_block_stop_signals,
             )
         pids.append(str(proc.pid))
     return pids
@@ -182,6 +183,11 @@ def cancel(job_ids: Sequence[str]) -> list[str]:
                 f"not allowed to stop local job {job_id}: it belongs to another user"
             ) from None
     return done
+
+
+def _block_stop_signals() -> None:
+    """In the forked child before exec: hold SIGTERM/SIGINT until the wrapper can record them."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
 
 
 def _alive(pid: int) -> bool:
