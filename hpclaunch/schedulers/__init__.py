@@ -134,7 +134,7 @@ def get_scheduler(name: str) -> ModuleType:
 
 # --- small helpers shared by the adapters -------------------------------------------
 
-_JOB_NAME_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,200}$")
+_JOB_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,199}$")
 
 
 def excerpt(text: str, limit: int = 60) -> str:
@@ -146,9 +146,10 @@ def excerpt(text: str, limit: int = 60) -> str:
 
 def check_job_name(job_name: str) -> str:
     """Validate a job name before it goes on a command line."""
-    if not isinstance(job_name, str) or not _JOB_NAME_RE.match(job_name):
+    if not isinstance(job_name, str) or not _JOB_NAME_RE.fullmatch(job_name):
         raise UserError(
-            f"invalid job name {job_name!r}: use 1-200 letters, digits, '_', '.', '+' or '-'"
+            f"invalid job name {job_name!r}: use 1-200 letters, digits, '_', '.', '+' or '-', "
+            "starting with a letter, digit or '_'"
         )
     return job_name
 
@@ -163,7 +164,7 @@ def check_ids(
     if not ids:
         raise UserError(f"no {what} job IDs given: pass at least one")
     for job_id in ids:
-        if not pattern.match(job_id):
+        if not pattern.fullmatch(job_id):
             raise UserError(f"invalid {what} job ID {job_id!r}: expected e.g. {pattern.pattern}")
     return ids
 

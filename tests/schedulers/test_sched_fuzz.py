@@ -120,3 +120,46 @@ def _check(parser, data):
 @given(data=st.one_of(st.text(), scheduler_like, st.binary()))
 def test_parsers_never_crash(parser, data):
     _check(parser, data)
+
+
+ARGV_BUILDERS = [
+    slurm.status_argv,
+    slurm.accounting_argv,
+    slurm.cancel_argv,
+    pbs.status_argv,
+    pbs.accounting_argv,
+    pbs.cancel_argv,
+    torque.status_argv,
+    torque.accounting_argv,
+    torque.cancel_argv,
+]
+
+
+@pytest.mark.parametrize("build", ARGV_BUILDERS, ids=lambda b: f"{b.__module__}.{b.__name__}")
+@settings(max_examples=100, deadline=None)
+@given(ids=st.lists(st.one_of(st.text(max_size=12), st.sampled_from(["12", "12_3", "1[].s"]))))
+def test_argv_builders_accept_only_job_ids(build, ids):
+    """Random IDs either become arguments that cannot be read as options, or a UserError."""
+    from hpclaunch.errors import UserError
+
+    try:
+        argv = build(ids)
+    except UserError as exc:
+        assert str(exc) and "\n" not in str(exc)
+        return
+    assert all(isinstance(a, str) and a for a in argv)
+    for job_id in ids:  # every accepted ID starts with a digit: never read as an option
+        assert job_id.strip()[:1].isdigit()
+
+
+@pytest.mark.parametrize("module", [slurm, pbs, torque], ids=lambda m: m.NAME)
+@settings(max_examples=100, deadline=None)
+@given(name=st.text(max_size=30))
+def test_job_names_are_validated(module, name):
+    from hpclaunch.errors import UserError
+
+    try:
+        argv = module.find_by_name_argv(name)
+    except UserError:
+        return
+    assert name in argv and not name.startswith("-") and not any(c.isspace() for c in name)
