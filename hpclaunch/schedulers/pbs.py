@@ -1,0 +1,259 @@
+"""PBS Professional / OpenPBS: qsub / qstat -F json / qdel / qselect.
+
+Pure functions only. Facts from the Altair PBS Professional Reference Guide
+(job_state letters; Table 11-1 exit status ranges; Table 11-2 negative
+JOB_EXEC codes) and the User's Guide (job array IDs ``1234[].server``,
+subjobs ``1234[7].server``); the JSON layout from the OpenPBS design page
+"PP-483/484/485: Enhance output of qstat" (``timestamp``, ``pbs_version``,
+``pbs_server``, ``Jobs``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hpclaunch.errors import UserError
+from hpclaunch.schedulers import (
+    JobState,
+    ParseError,
+    SubmittedJob,
+    check_element,
+    check_ids,
+    check_job_name,
+    excerpt,
+)
+from hpclaunch.schedulers._pbs_common import (
+    ID_ARG_RE,
+    drop_expanded_parents,
+    element_id,
+    exit_status_of,
+    make_state,
+    parse_full_text,
+    parse_job_id_lines,
+    parse_qsub,
+    positive_exit_verdict,
+)
+
+NAME = "pbs"
+# PBS job arrays need at least two subjobs (qsub -J X-Y with Y > X).
+ARRAY_MIN_ELEMENTS = 2
+# Server attribute max_array_size defaults to 10000.
+ARRAY_MAX_ELEMENTS_DEFAULT = 10000
+JOB_ID_ENV = "PBS_JOBID"
+ARRAY_JOB_ID_ENV = "PBS_ARRAY_ID"
+ARRAY_INDEX_ENV = "PBS_ARRAY_INDEX"
+
+# job_state letters (Reference Guide, job attribute job_state).
+STATE_MAP: dict[str, str] = {
+    "B": "RUNNING",  # array job: at least one subjob has started
+    "E": "COMPLETING",  # exiting: finished, PBS cleaning up
+    "F": "COMPLETED",  # finished: refined by Exit_status below
+    "H": "PENDING",  # held
+    "M": "UNKNOWN",  # moved to another server
+    "Q": "PENDING",
+    "R": "RUNNING",
+    "S": "SUSPENDED",
+    "T": "PENDING",  # transiting
+    "U": "SUSPENDED",  # suspended for workstation user activity
+    "W": "PENDING",  # waiting for its execution time (or a failed stage-in)
+    "X": "COMPLETED",  # subjob finished (expired): refined by Exit_status
+}
+FINISHED_LETTERS = frozenset({"F", "X"})
+_PENDING_REASONS = {
+    "H": "held",
+    "W": "waiting for its execution time or a stage-in retry",
+    "T": "being moved to a new location",
+    "M": "moved to another server",
+}
+
+# Negative Exit_status: the job could not be executed (Reference Guide Table 11-2).
+EXEC_CODES: dict[int, tuple[str, str]] = {
+    -1: ("JOB_EXEC_FAIL1", "FAILED"),
+    -2: ("JOB_EXEC_FAIL2", "FAILED"),
+    -3: ("JOB_EXEC_RETRY", "FAILED"),
+    -4: ("JOB_EXEC_INITABT", "NODE_FAIL"),
+    -5: ("JOB_EXEC_INITRST", "NODE_FAIL"),
+    -6: ("JOB_EXEC_INITRMG", "NODE_FAIL"),
+    -7: ("JOB_EXEC_BADRESRT", "FAILED"),
+    -8: ("JOB_EXEC_GLOBUS_INIT_RETRY", "FAILED"),
+    -9: ("JOB_EXEC_GLOBUS_INIT_FAIL", "FAILED"),
+    -10: ("JOB_EXEC_FAILUID", "FAILED"),
+    -11: ("JOB_EXEC_RERUN", "PREEMPTED"),
+    -12: ("JOB_EXEC_CHKP", "PREEMPTED"),
+    -13: ("JOB_EXEC_FAIL_PASSWORD", "FAILED"),
+    -14: ("JOB_EXEC_RERUN_ON_SIS_FAIL", "NODE_FAIL"),
+    -15: ("JOB_EXEC_QUERST", "PREEMPTED"),
+    -16: ("JOB_EXEC_FAILHOOK_RERUN", "FAILED"),
+    -17: ("JOB_EXEC_FAILHOOK_DELETE", "FAILED"),
+    -18: ("JOB_EXEC_HOOK_RERUN", "FAILED"),
+    -19: ("JOB_EXEC_HOOK_DELETE", "FAILED"),
+    -20: ("JOB_EXEC_RERUN_MS_FAIL", "NODE_FAIL"),
+}
+
+
+# --- submit ------------------------------------------------------------------------
+
+
+def submit_argv(script_path: str, *, extra: Sequence[str] = ()) -> list[str]:
+    """``qsub [extra...] SCRIPT``: prints ``1234.server`` or ``1234[].server``."""
+    if not script_path or not isinstance(script_path, str):
+        raise UserError("no batch script path given to qsub")
+    return ["qsub", *[str(e) for e in extra], script_path]
+
+
+def parse_submit(stdout: str) -> SubmittedJob:
+    """Parse qsub's output: the job ID, with ``cluster`` set to the server name."""
+    return parse_qsub(stdout, "qsub")
+
+
+# --- status ------------------------------------------------------------------------
+
+
+def status_argv(job_ids: Sequence[str]) -> list[str]:
+    """One ``qstat -f -F json -t -x`` for many jobs: subjobs expanded, finished jobs kept.
+
+    ``-x`` adds finished jobs when the server keeps job history; without it a
+    finished job is an error, so it is always passed.
+    """
+    ids = check_ids(job_ids, ID_ARG_RE, "PBS")
+    return ["qstat", "-f", "-F", "json", "-t", "-x", *ids]
+
+
+def parse_status(stdout: str) -> list[JobState]:
+    """Parse ``qstat -f -F json`` output, one JobState per job or subjob."""
+    data = _load_json(stdout)
+    jobs = data.get("Jobs", {})
+    if jobs is None:
+        jobs = {}
+    if not isinstance(jobs, Mapping):
+        raise ParseError("qstat -F json: 'Jobs' is not an object")
+    out: list[JobState] = []
+    for key, attrs in jobs.items():
+        if not isinstance(attrs, Mapping):
+            raise ParseError(f"qstat -F json: job {excerpt(str(key))!r} is not an object")
+        out.append(job_state(str(key), attrs, "qstat"))
+    return drop_expanded_parents(out)
+
+
+def parse_status_text(stdout: str) -> list[JobState]:
+    """Parse plain ``qstat -f`` text (servers too old for ``-F json``)."""
+    out = [job_state(key, attrs, "qstat -f") for key, attrs in parse_full_text(stdout)]
+    return drop_expanded_parents(out)
+
+
+def job_state(key: str, attrs: Mapping[str, Any], source: str) -> JobState:
+    """One job's attributes (JSON object or ``qstat -f`` text) to a JobState."""
+    raw_letter = attrs.get("job_state")
+    if not isinstance(raw_letter, str) or raw_letter.strip() not in STATE_MAP:
+        raise ParseError(
+            f"{source}: job {excerpt(key)!r} has an unexpected job_state "
+            f"{excerpt(str(raw_letter))!r}"
+        )
+    letter = raw_letter.strip()
+    status = exit_status_of(attrs, source)
+    comment = attrs.get("comment")
+    comment = comment.strip() if isinstance(comment, str) and comment.strip() else None
+    if letter in FINISHED_LETTERS:
+        state, reason = exit_verdict(status, attrs)
+    else:
+        state = STATE_MAP[letter]
+        reason = comment or _PENDING_REASONS.get(letter)
+    return make_state(key, state, letter, reason, status, source)
+
+
+def exit_verdict(status: int | None, attrs: Mapping[str, Any]) -> tuple[str, str | None]:
+    """State and reason of a finished PBS job from its Exit_status (raw value kept by caller).
+
+    0..127 the script's exit value; 128+N the top process died of signal N;
+    254 execve() failed; >= 256 PBS killed it with signal (X % 256), which is
+    a walltime or memory limit when resources_used shows one reached (the
+    classic 271 = 256 + SIGTERM) and otherwise a qdel; negative = JOB_EXEC_*.
+    """
+    if status is None:
+        return "UNKNOWN", "finished; no exit status recorded (job history off?)"
+    if status < 0:
+        name, state = EXEC_CODES.get(status, (f"exit status {status}", "FAILED"))
+        return state, f"{name}: the job could not be executed"
+    return positive_exit_verdict(status, attrs)
+
+
+# --- accounting: finished jobs come from the same qstat -x ------------------------------
+
+
+def accounting_argv(job_ids: Sequence[str]) -> list[str]:
+    """Finished jobs: ``qstat -x`` history (only when the server keeps job history)."""
+    return status_argv(job_ids)
+
+
+def parse_accounting(stdout: str) -> list[JobState]:
+    return parse_status(stdout)
+
+
+def history_unavailable(stderr: str) -> bool:
+    """True when qstat says the server keeps no job history (job_history_enable unset)."""
+    text = (stderr or "").lower()
+    return "job_history_enable" in text or ("history" in text and "not" in text)
+
+
+# --- cancel ------------------------------------------------------------------------
+
+
+def cancel_argv(job_ids: Sequence[str], element: int | None = None) -> list[str]:
+    """``qdel`` the jobs, or only subjob ``element`` of each array (``1234[7].server``)."""
+    ids = check_ids(job_ids, ID_ARG_RE, "PBS")
+    element = check_element(element)
+    if element is not None:
+        try:
+            ids = [element_id(i, element) for i in ids]
+        except ParseError as exc:
+            raise UserError(str(exc)) from None
+    return ["qdel", *ids]
+
+
+# --- find by name ----------------------------------------------------------------------
+
+
+def find_by_name_argv(job_name: str) -> list[str]:
+    """``qselect -x -N NAME``: also finished jobs, so a job that already ran counts."""
+    return ["qselect", "-x", "-N", check_job_name(job_name)]
+
+
+def parse_find_by_name(stdout: str) -> list[str]:
+    return parse_job_id_lines(stdout, "qselect")
+
+
+# --- JSON ------------------------------------------------------------------------------
+
+_BARE_WORD_RE = re.compile(r"(?<=[:\[,])(\s*)(-?inf|nan|-?infinity)(?=\s*[,}\]])", re.I)
+_BAD_ESCAPE_RE = re.compile(r'\\(?![\\/"bfnrtu])')
+
+
+def _load_json(stdout: str | bytes) -> dict[str, Any]:
+    """json.loads with repairs for what some qstat versions emit.
+
+    Known quirks: unquoted ``inf``/``nan`` for numeric-looking values (a job
+    named ``inf``), raw control characters and stray backslashes inside
+    Variable_List strings.
+    """
+    if isinstance(stdout, bytes):
+        stdout = stdout.decode("utf-8", "replace")
+    if not isinstance(stdout, str):
+        raise ParseError(f"qstat output must be text, got {type(stdout).__name__}")
+    text = stdout.strip()
+    if not text:
+        return {}
+    data: Any = None
+    for candidate in (text, _BAD_ESCAPE_RE.sub(r"\\\\", _BARE_WORD_RE.sub(r'\1"\2"', text))):
+        try:
+            data = json.loads(candidate, strict=False)
+            break
+        except (ValueError, RecursionError):
+            continue
+    else:
+        raise ParseError(f"qstat -F json printed something that is not JSON: {excerpt(text)!r}")
+    if not isinstance(data, dict):
+        raise ParseError(f"qstat -F json printed JSON that is not an object: {excerpt(text)!r}")
+    return data
