@@ -35,7 +35,7 @@ COMMANDS: dict[str, str] = {
     "logs": "hpclaunch.cli.launch_cmds:logs",
     "launches": "hpclaunch.cli.launch_cmds:launches",
     "reconcile": "hpclaunch.cli.launch_cmds:reconcile",
-    "lost": "hpclaunch.cli.launch_cmds:lost",
+    "lost": "hpclaunch.cli.fault_cmds:lost",
 }
 
 SHORT_HELP: dict[str, str] = {

@@ -125,3 +125,59 @@ task_attempts = Table(
     Column("error", Text, nullable=True),
     Index("ix_task_attempts_task", "task_id"),
 )
+
+# --- launches (what was submitted where, with which scheduler job IDs) --------
+
+launches = Table(
+    "launches",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("site", String(100), nullable=False),
+    Column("host", String(255), nullable=True),
+    Column("scheduler", String(16), nullable=False),
+    Column("workdir", Text, nullable=False),
+    Column("log_dir", Text, nullable=False),
+    Column("workers", Integer, nullable=False),
+    Column("tags", String(512), nullable=False),
+    # submitting | submitted | partial | failed | canceled | broken
+    Column("status", String(16), nullable=False),
+    Column("submitted_at", Float, nullable=False),
+    Column("submitted_by", String(100), nullable=True),
+    Column("profile", Text, nullable=False),
+    Column("broken_reason", Text, nullable=True),
+    Column("canceled_at", Float, nullable=True),
+    Index("ix_launches_site_status", "site", "status"),
+)
+
+launch_jobs = Table(
+    "launch_jobs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("launch_id", String(64), ForeignKey("launches.id"), nullable=False),
+    Column("chunk", Integer, nullable=False),
+    Column("job_name", String(128), nullable=False),
+    Column("job_id", String(64), nullable=True),
+    Column("elements", Integer, nullable=False),
+    Column("workers_per_element", Integer, nullable=False),
+    Column("array", Integer, nullable=False),
+    Column("script", Text, nullable=False),
+    Column("script_path", Text, nullable=False),
+    Column("submitted_at", Float, nullable=True),
+    Index("ux_launch_jobs_chunk", "launch_id", "chunk", unique=True),
+)
+
+# The scheduler's last verdict on each array element (written by status/reconcile).
+launch_elements = Table(
+    "launch_elements",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("launch_id", String(64), ForeignKey("launches.id"), nullable=False),
+    Column("job_id", String(64), nullable=False),
+    Column("array_index", Integer, nullable=True),
+    Column("state", String(32), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("exit_code", Integer, nullable=True),
+    Column("seen_at", Float, nullable=False),
+    Column("settled", Integer, nullable=False, server_default="0"),
+    Index("ux_launch_elements", "launch_id", "job_id", "array_index", unique=True),
+)

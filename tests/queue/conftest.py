@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-TABLES = "task_attempts, tasks, workers, batches"
+TABLES = "launch_elements, launch_jobs, launches, task_attempts, tasks, workers, batches"
 
 
 @pytest.fixture(scope="session")
