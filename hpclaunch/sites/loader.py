@@ -140,8 +140,9 @@ def _set(tree: dict[str, Entry], parts: tuple[str, ...], value: Any, where: Wher
     new = dict(tree)
     if not rest:
         if isinstance(child, Section | MapOf) and not isinstance(value, dict):
+            example = next(iter(child.fields)) if isinstance(child, Section) else "NAME"
             raise UserError(f"{where}: {key} is a section; set one of its keys, e.g. "
-                            f"{key}.{next(iter(child.fields)) if isinstance(child, Section) else 'NAME'}")
+                            f"{key}.{example}")
         new[head] = Entry(_entries(value, where), where)
         return new
     if isinstance(child, Field):
@@ -202,7 +203,7 @@ def _unknown(key: str, spec: Section, prefix: tuple[str, ...]) -> str:
 
 def _check(tree: dict[str, Entry], spec: Section, prefix: tuple[str, ...],
            values: dict[str, Any], prov: dict[str, str]) -> None:
-    """Convert ``tree`` per ``spec`` into ``values``; record provenance; raise on the first error."""
+    """Convert ``tree`` per ``spec`` into ``values`` and record provenance; raise on error."""
     for key, entry in tree.items():
         path = prefix + (key,)
         dotted = ".".join(path)

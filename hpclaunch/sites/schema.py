@@ -293,8 +293,8 @@ SCHEMA = Section({
         "partition": Field(WORD),
         "account": Field(WORD),
         "qos": Field(WORD),
-        "constraint": Field(_regex(checks.DIRECTIVE_WORD,
-                                   "a constraint without spaces or quotes, e.g. cpu or gpu&hbm80g")),
+        "constraint": Field(_regex(
+            checks.DIRECTIVE_WORD, "a constraint without spaces or quotes, e.g. gpu&hbm80g")),
         "walltime": Field(_walltime, default="01:00:00", nullable=False, help="HH:MM:SS"),
         "nodes": Field(_int(1, 100000), default=1, nullable=False, help="a whole number"),
         "cpus": Field(_int(1, 100000), default=1, nullable=False, help="a whole number"),
