@@ -124,6 +124,7 @@ def plan_launch(profile: Profile, workers: int, launch_id: str | None = None,
             1 <= workers <= MAX_WORKERS:
         raise UserError(f"--workers {checks.show(workers)}: give a whole number from 1 to "
                         f"{MAX_WORKERS}")
+    _check_required(profile)
     tags = profile.worker.tags if tags is None or len(tags) == 0 else _check_tags(tags)
     launch_id = default_launch_id(profile, workers, tags) if launch_id is None else \
         _check_launch_id(launch_id)
@@ -139,6 +140,19 @@ def plan_launch(profile: Profile, workers: int, launch_id: str | None = None,
         site=profile.name, scheduler=profile.scheduler, launch_id=launch_id, workers=workers,
         workdir=profile.workdir, log_dir=f"{profile.workdir.rstrip('/')}/{launch_id}",
         chunks=chunks, warnings=tuple(warnings))
+
+
+def _check_required(profile: Profile) -> None:
+    from hpclaunch.sites.loader import FLAG_KEYS
+
+    flags = {key: "--" + flag.replace("_", "-") for flag, key in FLAG_KEYS.items()}
+    for key in profile.required:
+        if profile.value_of(key) in (None, ""):
+            how = f"{flags[key]} VALUE" if key in flags else f"--set {key}=VALUE"
+            raise UserError(
+                f"site {profile.name} requires {key} ({profile.source_of('required')}): pass "
+                f"{how}, or set it in ~/.hpclaunch/sites/{profile.name}.yaml with "
+                f"'extends: {profile.name}'")
 
 
 def _ignored(profile: Profile) -> list[str]:

@@ -104,7 +104,7 @@ def parse_set(expr: str) -> Override:
     if not sep or not key:
         raise UserError(f"--set {checks.show(expr)}: write --set key.path=value, "
                         "e.g. --set resources.partition=gpu")
-    return Override(key, parse_scalar(value), f"--set {key}")
+    return Override(key, parse_scalar(value), "--set")
 
 
 def flag_overrides(**flags: Any) -> list[Override]:
@@ -362,8 +362,9 @@ def _build(first: Path, chain: list[Path], merged: dict[str, Entry], values: dic
         model.RetryRule(reason, "requeue_on", action["requeue_on"]) if isinstance(action, dict)
         else model.RetryRule(reason, action)
         for reason, action in sorted(values.get("retry", {}).items()))
-    top = {k: values[k] for k in ("description", "host", "workdir", "template",
-                                  "extra_directives", "setup") if values.get(k) is not None}
+    top_keys = ("description", "host", "workdir", "template", "extra_directives", "setup",
+                "required")
+    top = {k: values[k] for k in top_keys if values.get(k) is not None}
     name = first.name[: -len(SUFFIX)] if first.name.endswith(SUFFIX) else first.name
     return model.Profile(
         name=name, path=where, scheduler=scheduler,

@@ -7,7 +7,7 @@ record of where each value came from.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -107,6 +107,7 @@ class Profile:
     worker: WorkerOptions = WorkerOptions()
     database: DatabaseAccess = DatabaseAccess("env", "HPCLAUNCH_DATABASE_URL")
     retry: tuple[RetryRule, ...] = ()
+    required: tuple[str, ...] = ()  # keys that must be set before rendering
     chain: tuple[str, ...] = ()  # files, most specific first (the extends chain)
     provenance: MappingProxyType = field(
         default_factory=lambda: MappingProxyType({}), compare=False, repr=False)
@@ -115,16 +116,24 @@ class Profile:
         """Where the value at dotted ``key`` came from (``file:line``, an override, or default)."""
         return self.provenance.get(key, "default")
 
+    def value_of(self, key: str) -> Any:
+        """The value at dotted ``key`` (``resources.account``)."""
+        value: Any = self
+        for part in key.split("."):
+            value = getattr(value, part)
+        return value
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data (for ``--json`` and for hashing a launch)."""
-        data = asdict(self)
-        data.pop("provenance", None)
+        data = {f.name: (asdict(v) if is_dataclass(v) else v)
+                for f in fields(self) if f.name != "provenance"
+                for v in [getattr(self, f.name)]}
         data["env"] = dict(self.env)
         data["retry"] = {r.reason: (r.action if r.site is None else {"requeue_on": r.site})
                          for r in self.retry}
         data["database"] = {self.database.kind: self.database.value
                             if self.database.kind != "local" else True}
-        for key in ("extra_directives", "setup", "chain"):
+        for key in ("extra_directives", "setup", "chain", "required"):
             data[key] = list(data[key])
         data["worker"]["tags"] = list(self.worker.tags)
         return data

@@ -270,6 +270,29 @@ def _list_of(item: Callable[[Any], Any], what: str) -> Callable[[Any], tuple]:
     return check
 
 
+def _required_key(raw: Any) -> str:
+    text = _text(raw)
+    node = lookup(tuple(text.split(".")))
+    if not isinstance(node, Field) or text.split(".")[0] in ("required", "extends"):
+        keys = [".".join(p) for p in _leaf_keys(SCHEMA)]
+        import difflib
+
+        near = difflib.get_close_matches(text, keys, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise Invalid(f"{show(text)} is not a profile key{hint}")
+    return text
+
+
+def _leaf_keys(section: Section, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out = []
+    for key, sub in section.fields.items():
+        if isinstance(sub, Section):
+            out += _leaf_keys(sub, prefix + (key,))
+        elif isinstance(sub, Field):
+            out.append(prefix + (key,))
+    return out
+
+
 # --------------------------------------------------------------------------- the schema
 WORD = _regex(checks.SHELL_WORD, checks.SHELL_WORD_CHARS)
 PATH = _regex(checks.PATH, f"a path of {checks.SHELL_WORD_CHARS} (a leading ~/ is fine)")
@@ -331,6 +354,9 @@ SCHEMA = Section({
         "local": Field(_bool),
     }, atomic=True),
     "retry": MapOf(_retry_reason, _retry_action),
+    # hpclaunch addition: keys that must have a value before a script is rendered
+    # (e.g. the account on sites where -A is mandatory).
+    "required": Field(_list_of(_required_key, "profile keys"), default=()),
 })
 
 
