@@ -190,11 +190,14 @@ def _all_keys(spec: Section, prefix: tuple[str, ...] = ()) -> list[tuple[str, ..
 
 
 def _unknown(key: str, spec: Section, prefix: tuple[str, ...]) -> str:
+    exact = [p for p in _all_keys(SCHEMA) if p[-1] == key]
+    if exact:
+        return f"unknown key here; did you mean {'.'.join(exact[0])!r}?"
     near = difflib.get_close_matches(key, list(spec.fields), n=1, cutoff=0.6)
     if near:
         return f"unknown key; did you mean {'.'.join(prefix + (near[0],))!r}?"
-    elsewhere = [p for p in _all_keys(SCHEMA) if p[-1] == key or
-                 difflib.get_close_matches(key, [p[-1]], n=1, cutoff=0.8)]
+    elsewhere = [p for p in _all_keys(SCHEMA)
+                 if difflib.get_close_matches(key, [p[-1]], n=1, cutoff=0.8)]
     if elsewhere:
         return f"unknown key here; did you mean {'.'.join(elsewhere[0])!r}?"
     valid = ", ".join(spec.fields)

@@ -104,9 +104,9 @@ def _mapping(node: yaml.MappingNode, source: str, loader: _Loader) -> dict[str, 
         where = Where(source, key_node.start_mark.line + 1)
         if not isinstance(key_node, yaml.ScalarNode):
             raise UserError(f"{where}: a key must be a plain name, not a list or mapping")
-        key = str(_construct(key_node, source, loader))
-        if key == "<<":
+        if key_node.tag == "tag:yaml.org,2002:merge" or key_node.value == "<<":
             raise UserError(f"{where}: YAML merge keys ('<<') are not supported; use 'extends'")
+        key = str(_construct(key_node, source, loader))
         if key in out:
             raise UserError(
                 f"{where}: {key}: written twice (first on line {out[key].where.line}); "
@@ -123,4 +123,5 @@ def _construct(node: yaml.Node, source: str, loader: _Loader) -> Any:
         return loader.construct_object(node, deep=True)
     except yaml.YAMLError as exc:
         where = Where(source, node.start_mark.line + 1)
-        raise UserError(f"{where}: unreadable value: {_one_line(exc)}") from None
+        problem = getattr(exc, "problem", None) or exc
+        raise UserError(f"{where}: unreadable value: {_one_line(problem)}") from None
