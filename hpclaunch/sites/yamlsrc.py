@@ -76,8 +76,9 @@ def parse_scalar(text: str) -> Any:
 
 def load_tree(text: str, source: str) -> dict[str, Entry]:
     """Parse ``text`` into a tree of :class:`Entry` (top level must be a mapping)."""
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -85,10 +86,14 @@ def load_tree(text: str, source: str) -> dict[str, Entry]:
         raise UserError(
             f"{Where(source, line)}: not valid YAML: {_one_line(exc.problem or exc)}; "
             "fix the syntax (indentation, quotes, colons)") from None
+    except yaml.reader.ReaderError as exc:
+        raise UserError(f"{source}: contains the control character \\x{exc.character:02x} "
+                        f"(position {exc.position}); remove it") from None
     except yaml.YAMLError as exc:
         raise UserError(f"{source}: not valid YAML: {_one_line(exc)}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if node is None:
         raise UserError(f"{source}: the profile is empty; it needs at least 'scheduler:'")
     if not isinstance(node, yaml.MappingNode):
