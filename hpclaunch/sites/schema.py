@@ -99,8 +99,8 @@ def _one_line(limit: int) -> Callable[[Any], str]:
 
 def _int(minimum: int, maximum: int | None = None) -> Callable[[Any], int]:
     def check(raw: Any) -> int:
-        if isinstance(raw, str) and re.fullmatch(r"[+-]?\d+", raw.strip()):
-            raw = int(raw)
+        if isinstance(raw, str) and re.fullmatch(r"[+-]?[0-9]+", raw.strip(" ")):
+            raw = int(raw.strip(" "))
         if isinstance(raw, bool) or not isinstance(raw, int):
             raise Invalid(f"expected a whole number >= {minimum}, got {show(raw)}")
         if raw < minimum or (maximum is not None and raw > maximum):
