@@ -45,6 +45,28 @@ ANY_TEXT = st.one_of(NASTY, st.text(max_size=24))
 PUNCT = set(";&|<>()")
 
 
+def substitutions(line: str) -> tuple[int, int]:
+    """Count ``$(`` and backticks the shell would act on (outside single quotes)."""
+    dollar = tick = 0
+    single = double = escaped = False
+    for i, ch in enumerate(line):
+        if escaped:
+            escaped = False
+        elif single:
+            single = ch != "'"
+        elif ch == "\\":
+            escaped = True
+        elif ch == "'" and not double:
+            single = True
+        elif ch == '"':
+            double = not double
+        elif ch == "`":
+            tick += 1
+        elif ch == "$" and line[i + 1:i + 2] == "(":
+            dollar += 1
+    return dollar, tick
+
+
 def signature(line: str, loose: bool = False) -> tuple:
     """What kind of line this is, as far as the shell or the scheduler is concerned.
 
