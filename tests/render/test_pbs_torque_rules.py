@@ -21,10 +21,9 @@ from __future__ import annotations
 import re
 
 import pytest
+from render_helpers import directives, plan
 
 from hpclaunch.errors import UserError
-
-from .helpers import directives, plan
 
 PBS_J = re.compile(r"^(\d+)-(\d+)(?::(\d+))?(?:%(\d+))?$")
 TORQUE_T = re.compile(r"^\d+(?:-\d+)?(?:,\d+(?:-\d+)?)*(?:%\d+)?$")

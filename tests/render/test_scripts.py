@@ -10,11 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+from render_helpers import directives, first_command_line, plan
 
 from hpclaunch.errors import UserError
 from hpclaunch.sites import available
-
-from .helpers import directives, first_command_line, plan
 
 
 def test_slurm_script_asks_for_warning_signal_and_runs_worker_in_background(home):
