@@ -1,0 +1,31 @@
+#!/bin/bash
+# hpclaunch script for site local (no scheduler): launch golden.
+# Runs 7 worker(s) on this machine. Generated: re-render instead of editing.
+mkdir -p "$HOME"/.hpclaunch/local-runs/golden
+exec >>"$HOME"/.hpclaunch/local-runs/golden/hpcl-golden-0.out 2>>"$HOME"/.hpclaunch/local-runs/golden/hpcl-golden-0.err
+
+mkdir -p "$HOME"/.hpclaunch/local-runs/golden
+export HPCLAUNCH_LAUNCH_ID=golden
+
+# Start 7 worker(s) in the background and wait: the batch shell then
+# runs its trap when a signal arrives and passes it on as SIGTERM (the worker's cue
+# to stop claiming and let the running task finish within its grace period).
+hpcl_pids=()
+hpcl_forward() { [ -n "${hpcl_pids[*]:-}" ] && kill -TERM ${hpcl_pids[*]} 2>/dev/null; }
+trap hpcl_forward USR1 TERM INT
+for hpcl_slot in $(seq 7); do
+  hpclaunch worker --close-on-empty-queue -t default --walltime 24:00:00 --launch-id golden --grace 30 --log-dir "$HOME"/.hpclaunch/local-runs/golden &
+  hpcl_pids+=("$!")
+done
+hpcl_status=0
+for hpcl_pid in "${hpcl_pids[@]}"; do
+  while :; do
+    wait "$hpcl_pid"
+    hpcl_rc=$?
+    # wait returns early (status > 128) when a trapped signal arrives: wait again.
+    if [ "$hpcl_rc" -gt 128 ] && kill -0 "$hpcl_pid" 2>/dev/null; then continue; fi
+    break
+  done
+  [ "$hpcl_rc" -eq 0 ] || hpcl_status=$hpcl_rc
+done
+exit "$hpcl_status"

@@ -1,0 +1,47 @@
+#!/bin/bash
+# hpclaunch batch script for site longleaf-gpu: launch golden, chunk 1.
+# 2 element(s) x 1 worker(s). Generated: re-render instead of editing.
+#SBATCH --job-name=hpcl-golden-1
+#SBATCH --partition=l40-gpu
+#SBATCH --account=golden-acct
+#SBATCH --qos=gpu_access
+#SBATCH --time=12:00:00
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=1
+#SBATCH --cpus-per-task=8
+#SBATCH --mem=32G
+#SBATCH --gpus-per-node=1
+#SBATCH --array=0-1%1
+#SBATCH --output=golden/hpcl-golden-1_%A_%a.out
+#SBATCH --error=golden/hpcl-golden-1_%A_%a.err
+#SBATCH --signal=B:USR1@30
+
+mkdir -p "$HOME"/hpclaunch/golden
+export HPCLAUNCH_LAUNCH_ID=golden
+if [ -z "${HPCLAUNCH_DATABASE_URL:-}" ]; then
+  echo "hpclaunch: HPCLAUNCH_DATABASE_URL is not set in the job environment; workers cannot find the queue" >&2
+  exit 78
+fi
+
+# Start 1 worker(s) in the background and wait: the batch shell then
+# runs its trap when a signal arrives and passes it on as SIGTERM (the worker's cue
+# to stop claiming and let the running task finish within its grace period).
+hpcl_pids=()
+hpcl_forward() { [ -n "${hpcl_pids[*]:-}" ] && kill -TERM ${hpcl_pids[*]} 2>/dev/null; }
+trap hpcl_forward USR1 TERM INT
+for hpcl_slot in $(seq 1); do
+  hpclaunch worker --singleflow --close-on-empty-queue -t default --walltime 12:00:00 --launch-id golden --grace 30 --log-dir "$HOME"/hpclaunch/golden &
+  hpcl_pids+=("$!")
+done
+hpcl_status=0
+for hpcl_pid in "${hpcl_pids[@]}"; do
+  while :; do
+    wait "$hpcl_pid"
+    hpcl_rc=$?
+    # wait returns early (status > 128) when a trapped signal arrives: wait again.
+    if [ "$hpcl_rc" -gt 128 ] && kill -0 "$hpcl_pid" 2>/dev/null; then continue; fi
+    break
+  done
+  [ "$hpcl_rc" -eq 0 ] || hpcl_status=$hpcl_rc
+done
+exit "$hpcl_status"

@@ -1,0 +1,44 @@
+#!/bin/bash
+# hpclaunch batch script for site polaris (PBS Pro / OpenPBS): launch golden, chunk 1.
+# 1 element(s) x 3 worker(s). Generated: re-render instead of editing.
+#PBS -N hpcl-golden-1
+#PBS -q preemptable
+#PBS -A golden-acct
+#PBS -l select=1:ncpus=48:ngpus=4
+#PBS -l walltime=06:00:00
+#PBS -l filesystems=home:eagle
+#PBS -l place=scatter
+#PBS -o golden/hpcl-golden-1.out
+#PBS -e golden/hpcl-golden-1.err
+#PBS -v HPCLAUNCH_DATABASE_URL
+
+cd "${PBS_O_WORKDIR:-$HOME}" || exit 1
+mkdir -p "$HOME"/hpclaunch/golden
+export HPCLAUNCH_LAUNCH_ID=golden
+if [ -z "${HPCLAUNCH_DATABASE_URL:-}" ]; then
+  echo "hpclaunch: HPCLAUNCH_DATABASE_URL is not set in the job environment; workers cannot find the queue" >&2
+  exit 78
+fi
+
+# Start 3 worker(s) in the background and wait: the batch shell then
+# runs its trap when a signal arrives and passes it on as SIGTERM (the worker's cue
+# to stop claiming and let the running task finish within its grace period).
+hpcl_pids=()
+hpcl_forward() { [ -n "${hpcl_pids[*]:-}" ] && kill -TERM ${hpcl_pids[*]} 2>/dev/null; }
+trap hpcl_forward USR1 TERM INT
+for hpcl_slot in $(seq 3); do
+  hpclaunch worker --close-on-empty-queue -t default --walltime 06:00:00 --launch-id golden --grace 30 --log-dir "$HOME"/hpclaunch/golden &
+  hpcl_pids+=("$!")
+done
+hpcl_status=0
+for hpcl_pid in "${hpcl_pids[@]}"; do
+  while :; do
+    wait "$hpcl_pid"
+    hpcl_rc=$?
+    # wait returns early (status > 128) when a trapped signal arrives: wait again.
+    if [ "$hpcl_rc" -gt 128 ] && kill -0 "$hpcl_pid" 2>/dev/null; then continue; fi
+    break
+  done
+  [ "$hpcl_rc" -eq 0 ] || hpcl_status=$hpcl_rc
+done
+exit "$hpcl_status"
