@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from tests.queue.conftest import hpclaunch_cmd, marker_counts, run_cli
+from queue_helpers import hpclaunch_cmd, marker_counts, run_cli
 
 N_TASKS = 2000
 N_WORKERS = 8

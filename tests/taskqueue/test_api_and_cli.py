@@ -7,9 +7,9 @@ import os
 import stat
 
 import pytest
+from queue_helpers import run_cli, start_worker
 
 from hpclaunch.queue.api import TaskFailed
-from tests.queue.conftest import run_cli, start_worker
 
 
 def drain():
@@ -21,6 +21,12 @@ def square_plus(x, offset=0):
 
 
 def test_api_round_trip(queue):
+    import sys
+
+    import cloudpickle
+
+    # The worker cannot import this test module: send square_plus by value.
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
     call = queue.enqueue_call("math:pow", [2, 10])
     cloud = queue.run_cloud(lambda x, y=1: [x, y], 5, y=6)
     module_fn = queue.run_cloud(square_plus, 3, offset=1)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
+from queue_helpers import run_cli, start_worker
 
 from hpclaunch.errors import UserError
 from hpclaunch.queue import claims, driver
 from hpclaunch.tasks.payloads import worker_tag_sets
-from tests.queue.conftest import run_cli, start_worker
 
 
 @pytest.fixture

@@ -7,8 +7,7 @@ import signal
 import time
 
 import pytest
-
-from tests.queue.conftest import start_worker
+from queue_helpers import start_worker
 
 
 def wait_for(predicate, timeout=30.0, interval=0.05):
@@ -50,7 +49,7 @@ def test_lease_expiry_with_attempts_spent_fails_the_task(queue, tmp_path):
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     time.sleep(1.5)
-    from tests.queue.conftest import run_cli
+    from queue_helpers import run_cli
 
     out = run_cli("tasks", "reap", check=True)
     assert "1 task(s) reaped: 0 back to pending, 1 failed" in out.stdout
