@@ -33,7 +33,9 @@ def main(argv: list[str]) -> int:
         _record(exit_dir, f"signal {cancelled[0]}\ncancelled {cancelled[0]}\n")
         return 128 + cancelled[0]
     try:
-        child = subprocess.Popen(command)
+        # The worker records this wrapper's PID as its job ID (the local job ID).
+        env = {**os.environ, "HPCLAUNCH_LOCAL_JOB_ID": str(os.getpid())}
+        child = subprocess.Popen(command, env=env)
     except OSError as exc:
         print(f"hpclaunch local: cannot start {command[0]!r}: {exc}", file=sys.stderr)
         _record(exit_dir, "exit 127\n")

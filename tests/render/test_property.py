@@ -83,10 +83,9 @@ def signature(line: str, loose: bool = False) -> tuple:
     lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
     lexer.whitespace_split = True
     tokens = list(lexer)
-    unquoted = re.sub(r"'[^']*'", "", line)
     punct = tuple(t for t in tokens if t and set(t) <= PUNCT)
     kind = "worker" if "worker" in tokens else tokens[0]  # the command itself is a field
-    return ("shell", kind, punct, unquoted.count("$("), unquoted.count("`"))
+    return ("shell", kind, punct, *substitutions(line))
 
 
 def render_all(scheduler: str, extra: list[Override], tags=None, launch_id="L1"
