@@ -137,6 +137,19 @@ def record_elements(engine: Engine, launch_id: str, states: list[dict[str, Any]]
                 exit_code=state.get("exit_code"), seen_at=now))
 
 
+def element_states(engine: Engine, launch_ids: list[str]) -> dict[str, dict[tuple, dict]]:
+    """The last verdict recorded for each element, per launch."""
+    if not launch_ids:
+        return {}
+    with engine.connect() as conn:
+        rows = conn.execute(select(launch_elements)
+                            .where(launch_elements.c.launch_id.in_(launch_ids))).mappings()
+        out: dict[str, dict[tuple, dict]] = {}
+        for row in rows:
+            out.setdefault(row["launch_id"], {})[(row["job_id"], row["array_index"])] = dict(row)
+    return out
+
+
 def _user() -> str | None:
     try:
         return getpass.getuser()

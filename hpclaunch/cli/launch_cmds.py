@@ -1,0 +1,240 @@
+"""Launch commands: submit, status, cancel, logs, launches."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+
+from hpclaunch.cli.output import emit, fmt_time, print_json, print_table
+from hpclaunch.cli.sites_cmds import collect_overrides, override_options
+from hpclaunch.errors import UserError
+
+
+def _engine_and_url(ctx: click.Context):
+    from hpclaunch.queue.db import get_engine
+    from hpclaunch.queue.urls import resolve_database_url
+
+    url = resolve_database_url(ctx.obj["database_url"])
+    return get_engine(url), url
+
+
+@click.command()
+@click.option("--site", required=True, metavar="NAME", help="Site profile (or a .yaml path).")
+@click.option("--workers", "-n", required=True, type=int, help="Number of workers to start.")
+@override_options
+@click.option("-t", "--tag", "tags", multiple=True, metavar="TAG",
+              help="Worker tags (replace the profile's).")
+@click.option("--dry-run", is_flag=True, help="Show the plan and scripts; submit nothing.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def submit(ctx, site, workers, tags, dry_run, as_json, **kwargs):
+    """Render, upload and submit worker job arrays to a site; record the launch.
+
+    \b
+      hpclaunch submit --site longleaf --workers 50
+      hpclaunch submit --site local --workers 4        # no scheduler: 4 processes here
+    """
+    from hpclaunch import sites as site_api
+    from hpclaunch.launches import submit as submitting
+
+    profile = site_api.load_profile(site, collect_overrides(kwargs))
+    if dry_run:
+        from hpclaunch.render import plan_launch
+
+        plan = plan_launch(profile, workers, "dry-run", tags=list(tags) or None)
+        if as_json:
+            print_json(plan.to_dict())
+            return
+        click.echo(f"dry run: would submit {len(plan.chunks)} script(s) for {workers} "
+                   f"worker(s) to {profile.name} ({profile.host or 'this machine'})")
+        for warning in plan.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        for chunk in plan.chunks:
+            click.echo(f"# ==> {chunk.filename} ({chunk.elements} element(s)) <==")
+            click.echo(chunk.script, nl=False)
+        return
+    engine, url = _engine_and_url(ctx)
+    result = submitting.submit(engine, url, profile, workers, tags=list(tags) or None)
+    if as_json:
+        print_json({"launch_id": result.plan.launch_id, "site": profile.name,
+                    "host": profile.host, "workdir": result.workdir,
+                    "jobs": [{k: j[k] for k in ("chunk", "job_name", "job_id", "elements",
+                                                "script_path")} for j in result.jobs],
+                    "ssh_connections": result.connections,
+                    "scheduler_calls": result.scheduler_calls,
+                    "warnings": list(result.plan.warnings)})
+        return
+    for warning in result.plan.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    ids = ", ".join(j["job_id"] for j in result.jobs)
+    click.echo(f"launch {result.plan.launch_id}: {workers} worker(s) on {profile.name} "
+               f"({profile.host or 'this machine'}); job ID(s) {ids}")
+    click.echo(f"scripts and logs in {result.jobs[0]['script_path'].rsplit('/', 1)[0]}")
+
+
+@click.command()
+@click.option("--site", default=None, help="Only launches to this site.")
+@click.option("--launch", "launch_id", default=None, help="Only this launch.")
+@click.option("--all", "include_finished", is_flag=True, help="Include finished launches.")
+@click.option("--elements", "show_elements", is_flag=True,
+              help="One row per array element (default when there are few).")
+@click.option("--watch", is_flag=True, help="Refresh every few seconds until Ctrl-C.")
+@click.option("--interval", type=click.FloatRange(min=1), default=5.0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def status(ctx, site, launch_id, include_finished, show_elements, watch, interval, as_json):
+    """Queue and scheduler state of launches, in one view (one scheduler call per site)."""
+    from hpclaunch.launches import track
+    from hpclaunch.queue import store
+
+    engine, _ = _engine_and_url(ctx)
+    while True:
+        report = track.status(engine, site=site, launch_id=launch_id,
+                              include_finished=include_finished)
+        stats = store.stats(engine)
+        if as_json:
+            print_json({"launches": report.launches, "queue": stats,
+                        "scheduler_calls": report.scheduler_calls,
+                        "ssh_connections": report.connections, "notes": report.notes})
+        else:
+            _print_status(report, stats, show_elements)
+        if not watch:
+            return
+        time.sleep(interval)
+        if not as_json:
+            click.clear()
+
+
+def _print_status(report, stats: dict[str, Any], show_elements: bool) -> None:
+    from rich.console import Console
+    from rich.progress_bar import ProgressBar
+
+    console = Console()
+    if not report.launches:
+        console.print("[dim]no live launches (--all shows finished ones)[/dim]")
+    for launch in report.launches:
+        counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(launch["state_counts"].items()))
+        console.print(f"[bold]launch {launch['id']}[/bold]  {launch['site']} "
+                      f"({launch['host'] or 'this machine'}, {launch['scheduler']})  "
+                      f"{launch['status']}  submitted {fmt_time(launch['submitted_at'])}  "
+                      f"{launch['workers']} worker(s): {counts or 'none'}",
+                      highlight=False)
+        if launch["broken_reason"]:
+            console.print(f"  [red]broken:[/red] {launch['broken_reason']}", highlight=False)
+        job_rows = []
+        for job in launch["jobs"]:
+            els = [e for e in launch["elements"] if e["chunk"] == job["chunk"]]
+            job_rows.append((job["chunk"], job["job_name"], job["job_id"] or "-",
+                             job["elements"], _count_states(els),
+                             sum(e["tasks_completed"] for e in els),
+                             sum(e["tasks_failed"] for e in els),
+                             sum(len(e["current_tasks"]) for e in els)))
+        if len(job_rows) <= 20:
+            print_table(None, ("chunk", "job name", "job ID", "elements", "states", "done",
+                               "failed", "running"), job_rows)
+        if show_elements or len(launch["elements"]) <= 16:
+            print_table(None, ("element", "job ID", "index", "state", "reason", "workers",
+                               "done", "failed", "running task"),
+                        [(e["element"], e["job_id"] or "-",
+                          "" if e["index"] is None else e["index"], e["state"],
+                          e["reason"] or "", _worker_summary(e["workers"]),
+                          e["tasks_completed"], e["tasks_failed"],
+                          ",".join(map(str, e["current_tasks"])))
+                         for e in launch["elements"]])
+    by = stats["by_status"]
+    total = stats["total"]
+    done = by["completed"] + by["failed"] + by["canceled"]
+    console.print(f"queue: {by['pending']} pending, {by['running']} running, "
+                  f"{by['completed']} completed, {by['failed']} failed, "
+                  f"{by['canceled']} canceled ({stats['workers_running']} worker(s) running)",
+                  highlight=False)
+    if total:
+        console.print(ProgressBar(total=total, completed=done, width=50))
+    for note in report.notes:
+        console.print(f"[dim]note: {note}[/dim]", highlight=False)
+    console.print(f"[dim]{report.scheduler_calls} scheduler call(s), "
+                  f"{report.connections} SSH connection(s)[/dim]", highlight=False)
+
+
+def _count_states(elements) -> str:
+    counts: dict[str, int] = {}
+    for e in elements:
+        counts[e["state"]] = counts.get(e["state"], 0) + 1
+    return ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
+
+
+def _worker_summary(ws) -> str:
+    return ", ".join(f"{w['id']}:{w['status']}"
+                     + (f"({w['exit_reason']})" if w["exit_reason"] else "") for w in ws)
+
+
+@click.command()
+@click.argument("launch_id")
+@click.option("--element", type=click.IntRange(min=0), default=None,
+              help="Cancel only this array element (numbered across the launch's chunks).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def cancel(ctx, launch_id, element, as_json):
+    """Cancel a launch's jobs and return the tasks its workers held to the queue."""
+    from hpclaunch.launches import track
+
+    engine, _ = _engine_and_url(ctx)
+    result = track.cancel(engine, launch_id, element=element)
+    if as_json:
+        print_json(result)
+        return
+    what = f"element {element} of launch {launch_id}" if element is not None \
+        else f"launch {launch_id}"
+    click.echo(f"canceled {what} (job ID(s) {', '.join(result['job_ids']) or 'none'}); "
+               f"{len(result['tasks_returned'])} task(s) back on the queue")
+    if not result["gone"]:
+        click.echo("note: some jobs had not left the scheduler's queue yet; their tasks "
+                   "return when their leases expire", err=True)
+
+
+@click.command()
+@click.argument("launch_id")
+@click.option("--element", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Array element (numbered across the launch's chunks).")
+@click.option("--tail", type=click.IntRange(min=1), default=None, help="Only the last N lines.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def logs(ctx, launch_id, element, tail, as_json):
+    """Show an array element's stdout and stderr (fetched over SFTP for remote sites)."""
+    from hpclaunch.launches import track
+
+    engine, _ = _engine_and_url(ctx)
+    result = track.logs(engine, launch_id, element=element, tail=tail)
+    if as_json:
+        print_json(result)
+        return
+    if result["stdout"] is None and result["stderr"] is None:
+        raise UserError(f"no output yet for element {element} of launch {launch_id} "
+                        f"(looked for {result['stdout_path']})")
+    for label in ("stdout", "stderr"):
+        click.echo(f"==> {result[label + '_path']} <==")
+        click.echo(result[label] if result[label] is not None else "(missing)\n", nl=False)
+
+
+@click.command()
+@click.option("--site", default=None)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def launches(ctx, site, as_json):
+    """List what was submitted, where, with which job IDs."""
+    from hpclaunch.launches import records
+
+    engine, _ = _engine_and_url(ctx)
+    rows = records.list_launches(engine, site=site)
+    for row in rows:
+        for job in row["jobs"]:
+            job.pop("script", None)
+    table = [(r["id"], r["site"], r["host"] or "", r["scheduler"], r["status"],
+              fmt_time(r["submitted_at"]), r["submitted_by"] or "", r["workers"],
+              ", ".join(j["job_id"] or "-" for j in r["jobs"][:6])
+              + (" ..." if len(r["jobs"]) > 6 else "")) for r in rows]
+    emit(as_json, rows, lambda: print_table(
+        None, ("launch", "site", "host", "scheduler", "status", "submitted", "by", "workers",
+               "job IDs"), table, empty="no launches yet"))

@@ -1,0 +1,215 @@
+"""``hpclaunch submit``: render the plan, upload the scripts, submit, record.
+
+Order matters for "no surprise jobs": the launch and its chunks are recorded
+before the first submission, each job ID right after its submission, and a
+submission whose reply was lost is looked up by its unique job name before it
+is ever sent again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import posixpath
+import secrets
+import shlex
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from hpclaunch.errors import UserError
+from hpclaunch.launches import records
+from hpclaunch.queue.urls import is_sqlite, sqlite_path
+from hpclaunch.render import LaunchPlan, plan_launch
+from hpclaunch.schedulers import get_scheduler
+from hpclaunch.sites.model import Profile
+
+SUBMIT_TRIES = 3
+
+
+@dataclass
+class Submitted:
+    """What ``submit`` did, for printing and for tests."""
+
+    plan: LaunchPlan
+    workdir: str
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    connections: int = 0
+    scheduler_calls: int = 0
+
+
+def new_launch_id() -> str:
+    return secrets.token_hex(5)
+
+
+def check_database_reachable(profile: Profile, url: str) -> None:
+    """Refuse launches whose workers could not reach the queue (before anything runs)."""
+    if profile.host is None:
+        return
+    if profile.database.kind == "local":
+        raise UserError(
+            f"site {profile.name} submits to {profile.host} over SSH but says `database: "
+            "{local: true}`; say how workers there reach the queue: database: {env: VAR}, "
+            "{file: PATH} or {url: ...} in the profile (or --set database.env=VAR)")
+    if is_sqlite(url):
+        raise UserError(
+            f"the queue is the SQLite file {sqlite_path(url)} on this machine, which workers on "
+            f"{profile.host} cannot reach; use a shared PostgreSQL (--database "
+            "postgresql://USER@HOST/DB or HPCLAUNCH_DATABASE_URL), or run submit on the cluster")
+
+
+def submit(engine, url: str, profile: Profile, workers: int, *, tags=None,
+           transport=None) -> Submitted:
+    """Submit ``workers`` workers to ``profile``'s site and record the launch."""
+    check_database_reachable(profile, url)
+    launch_id = new_launch_id()
+    if profile.scheduler == "local":
+        return _submit_local(engine, url, profile, workers, launch_id, tags)
+    plan = plan_launch(profile, workers, launch_id, tags=tags)
+    if transport is None:
+        from hpclaunch.transport import open_transport
+
+        transport = open_transport(profile.host, ssh_options(profile))
+    if profile.database.kind == "local":
+        # Workers inherit the submitting environment (sbatch/qsub export it); the
+        # URL itself never goes into a script.
+        os.environ["HPCLAUNCH_DATABASE_URL"] = url
+    scheduler = get_scheduler(profile.scheduler)
+    result = Submitted(plan=plan, workdir="")
+    with transport:
+        workdir = _absolute(transport, plan.workdir)
+        log_dir = _absolute(transport, plan.log_dir, base=workdir)
+        result.workdir = workdir
+        transport.makedirs(log_dir)
+        chunk_rows = []
+        for chunk in plan.chunks:
+            script_path = posixpath.join(log_dir, chunk.filename)
+            transport.write_file(script_path, chunk.script.encode(), mode=0o755)
+            chunk_rows.append({
+                "chunk": chunk.index, "job_name": chunk.job_name, "elements": chunk.elements,
+                "workers_per_element": chunk.workers_per_element, "array": int(chunk.array),
+                "script": chunk.script, "script_path": script_path,
+            })
+        records.create_launch(
+            engine, launch_id=launch_id, site=profile.name, host=profile.host,
+            scheduler=profile.scheduler, workdir=workdir, log_dir=log_dir,
+            workers_count=workers, tags=",".join(_tags(profile, tags)),
+            profile=profile.to_dict(), chunks=chunk_rows)
+        try:
+            for chunk, row in zip(plan.chunks, chunk_rows, strict=True):
+                job_id, calls = _submit_chunk(transport, scheduler, workdir, row)
+                result.scheduler_calls += calls
+                records.set_job_id(engine, launch_id, chunk.index, job_id)
+                result.jobs.append({**row, "job_id": job_id})
+        except BaseException:
+            records.set_status(engine, launch_id, "partial" if result.jobs else "failed")
+            raise
+        records.set_status(engine, launch_id, "submitted")
+        result.connections = transport.connections_opened
+    return result
+
+
+def _submit_chunk(transport, scheduler, workdir: str, row: dict) -> tuple[str, int]:
+    """Submit one chunk; after an ambiguous failure, find it by name before resubmitting."""
+    from hpclaunch.transport.base import AmbiguousCommandError
+
+    submit_line = (f"cd {shlex.quote(workdir)} && "
+                   + shlex.join(scheduler.submit_argv(row["script_path"])))
+    calls = 0
+    for attempt in range(1, SUBMIT_TRIES + 1):
+        calls += 1
+        try:
+            result = transport.run(submit_line, idempotent=False)
+        except AmbiguousCommandError:
+            calls += 1
+            found = transport.run(scheduler.find_by_name_argv(row["job_name"]),
+                                  idempotent=True)
+            ids = scheduler.parse_find_by_name(found.stdout) if found.ok else []
+            if ids:
+                return ids[0], calls
+            if attempt == SUBMIT_TRIES:
+                raise
+            continue
+        if not result.ok:
+            detail = (result.stderr or result.stdout).strip().splitlines()
+            raise UserError(
+                f"{scheduler.NAME} refused {row['job_name']}: "
+                f"{detail[-1] if detail else f'exit code {result.returncode}'} "
+                f"(script kept at {row['script_path']})", exit_code=6)
+        return scheduler.parse_submit(result.stdout).job_id, calls
+    raise AssertionError("unreachable")
+
+
+def _submit_local(engine, url: str, profile: Profile, workers: int, launch_id: str,
+                  tags) -> Submitted:
+    """The local 'scheduler': N detached worker processes, their PIDs the job IDs."""
+    from hpclaunch.schedulers import local
+
+    if profile.worker.command == "hpclaunch":
+        # Same machine: run the workers with the very installation that submits,
+        # whether or not its venv is on PATH.
+        command = f"{shlex.quote(sys.executable)} -m hpclaunch"
+        profile = dataclasses.replace(
+            profile, worker=dataclasses.replace(profile.worker, command=command))
+    plan = plan_launch(profile, 1, launch_id, tags=tags)  # one worker per process
+    (chunk,) = plan.chunks
+    workdir = os.path.expanduser(plan.workdir)
+    log_dir = os.path.expanduser(plan.log_dir)
+    if not os.path.isabs(log_dir):
+        log_dir = os.path.join(workdir, log_dir)
+    os.makedirs(log_dir, exist_ok=True)
+    script_path = os.path.join(log_dir, chunk.filename)
+    with open(script_path, "w") as fh:
+        fh.write(chunk.script)
+    os.chmod(script_path, 0o755)
+    env = dict(os.environ)
+    if profile.database.kind == "local":
+        env["HPCLAUNCH_DATABASE_URL"] = url
+    rows = [{"chunk": i, "job_name": chunk.job_name, "elements": 1, "workers_per_element": 1,
+             "array": 0, "script": chunk.script, "script_path": script_path}
+            for i in range(workers)]
+    records.create_launch(
+        engine, launch_id=launch_id, site=profile.name, host=None, scheduler="local",
+        workdir=workdir, log_dir=log_dir, workers_count=workers,
+        tags=",".join(_tags(profile, tags)), profile=profile.to_dict(), chunks=rows)
+    pids = local.submit(["bash", script_path], workers, log_dir=log_dir, env=env, cwd=workdir,
+                        name=chunk.job_name)
+    for i, pid in enumerate(pids):
+        records.set_job_id(engine, launch_id, i, pid)
+    records.set_status(engine, launch_id, "submitted")
+    result = Submitted(plan=plan, workdir=workdir)
+    result.jobs = [{**row, "job_id": pid} for row, pid in zip(rows, pids, strict=True)]
+    return result
+
+
+def _tags(profile: Profile, tags) -> list[str]:
+    return list(tags) if tags else list(profile.worker.tags)
+
+
+def ssh_options(profile: Profile) -> dict[str, Any]:
+    """The profile's SSH options for the transport (unset ones left to ~/.ssh/config)."""
+    ssh = profile.ssh
+    return {k: v for k, v in {
+        "user": ssh.user, "port": ssh.port, "identity_file": ssh.identity_file,
+        "proxy_jump": ssh.proxy_jump, "accept_new_host_key": ssh.accept_new_host_key,
+    }.items() if v not in (None, False)}
+
+
+def _absolute(transport, path: str, base: str | None = None) -> str:
+    """Expand ``~`` (on the remote side) and make ``path`` absolute."""
+    if path.startswith("~"):
+        path = _remote_home(transport) + path[1:]
+    elif not path.startswith("/") and base is not None:
+        path = posixpath.join(base, path)
+    return posixpath.normpath(path)
+
+
+def _remote_home(transport) -> str:
+    if transport.host is None:
+        return os.path.expanduser("~")
+    out = transport.run(["sh", "-c", 'printf %s "$HOME"'], idempotent=True)
+    home = out.stdout.strip()
+    if not out.ok or not home.startswith("/"):
+        raise UserError(f"cannot find the home folder on {transport.host}: "
+                        f"{out.stderr.strip() or 'empty $HOME'}")
+    return home
