@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["testenv_fixtures"]
+pytest_plugins = ["testenv_fixtures", "queue_fixtures"]
 
 
 def pytest_report_header(config):

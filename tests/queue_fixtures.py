@@ -1,4 +1,4 @@
-"""Queue fixtures: every queue test runs on SQLite and on the real PostgreSQL."""
+"""Queue fixtures: queue tests run on SQLite and on the real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -19,9 +19,19 @@ def _pg_migrated(request):
 @pytest.fixture(params=["sqlite", "postgresql"])
 def queue_url(request, tmp_path, monkeypatch) -> str:
     """A fresh, migrated queue database; also exported for subprocesses."""
+    return _fresh_queue(request, request.param, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def pg_queue_url(request, tmp_path, monkeypatch) -> str:
+    """Like ``queue_url``, PostgreSQL only (workers on the cluster share it)."""
+    return _fresh_queue(request, "postgresql", tmp_path, monkeypatch)
+
+
+def _fresh_queue(request, kind: str, tmp_path, monkeypatch) -> str:
     monkeypatch.setenv("HPCLAUNCH_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("HPCLAUNCH_LOG_DIR", str(tmp_path / "logs"))
-    if request.param == "sqlite":
+    if kind == "sqlite":
         url = f"sqlite:///{tmp_path / 'queue.sqlite3'}"
     else:
         url = request.getfixturevalue("_pg_migrated")

@@ -1,0 +1,62 @@
+"""`submit --site local`: the same commands on a laptop with no scheduler."""
+
+from __future__ import annotations
+
+import os
+
+from launch_helpers import cli, cli_json, enqueue_markers, marker_counts, queue_counts, wait_until
+
+
+def test_local_site_runs_the_queue_and_tracks_its_workers(queue_url, tmp_path):
+    markers = enqueue_markers(tmp_path, 20)
+    out = cli_json("submit", "--site", "local", "--workers", "4",
+                   "--set", f"workdir={tmp_path / 'runs'}")
+    launch_id = out["launch_id"]
+    pids = [j["job_id"] for j in out["jobs"]]
+    assert len(pids) == 4 and all(p.isdigit() for p in pids)
+    wait_until(lambda: queue_counts()["completed"] == 20, what="20 tasks completed")
+    assert set(marker_counts(markers).values()) == {1} and len(marker_counts(markers)) == 20
+
+    def settled():
+        report = cli_json("status", "--launch", launch_id)
+        (launch,) = report["launches"]
+        return launch if launch["status"] == "finished" else None
+
+    launch = wait_until(settled, what="launch finished")
+    assert [e["state"] for e in launch["elements"]] == ["COMPLETED"] * 4
+    assert sorted(e["job_id"] for e in launch["elements"]) == sorted(pids)
+    assert sum(e["tasks_completed"] for e in launch["elements"]) == 20
+    workers = cli_json("workers", "--all")
+    assert {w["launch_id"] for w in workers} == {launch_id}
+    assert sorted(w["job_id"] for w in workers) == sorted(pids)
+    logs = cli("logs", launch_id, "--element", "0").stdout
+    assert "worker" in logs and "stopped: empty_queue" in logs
+
+
+def test_cancel_local_launch_returns_running_tasks(queue_url, tmp_path):
+    started = tmp_path / "started"
+    started.mkdir()
+    batch = tmp_path / "slow.yaml"
+    batch.write_text(f"name: slow\ncommand: \"touch {started}/{{run}}; sleep 60\"\nn_runs: 2\n")
+    cli("enqueue", "--file", str(batch))
+    out = cli_json("submit", "--site", "local", "--workers", "2",
+                   "--set", f"workdir={tmp_path / 'runs'}", "--set", "worker.grace=1")
+    wait_until(lambda: len(os.listdir(started)) == 2, what="both tasks started")
+    result = cli_json("cancel", out["launch_id"])
+    assert result["gone"]
+    counts = queue_counts()
+    assert counts["pending"] == 2 and counts["running"] == 0
+    tasks = cli_json("tasks")
+    assert all(t["attempts"] == 0 for t in tasks)  # canceling is not the tasks' failure
+    (launch,) = cli_json("launches")
+    assert launch["status"] == "canceled"
+
+
+def test_remote_site_refuses_a_sqlite_queue(tmp_path, monkeypatch):
+    monkeypatch.setenv("HPCLAUNCH_HOME", str(tmp_path))
+    monkeypatch.delenv("HPCLAUNCH_DATABASE_URL", raising=False)
+    out = cli("submit", "--site", "tests-slurm-ssh", "--workers", "2", check=False)
+    assert out.returncode != 0
+    assert "workers on 127.0.0.1 cannot reach" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert cli_json("launches") == []
