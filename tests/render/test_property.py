@@ -161,7 +161,7 @@ def test_each_setup_item_is_exactly_one_line(home, setup):
         assert "\n" not in str(exc)
         return
     script = plan_launch(profile, 1, "L1").chunks[0].script
-    body = script.split("# --- setup lines from the site profile (verbatim) ---\n")[1]
-    body = body.split("# --- end of setup ---\n")[0]
+    body = script.split("before any worker claims a task) ---\nset -e\n")[1]
+    body = body.split("set +e\n# --- end of setup ---\n")[0]
     assert body.split("\n")[:-1] == list(profile.setup)
     assert len(profile.setup) == len(setup)

@@ -167,7 +167,7 @@ def test_script_refuses_to_start_without_its_database_variable(home, tmp_path):
     assert "MY_QUEUE_URL is not set" in result.stderr
 
 
-def test_local_scheduler_script_runs_all_workers_and_logs_to_workdir(home, tmp_path):
+def test_local_scheduler_script_runs_all_workers(home, tmp_path):
     worker = tmp_path / "w.sh"
     worker.write_text('#!/bin/bash\necho "ran $*"\n')
     worker.chmod(0o755)
@@ -175,6 +175,26 @@ def test_local_scheduler_script_runs_all_workers_and_logs_to_workdir(home, tmp_p
     assert len(p.chunks) == 1 and p.chunks[0].workers == 2
     script = tmp_path / "run.sh"
     script.write_text(p.chunks[0].script)
-    subprocess.run(["bash", str(script)], check=True, timeout=60)
-    out = Path(tmp_path / "L1" / "hpcl-L1-0.out").read_text()
+    out = subprocess.run(["bash", str(script)], check=True, timeout=60, capture_output=True,
+                         text=True).stdout
     assert out.count("ran worker") == 2 and "--walltime 24:00:00" in out
+    assert (tmp_path / "L1").is_dir()  # the launch folder the workers log into
+
+
+def test_a_failing_setup_line_ends_the_job_before_any_worker(home, tmp_path):
+    worker = tmp_path / "w.sh"
+    worker.write_text('#!/bin/bash\necho "ran $*"\n')
+    worker.chmod(0o755)
+    sites = home / "sites"
+    sites.mkdir(exist_ok=True)
+    (sites / "broken.yaml").write_text(
+        f"extends: local\nworkdir: {tmp_path}\nworker:\n  command: {worker}\n"
+        "setup:\n  - echo setting up\n  - module_load_that_does_not_exist gromacs\n")
+    from hpclaunch.render import plan_launch
+    from hpclaunch.sites import load_profile
+
+    script = tmp_path / "run.sh"
+    script.write_text(plan_launch(load_profile("broken"), 1, "L2").chunks[0].script)
+    done = subprocess.run(["bash", str(script)], timeout=60, capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "setting up" in done.stdout and "ran worker" not in done.stdout

@@ -1,8 +1,8 @@
 #!/bin/bash
 # hpclaunch script for site local (no scheduler): launch golden.
 # Runs 7 worker(s) on this machine. Generated: re-render instead of editing.
-mkdir -p "$HOME"/.hpclaunch/local-runs/golden
-exec >>"$HOME"/.hpclaunch/local-runs/golden/hpcl-golden-0.out 2>>"$HOME"/.hpclaunch/local-runs/golden/hpcl-golden-0.err
+# Output goes where it is started from: `hpclaunch submit --site local` gives each
+# worker process its own <job name>-<i>.out/.err in the launch folder.
 
 mkdir -p "$HOME"/.hpclaunch/local-runs/golden
 export HPCLAUNCH_LAUNCH_ID=golden
