@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "cancel": "hpclaunch.cli.launch_cmds:cancel",
     "logs": "hpclaunch.cli.launch_cmds:logs",
     "launches": "hpclaunch.cli.launch_cmds:launches",
+    "reconcile": "hpclaunch.cli.launch_cmds:reconcile",
     "lost": "hpclaunch.cli.fault_cmds:lost",
 }
 
@@ -53,6 +54,7 @@ SHORT_HELP: dict[str, str] = {
     "cancel": "Cancel a launch and return its tasks to the queue.",
     "logs": "Show an array element's stdout/stderr.",
     "launches": "List what was submitted, where, with which job IDs.",
+    "reconcile": "Turn scheduler verdicts into task outcomes (status does it too).",
     "lost": "Tasks whose workers are gone.",
 }
 

@@ -27,9 +27,11 @@ def _engine_and_url(ctx: click.Context):
 @click.option("-t", "--tag", "tags", multiple=True, metavar="TAG",
               help="Worker tags (replace the profile's).")
 @click.option("--dry-run", is_flag=True, help="Show the plan and scripts; submit nothing.")
+@click.option("--force", is_flag=True,
+              help="Submit even though the site's last launch was marked broken.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def submit(ctx, site, workers, tags, dry_run, as_json, **kwargs):
+def submit(ctx, site, workers, tags, dry_run, force, as_json, **kwargs):
     """Render, upload and submit worker job arrays to a site; record the launch.
 
     \b
@@ -56,7 +58,8 @@ def submit(ctx, site, workers, tags, dry_run, as_json, **kwargs):
             click.echo(chunk.script, nl=False)
         return
     engine, url = _engine_and_url(ctx)
-    result = submitting.submit(engine, url, profile, workers, tags=list(tags) or None)
+    result = submitting.submit(engine, url, profile, workers, tags=list(tags) or None,
+                               force=force)
     if as_json:
         print_json({"launch_id": result.plan.launch_id, "site": profile.name,
                     "host": profile.host, "workdir": result.workdir,
@@ -95,10 +98,14 @@ def status(ctx, site, launch_id, include_finished, show_elements, watch, interva
                               include_finished=include_finished)
         stats = store.stats(engine)
         if as_json:
+            from hpclaunch.launches.reconcile import to_dict
+
             print_json({"launches": report.launches, "queue": stats,
+                        "reconciled": to_dict(report.reconciled) if report.reconciled else None,
                         "scheduler_calls": report.scheduler_calls,
                         "ssh_connections": report.connections, "notes": report.notes})
         else:
+            _print_reconciled(report.reconciled)
             _print_status(report, stats, show_elements)
         if not watch:
             return
@@ -238,3 +245,34 @@ def launches(ctx, site, as_json):
     emit(as_json, rows, lambda: print_table(
         None, ("launch", "site", "host", "scheduler", "status", "submitted", "by", "workers",
                "job IDs"), table, empty="no launches yet"))
+
+
+def _print_reconciled(result) -> None:
+    if result is None:
+        return
+    for action in result.actions:
+        click.echo(f"launch {action.launch_id} element {action.element} ended {action.state}: "
+                   f"task {action.task_id} {action.outcome}")
+    for launch_id in result.broken:
+        click.echo(f"launch {launch_id} is broken: its elements end before any worker claims "
+                   "a task; `hpclaunch status --launch ID` shows why", err=True)
+
+
+@click.command()
+@click.option("--site", default=None, help="Only launches to this site.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def reconcile(ctx, site, as_json):
+    """Turn scheduler verdicts (TIMEOUT, OUT_OF_MEMORY, ...) into task outcomes now."""
+    from hpclaunch.launches import track
+    from hpclaunch.launches.reconcile import ReconcileResult, to_dict
+
+    engine, _ = _engine_and_url(ctx)
+    report = track.status(engine, site=site)
+    result = report.reconciled or ReconcileResult()
+    if as_json:
+        print_json({**to_dict(result), "scheduler_calls": report.scheduler_calls})
+        return
+    _print_reconciled(result)
+    click.echo(f"{len(result.actions)} task(s) settled, {len(result.broken)} launch(es) marked "
+               f"broken ({report.scheduler_calls} scheduler call(s))")

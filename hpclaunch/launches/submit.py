@@ -59,9 +59,12 @@ def check_database_reachable(profile: Profile, url: str) -> None:
 
 
 def submit(engine, url: str, profile: Profile, workers: int, *, tags=None,
-           transport=None) -> Submitted:
+           transport=None, force: bool = False) -> Submitted:
     """Submit ``workers`` workers to ``profile``'s site and record the launch."""
+    from hpclaunch.launches.reconcile import check_not_broken
+
     check_database_reachable(profile, url)
+    check_not_broken(engine, profile, force=force)
     launch_id = new_launch_id()
     if profile.scheduler == "local":
         return _submit_local(engine, url, profile, workers, launch_id, tags)
@@ -145,6 +148,7 @@ def _submit_local(engine, url: str, profile: Profile, workers: int, launch_id: s
     """The local 'scheduler': N detached worker processes, their PIDs the job IDs."""
     from hpclaunch.schedulers import local
 
+    recorded = profile.to_dict()  # as the user wrote it (the breaker compares it)
     if profile.worker.command == "hpclaunch":
         # Same machine: run the workers with the very installation that submits,
         # whether or not its venv is on PATH.
@@ -171,7 +175,7 @@ def _submit_local(engine, url: str, profile: Profile, workers: int, launch_id: s
     records.create_launch(
         engine, launch_id=launch_id, site=profile.name, host=None, scheduler="local",
         workdir=workdir, log_dir=log_dir, workers_count=workers,
-        tags=",".join(_tags(profile, tags)), profile=profile.to_dict(), chunks=rows)
+        tags=",".join(_tags(profile, tags)), profile=recorded, chunks=rows)
     pids = local.submit(["bash", script_path], workers, log_dir=log_dir, env=env, cwd=workdir,
                         name=chunk.job_name)
     for i, pid in enumerate(pids):

@@ -31,6 +31,7 @@ class StatusReport:
     scheduler_calls: int = 0
     connections: int = 0
     notes: list[str] = field(default_factory=list)
+    reconciled: Any = None  # reconcile.ReconcileResult when live launches were looked at
 
 
 def element_key(job_id: str, index: int | None) -> tuple[str, int | None]:
@@ -153,17 +154,22 @@ def status(engine, *, site: str | None = None, launch_id: str | None = None,
     live = [la for la in launches if la["status"] in records.LIVE]
     try:
         states, calls, notes = scheduler_states(live, pool)
+        report = _build_report(engine, launches, live, states, calls, notes, pool)
     finally:
-        connections = pool.connections
+        report_connections = pool.connections
         pool.close()
+    report.connections = report_connections
+    return report
+
+
+def _build_report(engine, launches, live, states, calls, notes, pool) -> StatusReport:
     worker_rows = records.launch_workers(engine, [la["id"] for la in launches])
     recorded = records.element_states(
         engine, [la["id"] for la in launches if la["status"] not in records.LIVE])
     by_launch: dict[str, list[dict]] = defaultdict(list)
     for w in worker_rows:
         by_launch[w["launch_id"]].append(w)
-    report = StatusReport(launches=[], scheduler_calls=calls, connections=connections,
-                          notes=notes)
+    report = StatusReport(launches=[], scheduler_calls=calls, notes=notes)
     for launch in launches:
         view = _launch_view(launch, states.get(launch["id"], {}), by_launch[launch["id"]],
                             recorded.get(launch["id"], {}))
@@ -176,6 +182,17 @@ def status(engine, *, site: str | None = None, launch_id: str | None = None,
                 records.set_status(engine, launch["id"], "finished")
                 view["status"] = "finished"
         report.launches.append(view)
+    if live:
+        from hpclaunch.launches import reconcile
+
+        rows = {la["id"]: la for la in launches}
+        live_views = [v for v in report.launches if rows[v["id"]]["status"] in records.LIVE
+                      or v["status"] == "finished"]
+
+        def stderr_tail(launch_id: str, element: int) -> str | None:
+            return _read_logs(rows[launch_id], element, 20, pool).get("stderr")
+
+        report.reconciled = reconcile.reconcile_views(engine, rows, live_views, stderr_tail)
     return report
 
 
@@ -375,22 +392,29 @@ def logs(engine, launch_id: str, *, element: int = 0, tail: int | None = None,
     el = elements[element]
     if not el["job_id"]:
         raise UserError(f"element {element} of launch {launch_id} was never submitted")
-    out_path, err_path = log_paths(launch, el)
     pool = pool or TransportPool()
-    texts = {}
     try:
-        transport = pool.get(launch) if launch["host"] else None
-        for label, path in (("stdout", out_path), ("stderr", err_path)):
-            try:
-                data = transport.read_file(path) if transport else Path(path).read_bytes()
-            except (FileNotFoundError, OSError):
-                texts[label] = None
-                continue
-            text = data.decode("utf-8", errors="replace")
-            if tail:
-                text = "\n".join(text.splitlines()[-tail:]) + ("\n" if text else "")
-            texts[label] = text
+        texts = _read_logs(launch, element, tail, pool)
     finally:
         pool.close()
     return {"launch": launch_id, "element": element, "job_id": el["job_id"],
-            "index": el["index"], "stdout_path": out_path, "stderr_path": err_path, **texts}
+            "index": el["index"], **texts}
+
+
+def _read_logs(launch: dict, element: int, tail: int | None, pool: TransportPool
+               ) -> dict[str, str | None]:
+    el = expected_elements(launch)[element]
+    out_path, err_path = log_paths(launch, el)
+    texts: dict[str, str | None] = {"stdout_path": out_path, "stderr_path": err_path}
+    transport = pool.get(launch) if launch["host"] else None
+    for label, path in (("stdout", out_path), ("stderr", err_path)):
+        try:
+            data = transport.read_file(path) if transport else Path(path).read_bytes()
+        except OSError:
+            texts[label] = None
+            continue
+        text = data.decode("utf-8", errors="replace")
+        if tail:
+            text = "\n".join(text.splitlines()[-tail:]) + ("\n" if text else "")
+        texts[label] = text
+    return texts

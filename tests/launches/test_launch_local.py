@@ -60,3 +60,30 @@ def test_remote_site_refuses_a_sqlite_queue(tmp_path, monkeypatch):
     assert "workers on 127.0.0.1 cannot reach" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     assert cli_json("launches") == []
+
+
+def test_a_typo_marks_the_launch_broken_and_blocks_resubmission(queue_url, tmp_path):
+    enqueue_markers(tmp_path, 5)
+    site = ["--site", "local", "--set", f"workdir={tmp_path / 'runs'}",
+            "--set", "worker.command=/opt/nowhere/hpclaunch"]
+    out = cli_json("submit", *site, "--workers", "3")
+
+    def broken():
+        (launch,) = cli_json("status", "--launch", out["launch_id"])["launches"]
+        return launch if launch["status"] == "broken" else None
+
+    launch = wait_until(broken, what="launch marked broken")
+    assert "ended before any worker claimed a task" in launch["broken_reason"]
+    assert "/opt/nowhere/hpclaunch" in launch["broken_reason"]  # the element's stderr tail
+    again = cli("submit", *site, "--workers", "3", check=False)
+    assert again.returncode == 7
+    assert "marked broken" in again.stderr and "--force" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
+    assert len(cli_json("launches")) == 1  # nothing was submitted
+    forced = cli_json("submit", *site, "--workers", "1", "--force")
+    assert forced["launch_id"] != out["launch_id"]
+    # A fixed profile is accepted without --force.
+    fixed = cli_json("submit", "--site", "local", "--set", f"workdir={tmp_path / 'runs'}",
+                     "--workers", "1")
+    wait_until(lambda: queue_counts()["completed"] == 5, what="tasks done after the fix")
+    assert fixed["launch_id"]
