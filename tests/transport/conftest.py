@@ -5,13 +5,18 @@ fault between the real client and the real server)."""
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
 import subprocess
+import tempfile
 import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import paramiko
 import pytest
+from testenv_fixtures import missing, testenv_value
 
 
 @pytest.fixture
@@ -117,3 +122,74 @@ def make_key(tmp_path):
         return path
 
     return make
+
+
+@dataclass(frozen=True)
+class MfaServer:
+    """An sshd wanting a key and then a keyboard-interactive answer (PAM password)."""
+
+    port: int
+    user: str
+    answer: str = field(repr=False)
+    key: Path
+    known_hosts: Path
+
+    def options(self, **extra) -> dict:
+        return {
+            "user": self.user,
+            "port": self.port,
+            "identity_file": str(self.key),
+            "known_hosts": str(self.known_hosts),
+            "config_file": "none",
+            "allow_agent": False,
+            **extra,
+        }
+
+
+@pytest.fixture(scope="session")
+def mfa_sshd(sshd, tmp_path_factory) -> MfaServer:
+    user = testenv_value("HPCLAUNCH_TEST_MFA_USER")
+    secret_file = testenv_value("HPCLAUNCH_TEST_MFA_PASSWORD_FILE")
+    if not user or not secret_file or not Path(secret_file).is_file():
+        missing("no MFA test user (HPCLAUNCH_TEST_MFA_USER / _PASSWORD_FILE)")
+    folder = tmp_path_factory.mktemp("mfa_sshd")
+    host_key_path = folder / "host_key"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key_path)], check=True
+    )
+    # sshd reads authorized_keys as the user: pytest's tmp folders are private.
+    public_dir = Path(tempfile.mkdtemp(prefix="hpclaunch-mfa-"))
+    public_dir.chmod(0o755)
+    authorized = public_dir / "authorized_keys"
+    authorized.write_text(Path(f"{sshd.key}.pub").read_text())
+    authorized.chmod(0o644)
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        port = s.getsockname()[1]
+    config = folder / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key_path}\n"
+        f"PidFile {folder}/sshd.pid\nAuthorizedKeysFile {authorized}\nUsePAM yes\n"
+        "KbdInteractiveAuthentication yes\nPasswordAuthentication no\nStrictModes no\n"
+        "AuthenticationMethods publickey,keyboard-interactive\n"
+    )
+    known = folder / "known_hosts"
+    public = Path(f"{host_key_path}.pub").read_text().split()
+    known.write_text(f"[127.0.0.1]:{port} {public[0]} {public[1]}\n")
+    proc = subprocess.Popen(
+        ["/usr/sbin/sshd", "-D", "-f", str(config), "-E", str(folder / "sshd.log")]
+    )
+    try:
+        end = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > end or proc.poll() is not None:
+                    missing(f"the MFA sshd did not start: {(folder / 'sshd.log').read_text()}")
+                time.sleep(0.05)
+        yield MfaServer(port, user, Path(secret_file).read_text().strip(), sshd.key, known)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(public_dir, ignore_errors=True)
