@@ -346,6 +346,32 @@ EOF
     wait_for 30 "sshd" sshd_ok || die "cannot log in to the test sshd (see $SSH_DIR/sshd.log)"
 }
 
+# A user whose login needs a key AND a keyboard-interactive answer (its
+# password, through PAM): the transport tests start their own sshd with
+# `AuthenticationMethods publickey,keyboard-interactive` for it, to exercise
+# MFA-style prompts against a real server.
+MFA_USER=hpclaunch-mfa
+
+ensure_mfa_user() {
+    if ! id "$MFA_USER" >/dev/null 2>&1; then
+        command -v useradd >/dev/null || { log "no useradd: skipping the MFA test user"; return 0; }
+        useradd -M -d "$DIR/mfa-home" -s /bin/sh "$MFA_USER"
+        echo 1 >"$DIR/mfa_user.created"
+    fi
+    mkdir -p "$DIR/mfa-home"
+    chown "$MFA_USER" "$DIR/mfa-home"
+    if [[ ! -s $SSH_DIR/mfa_password ]]; then
+        (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$SSH_DIR/mfa_password")
+    fi
+    printf '%s:%s\n' "$MFA_USER" "$(cat "$SSH_DIR/mfa_password")" | chpasswd
+}
+
+stop_mfa_user() {
+    [[ -f $DIR/mfa_user.created ]] || return 0
+    userdel "$MFA_USER" 2>/dev/null || log "could not remove user $MFA_USER"
+    rm -f "$DIR/mfa_user.created" "$SSH_DIR/mfa_password"
+}
+
 stop_sshd() {
     if pidfile_alive "$SSH_DIR/sshd.pid"; then
         log "stopping sshd"
@@ -370,6 +396,8 @@ export HPCLAUNCH_TEST_SSH_PORT=$(cat "$SSH_DIR/port")
 export HPCLAUNCH_TEST_SSH_USER=root
 export HPCLAUNCH_TEST_SSH_KEY=$SSH_DIR/id_ed25519
 export HPCLAUNCH_TEST_KNOWN_HOSTS=$SSH_DIR/known_hosts
+export HPCLAUNCH_TEST_MFA_USER=$MFA_USER
+export HPCLAUNCH_TEST_MFA_PASSWORD_FILE=$SSH_DIR/mfa_password
 export HPCLAUNCH_TESTENV_DIR=$DIR
 EOF
     chmod 0644 "$tmp"
@@ -396,6 +424,7 @@ cmd_up() {
     ensure_munge
     ensure_slurm
     ensure_sshd
+    ensure_mfa_user
     local lease=$LEASES/$OWNER.db db=""
     if [[ -f $lease ]]; then
         db=$(cat "$lease")
@@ -434,6 +463,7 @@ cmd_down() {
         rm -f "$f" "${f%.db}.env"
     done
     stop_sshd
+    stop_mfa_user
     stop_slurm
     stop_munge
     rm -f "$DIR/env.sh"

@@ -1,0 +1,195 @@
+"""Fixtures for transport tests: options that reach the test sshd, its host
+key, and a TCP relay in front of it that a test can cut (a real network
+fault between the real client and the real server)."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paramiko
+import pytest
+from testenv_fixtures import missing, testenv_value
+
+
+@pytest.fixture
+def ssh_options(sshd) -> dict:
+    """SSH options reaching the test sshd directly, with no ssh config file."""
+    return {
+        "user": sshd.user,
+        "port": sshd.port,
+        "identity_file": str(sshd.key),
+        "known_hosts": str(sshd.known_hosts),
+        "config_file": "none",
+        "allow_agent": False,
+        "connect_timeout": 10,
+    }
+
+
+@pytest.fixture(scope="session")
+def host_key(sshd) -> paramiko.PKey:
+    """The test sshd's host key, as recorded in its known_hosts."""
+    keys = paramiko.HostKeys(str(sshd.known_hosts))
+    entry = keys.lookup(f"[{sshd.host}]:{sshd.port}")
+    assert entry, f"{sshd.known_hosts} has no key for the test sshd"
+    return next(iter(entry.values()))
+
+
+class TcpRelay:
+    """Relays 127.0.0.1:<port> to the sshd; ``cut()`` drops every live connection."""
+
+    def __init__(self, upstream: tuple[str, int]):
+        self.upstream = upstream
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.accepted = 0
+        self._live: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.upstream, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            server.settimeout(None)
+            with self._lock:
+                self.accepted += 1
+                self._live += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        with self._lock:
+            live, self._live = self._live, []
+        for s in live:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self.listener.close()
+        self.cut()
+
+
+@pytest.fixture
+def relay(sshd, host_key, tmp_path) -> TcpRelay:
+    """A cuttable relay to the sshd, and a known_hosts naming it (``relay.known_hosts``)."""
+    r = TcpRelay((sshd.host, sshd.port))
+    known = tmp_path / "relay_known_hosts"
+    known.write_text(f"[127.0.0.1]:{r.port} {host_key.get_name()} {host_key.get_base64()}\n")
+    r.known_hosts = known  # type: ignore[attr-defined]
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def make_key(tmp_path):
+    """``make_key(name, passphrase="")``: a fresh ed25519 key pair from ssh-keygen."""
+
+    def make(name: str, passphrase: str = "") -> Path:
+        path = tmp_path / name
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-C", "test", "-f", str(path)],
+            check=True,
+        )
+        return path
+
+    return make
+
+
+@dataclass(frozen=True)
+class MfaServer:
+    """An sshd wanting a key and then a keyboard-interactive answer (PAM password)."""
+
+    port: int
+    user: str
+    answer: str = field(repr=False)
+    key: Path
+    known_hosts: Path
+
+    def options(self, **extra) -> dict:
+        return {
+            "user": self.user,
+            "port": self.port,
+            "identity_file": str(self.key),
+            "known_hosts": str(self.known_hosts),
+            "config_file": "none",
+            "allow_agent": False,
+            **extra,
+        }
+
+
+@pytest.fixture(scope="session")
+def mfa_sshd(sshd, tmp_path_factory) -> MfaServer:
+    user = testenv_value("HPCLAUNCH_TEST_MFA_USER")
+    secret_file = testenv_value("HPCLAUNCH_TEST_MFA_PASSWORD_FILE")
+    if not user or not secret_file or not Path(secret_file).is_file():
+        missing("no MFA test user (HPCLAUNCH_TEST_MFA_USER / _PASSWORD_FILE)")
+    folder = tmp_path_factory.mktemp("mfa_sshd")
+    host_key_path = folder / "host_key"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key_path)], check=True
+    )
+    # sshd reads authorized_keys as the user: pytest's tmp folders are private.
+    public_dir = Path(tempfile.mkdtemp(prefix="hpclaunch-mfa-"))
+    public_dir.chmod(0o755)
+    authorized = public_dir / "authorized_keys"
+    authorized.write_text(Path(f"{sshd.key}.pub").read_text())
+    authorized.chmod(0o644)
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        port = s.getsockname()[1]
+    config = folder / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key_path}\n"
+        f"PidFile {folder}/sshd.pid\nAuthorizedKeysFile {authorized}\nUsePAM yes\n"
+        "KbdInteractiveAuthentication yes\nPasswordAuthentication no\nStrictModes no\n"
+        "AuthenticationMethods publickey,keyboard-interactive\n"
+    )
+    known = folder / "known_hosts"
+    public = Path(f"{host_key_path}.pub").read_text().split()
+    known.write_text(f"[127.0.0.1]:{port} {public[0]} {public[1]}\n")
+    proc = subprocess.Popen(
+        ["/usr/sbin/sshd", "-D", "-f", str(config), "-E", str(folder / "sshd.log")]
+    )
+    try:
+        end = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > end or proc.poll() is not None:
+                    missing(f"the MFA sshd did not start: {(folder / 'sshd.log').read_text()}")
+                time.sleep(0.05)
+        yield MfaServer(port, user, Path(secret_file).read_text().strip(), sshd.key, known)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(public_dir, ignore_errors=True)
