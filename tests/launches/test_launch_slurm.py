@@ -22,9 +22,9 @@ def ssh_site(sshd, tmp_path, monkeypatch):
     """`tests-slurm-ssh` reaching the test sshd through an ssh_config alias."""
     from testenv_fixtures import write_ssh_config
 
-    config = write_ssh_config(tmp_path / "ssh_config",
-                              {"hpcl-test": sshd.config_options()})
-    monkeypatch.setenv("HPCLAUNCH_SSH_CONFIG", str(config))
+    home = tmp_path / "laptop-home"
+    write_ssh_config(home / ".ssh" / "config", {"hpcl-test": sshd.config_options()})
+    monkeypatch.setenv("HOME", str(home))  # the laptop's ~/.ssh/config
     return ["--site", "tests-slurm-ssh", "--set", "host=hpcl-test"]
 
 
