@@ -4,18 +4,17 @@ fault between the real client and the real server)."""
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import paramiko
 import pytest
+from relay import TcpRelay
 from testenv_fixtures import missing, testenv_value
 
 
@@ -42,65 +41,10 @@ def host_key(sshd) -> paramiko.PKey:
     return next(iter(entry.values()))
 
 
-class TcpRelay:
-    """Relays 127.0.0.1:<port> to the sshd; ``cut()`` drops every live connection."""
-
-    def __init__(self, upstream: tuple[str, int]):
-        self.upstream = upstream
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.accepted = 0
-        self._live: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            try:
-                server = socket.create_connection(self.upstream, timeout=10)
-            except OSError:
-                client.close()
-                continue
-            server.settimeout(None)
-            with self._lock:
-                self.accepted += 1
-                self._live += [client, server]
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> None:
-        with self._lock:
-            live, self._live = self._live, []
-        for s in live:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
-
-    def close(self) -> None:
-        self._closed = True
-        self.listener.close()
-        self.cut()
-
-
 @pytest.fixture
 def relay(sshd, host_key, tmp_path) -> TcpRelay:
     """A cuttable relay to the sshd, and a known_hosts naming it (``relay.known_hosts``)."""
+
     r = TcpRelay((sshd.host, sshd.port))
     known = tmp_path / "relay_known_hosts"
     known.write_text(f"[127.0.0.1]:{r.port} {host_key.get_name()} {host_key.get_base64()}\n")
