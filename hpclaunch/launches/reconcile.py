@@ -61,12 +61,21 @@ def reconcile_views(engine, launch_rows: dict[str, dict], views: list[dict],
     settled = _settled_keys(engine, [v["id"] for v in views])
     for view in views:
         launch = launch_rows[view["id"]]
+        if view["status"] == "canceled":
+            continue  # canceled through hpclaunch: its tasks were returned uncounted
         for element in view["elements"]:
             key = (element["job_id"], element["index"])
-            if element["state"] not in FAILURE_STATES or key in settled.get(view["id"], set()):
+            if element["state"] not in TERMINAL or key in settled.get(view["id"], set()):
                 continue
             worker_ids = [w["id"] for w in element["workers"]]
-            for task_id, outcome in _type_tasks(engine, launch, element["state"], worker_ids):
+            if element["state"] in FAILURE_STATES:
+                state, only_walltime = element["state"], False
+            else:
+                # Ended cleanly, but its workers may have put tasks back on the
+                # walltime warning: those ran out of time, i.e. TIMEOUT.
+                state, only_walltime = "TIMEOUT", True
+            typed = _type_tasks(engine, launch, state, worker_ids, only_walltime=only_walltime)
+            for task_id, outcome in typed:
                 result.actions.append(Action(view["id"], element["element"], element["state"],
                                              task_id, outcome))
             _mark_settled(engine, view["id"], element)
@@ -134,9 +143,16 @@ def _mark_settled(engine, launch_id: str, element: dict) -> None:
             else launch_elements.c.array_index == index)).values(settled=1))
 
 
-def _type_tasks(engine, launch: dict, state: str, worker_ids: list[int]
-                ) -> list[tuple[int, str]]:
-    """Give the element's tasks the scheduler's reason and apply the retry policy."""
+WALLTIME_RELEASE = "walltime"  # the worker's release reason on the scheduler's warning
+
+
+def _type_tasks(engine, launch: dict, state: str, worker_ids: list[int], *,
+                only_walltime: bool = False) -> list[tuple[int, str]]:
+    """Give the element's tasks the scheduler's reason and apply the retry policy.
+
+    ``only_walltime``: the element ended cleanly; type only tasks its workers put
+    back on the walltime warning.
+    """
     if not worker_ids:
         return []
     action, site = policy(launch, state)
@@ -144,15 +160,17 @@ def _type_tasks(engine, launch: dict, state: str, worker_ids: list[int]
     now = time.time()
     done: list[tuple[int, str]] = []
     with engine.begin() as conn:
-        held = conn.execute(select(tasks).where(and_(
+        held = [] if only_walltime else conn.execute(select(tasks).where(and_(
             tasks.c.status == "running", tasks.c.worker_id.in_(worker_ids)))).mappings().all()
-        # Tasks its workers put back on the scheduler's warning signal, not yet rerun.
+        # Tasks its workers put back when the job was being stopped, not yet rerun.
+        conditions = [task_attempts.c.worker_id.in_(worker_ids),
+                      task_attempts.c.outcome == "released", tasks.c.status == "pending"]
+        if only_walltime:
+            conditions.append(task_attempts.c.reason == WALLTIME_RELEASE)
         released = conn.execute(
             select(tasks).select_from(tasks.join(task_attempts,
                                                  task_attempts.c.task_id == tasks.c.id))
-            .where(and_(task_attempts.c.worker_id.in_(worker_ids),
-                        task_attempts.c.outcome == "released",
-                        tasks.c.status == "pending"))).mappings().all()
+            .where(and_(*conditions))).mappings().all()
         for task, was_running in [(t, True) for t in held] + [(t, False) for t in released]:
             attempts = task["attempts"] if was_running else task["attempts"] + 1
             spent = attempts >= task["max_attempts"]

@@ -119,7 +119,8 @@ def launch_workers(engine: Engine, launch_ids: list[str]) -> list[dict[str, Any]
     return rows
 
 
-def record_elements(engine: Engine, launch_id: str, states: list[dict[str, Any]]) -> None:
+def record_elements(engine: Engine, launch_id: str, states: list[dict[str, Any]], *,
+                    settled: bool = False) -> None:
     """Keep the scheduler's newest verdict on each element (for status and reconcile)."""
     if not states:
         return
@@ -134,7 +135,7 @@ def record_elements(engine: Engine, launch_id: str, states: list[dict[str, Any]]
             conn.execute(insert(launch_elements).values(
                 launch_id=launch_id, job_id=state["job_id"], array_index=state["array_index"],
                 state=state["state"], reason=state.get("reason"),
-                exit_code=state.get("exit_code"), seen_at=now))
+                exit_code=state.get("exit_code"), seen_at=now, settled=int(settled)))
 
 
 def element_states(engine: Engine, launch_ids: list[str]) -> dict[str, dict[tuple, dict]]:

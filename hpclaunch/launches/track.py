@@ -292,6 +292,11 @@ def cancel(engine, launch_id: str, *, element: int | None = None,
     finally:
         pool.close()
     returned = return_tasks(engine, launch, targets if element is not None else None)
+    # The reconciler must not count these as CANCELLED failures: the user asked.
+    records.record_elements(engine, launch_id, [
+        {"job_id": t["job_id"], "array_index": t["index"], "state": "CANCELLED",
+         "reason": "canceled with hpclaunch cancel"} for t in targets if t["job_id"]],
+        settled=True)
     return {"launch": launch_id, "job_ids": job_ids, "elements": len(targets),
             "tasks_returned": returned, "gone": gone, "scheduler_calls": calls}
 

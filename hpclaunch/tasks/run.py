@@ -127,8 +127,9 @@ def _run_command(task: Claimed, control: Control, log_dir: Path) -> RunResult:
                 code = proc.wait()
             break
     stdout_tail, stderr_tail = tail(out_path), tail(err_path)
-    if forwarded and code != 0 and not timed_out:
-        # It ended because we passed the stop signal on: not the task's failure.
+    if not timed_out and code != 0 and (forwarded or _job_signalled(code, control)):
+        # It ended because it was stopped (by us, or by the scheduler signalling the
+        # whole job at once): an interruption, not the task's failure.
         return RunResult(None, released="stopped")
     if timed_out:
         return RunResult(Outcome(
@@ -145,6 +146,21 @@ def _run_command(task: Claimed, control: Control, log_dir: Path) -> RunResult:
         ok=True, exit_code=0, stdout_tail=stdout_tail, stderr_tail=stderr_tail,
         log_dir=str(log_dir),
     ))
+
+
+STOP_CODES = {-signal.SIGTERM, -signal.SIGINT, -signal.SIGUSR1, 128 + signal.SIGTERM,
+              128 + signal.SIGINT, 128 + signal.SIGUSR1}
+SIGNAL_WINDOW = 1.0  # seconds: scancel/qdel signal the command and the worker together
+
+
+def _job_signalled(code: int, control: Control) -> bool:
+    """Did a stop signal kill the command because the whole job is being stopped?"""
+    if code not in STOP_CODES:
+        return False
+    end = time.monotonic() + SIGNAL_WINDOW
+    while control.stop_signal is None and time.monotonic() < end:
+        time.sleep(0.02)
+    return control.stop_signal is not None
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
