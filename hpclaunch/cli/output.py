@@ -42,6 +42,8 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # a file or a pipe: don't fold cells at 80 columns
     if not rows:
         console.print(f"[dim]{empty}[/dim]")
         return
