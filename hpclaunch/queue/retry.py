@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+CLI_WAIT = 15.0  # how long a CLI command waits for an unreachable database (seconds)
 FIRST_DELAY = 0.25  # seconds before the first retry
 MAX_DELAY = 5.0  # the exponential backoff's ceiling
 
@@ -58,6 +59,13 @@ def is_transient(exc: BaseException) -> bool:
         text = str(exc).lower()
         return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
     return False
+
+
+def open_conn(url: str, *, wait: float = CLI_WAIT, log: Callable[[str], None] | None = None):
+    """``migrate.open_ready(url)`` retried through an outage (the CLI's way in)."""
+    from hpclaunch.queue.migrate import open_ready
+
+    return call(None, open_ready, url, wait=wait, log=log, what="connect")
 
 
 def call(
