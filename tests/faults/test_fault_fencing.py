@@ -26,7 +26,7 @@ def test_worker_paused_past_its_lease_has_its_late_result_rejected(queue, db_url
         wait_for(lambda: lines(starts))
         os.kill(paused.pid, signal.SIGSTOP)
         # Nobody renews the lease now: another worker reaps the task and runs it.
-        other = start_worker("--lease", "1", "--close-on-empty-queue", "--wait-timeout", "10",
+        other = start_worker("--lease", "1", "--nitems-max", "1", "--wait-timeout", "10",
                              "-q")
         _, err = other.communicate(timeout=90)
         assert other.returncode == 0, err
