@@ -213,7 +213,7 @@ class Worker:
                 version=__version__, **identity,
             )
         except Exception as exc:
-            if isinstance(exc, DatabaseError) or not retry.is_transient(exc):
+            if not retry.is_transient(exc):
                 raise
             raise DatabaseError(
                 f"the database was unreachable for {opts.db_wait:g} s at start-up: "

@@ -78,3 +78,10 @@ def queue(db_url):
     from hpclaunch import Queue
 
     return Queue(db_url)
+
+
+@pytest.fixture
+def queue_on_pg(pg_only_url):
+    from hpclaunch import Queue
+
+    return Queue(pg_only_url)
