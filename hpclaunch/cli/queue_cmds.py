@@ -188,6 +188,15 @@ def tasks_show(ctx, task_id, as_json):
                        f"worker {a['worker_id']} on {where}  ended {fmt_time(a['finished_at'])}")
 
 
+def _register_why() -> None:
+    from hpclaunch.cli.fault_cmds import why
+
+    tasks.add_command(why)
+
+
+_register_why()
+
+
 @tasks.command("retry")
 @click.argument("task_ids", type=int, nargs=-1)
 @click.option("--failed", "all_failed", is_flag=True, help="Retry every failed task.")

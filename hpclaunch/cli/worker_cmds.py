@@ -35,6 +35,10 @@ def worker_options(func):
                      help="Refuse pickled payloads (only commands and calls run)."),
         click.option("--log-dir", type=click.Path(file_okay=False), default=None,
                      help="Where per-task logs go (default: ~/.hpclaunch/logs/tasks)."),
+        click.option("--db-wait", type=click.FloatRange(min=0), default=300.0,
+                     show_default=True, metavar="SECONDS",
+                     help="How long an idle worker waits for an unreachable database before "
+                          "exiting (code 4); a running task's result is retried longer."),
         click.option("-q", "--quiet", is_flag=True, help="Only print errors."),
     ]
     for option in reversed(options):
@@ -43,7 +47,8 @@ def worker_options(func):
 
 
 def build_options(database_url, *, singleflow, nitems_max, close_on_empty_queue, wait_timeout,
-                  tags, deadline, walltime, launch_id, grace, lease, no_pickle, log_dir, quiet):
+                  tags, deadline, walltime, launch_id, grace, lease, no_pickle, log_dir, quiet,
+                  db_wait=300.0):
     from pathlib import Path
 
     from hpclaunch.queue.urls import resolve_database_url
@@ -62,6 +67,7 @@ def build_options(database_url, *, singleflow, nitems_max, close_on_empty_queue,
         singleflow=singleflow, nitems_max=nitems_max, close_on_empty_queue=close_on_empty_queue,
         wait_timeout=wait_timeout, deadline=end, launch_id=launch_id, grace=grace, lease=lease,
         allow_pickle=not no_pickle, log_dir=Path(log_dir) if log_dir else None, quiet=quiet,
+        db_wait=db_wait,
     )
 
 

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
+from hpclaunch.errors import DatabaseError
 from hpclaunch.queue.urls import is_sqlite, redact, sqlite_path
 
 NOW_SQL = {
@@ -71,9 +72,39 @@ class Connection:
         except Exception:  # noqa: BLE001 - closing a broken connection is best effort
             pass
 
+    def reconnect(self) -> None:
+        """Replace a (possibly broken) connection in place: holders keep this object."""
+        self.close()
+        self.raw = _open_raw(self.url)
+
+
+class Unreachable(DatabaseError):
+    """The server did not accept a connection; ``transient`` when retrying may help."""
+
+    def __init__(self, message: str, *, transient: bool):
+        super().__init__(message)
+        self.transient = transient
+
+
+# Connection failures that waiting will not fix (checked against the server's message).
+PERMANENT_HINTS = (
+    "does not exist", "authentication failed", "password", "no pg_hba.conf entry",
+    "permission denied", "invalid dsn", "invalid connection option", "role ",
+    "could not translate host name",
+)
+
+
+def is_permanent_message(text: str) -> bool:
+    lowered = text.lower()
+    return any(hint in lowered for hint in PERMANENT_HINTS)
+
 
 def connect(url: str) -> Connection:
     """Open a connection; SQLite gets WAL, a busy timeout and NORMAL sync."""
+    return Connection(_open_raw(url), "sqlite" if is_sqlite(url) else "postgresql", url)
+
+
+def _open_raw(url: str) -> Any:
     if is_sqlite(url):
         import sqlite3
 
@@ -84,15 +115,14 @@ def connect(url: str) -> Connection:
         if mode.lower() != "wal":
             raw.execute("PRAGMA journal_mode = WAL")
         raw.execute("PRAGMA synchronous = NORMAL")
-        return Connection(raw, "sqlite", url)
+        return raw
     import psycopg
 
     conninfo = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", url)
     try:
-        raw = psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
+        return psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as exc:
-        from hpclaunch.errors import DatabaseError
-
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatabaseError(f"cannot connect to {redact(url)}: {first}") from exc
-    return Connection(raw, "postgresql", url)
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        raise Unreachable(f"cannot connect to {redact(url)}: {first}",
+                          transient=not is_permanent_message(text)) from exc
