@@ -22,6 +22,7 @@ from sqlalchemy import and_, insert, select, update
 
 from hpclaunch.errors import UserError
 from hpclaunch.launches import records
+from hpclaunch.queue.claims import WALLTIME_RELEASE
 from hpclaunch.queue.schema import launch_elements, launches, task_attempts, tasks, workers
 
 FAILURE_STATES = frozenset({"TIMEOUT", "OUT_OF_MEMORY", "PREEMPTED", "NODE_FAIL", "BOOT_FAIL",
@@ -141,9 +142,6 @@ def _mark_settled(engine, launch_id: str, element: dict) -> None:
             launch_elements.c.job_id == element["job_id"],
             launch_elements.c.array_index.is_(None) if index is None
             else launch_elements.c.array_index == index)).values(settled=1))
-
-
-WALLTIME_RELEASE = "walltime"  # the worker's release reason on the scheduler's warning
 
 
 def _type_tasks(engine, launch: dict, state: str, worker_ids: list[int], *,

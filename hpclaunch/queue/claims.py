@@ -17,6 +17,8 @@ from typing import Any
 from hpclaunch.queue.driver import Connection
 
 REAP_BATCH = 200
+# Release reason when the scheduler warned that the walltime is nearly spent (SIGUSR1).
+WALLTIME_RELEASE = "walltime"
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from functools import lru_cache
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 
-from hpclaunch.queue.migrate import _sqlalchemy_url, open_ready
+from hpclaunch.queue import retry
+from hpclaunch.queue.migrate import _sqlalchemy_url
 from hpclaunch.queue.urls import is_sqlite, redact, resolve_database_url
 
 
@@ -15,7 +17,8 @@ from hpclaunch.queue.urls import is_sqlite, redact, resolve_database_url
 def get_engine(url: str | None = None) -> Engine:
     """An engine on a database known to be at the expected schema."""
     url = resolve_database_url(url)
-    open_ready(url).close()  # migrates a fresh SQLite file; refuses a bare PostgreSQL
+    # Migrates a fresh SQLite file, refuses a bare PostgreSQL, waits out a restart.
+    retry.open_conn(url, log=_say).close()
     if is_sqlite(url):
         engine = create_engine(url, connect_args={"timeout": 60})
 
@@ -31,7 +34,19 @@ def get_engine(url: str | None = None) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(_sqlalchemy_url(url), pool_pre_ping=True)
+    engine = create_engine(_sqlalchemy_url(url), pool_pre_ping=True)
+
+    @event.listens_for(engine, "do_connect")
+    def _connect_through_outages(dialect, _record, cargs, cparams):
+        # A server restarting ("the database system is starting up") is waited out.
+        return retry.call(None, dialect.connect, *cargs, wait=retry.CLI_WAIT, log=_say,
+                          what="connect", **cparams)
+
+    return engine
+
+
+def _say(message: str) -> None:
+    print(f"hpclaunch: {message}", file=sys.stderr, flush=True)
 
 
 def describe_db_error(exc: BaseException) -> str | None:

@@ -109,7 +109,11 @@ def _run_command(task: Claimed, control: Control, log_dir: Path) -> RunResult:
         except subprocess.TimeoutExpired:
             pass
         if control.stop_signal is not None and not forwarded:
-            _signal_group(proc, control.stop_signal)
+            # USR1 is the scheduler's walltime warning to hpclaunch; the command gets
+            # the conventional SIGTERM (what codes checkpoint on).
+            sig = signal.SIGTERM if control.stop_signal == signal.SIGUSR1 \
+                else control.stop_signal
+            _signal_group(proc, sig)
             forwarded = True
         if control.grace_over() or control.lease_lost:
             _signal_group(proc, signal.SIGKILL)

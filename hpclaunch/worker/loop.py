@@ -290,6 +290,10 @@ class Worker:
             result = run(task, self.control, log_root)
             if result.outcome is None:
                 why = result.released or "stopped"
+                if self.control.stop_signal == signal.SIGUSR1:
+                    # The scheduler's warning before the walltime (B:USR1@grace): the
+                    # reconciler reads this as the task running out of time.
+                    why = claims.WALLTIME_RELEASE
                 self._db(claims.release, self.worker_id, task, why, what="release")
                 self.current = None
                 log(opts, f"task {task.id} put back on the queue ({result.released})")

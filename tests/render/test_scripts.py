@@ -28,7 +28,8 @@ def test_slurm_script_asks_for_warning_signal_and_runs_worker_in_background(home
     assert worker.strip().startswith("hpclaunch worker --singleflow")
     assert "--walltime 00:10:00 --launch-id L1 --grace 45" in worker
     assert worker.rstrip().endswith("&")
-    assert "trap hpcl_forward USR1 TERM INT" in script
+    assert "trap 'hpcl_forward USR1' USR1" in script
+    assert "trap 'hpcl_forward TERM' TERM INT" in script
     assert 'wait "$hpcl_pid"' in script
 
 
@@ -113,6 +114,7 @@ FAKE_WORKER = """#!/bin/bash
 # stands in for `hpclaunch worker`: records its arguments and the signals it gets
 echo "start $$ $*" >> "$HPCL_TEST_LOG"
 trap 'echo "term $$" >> "$HPCL_TEST_LOG"; exit 0' TERM
+trap 'echo "usr1 $$" >> "$HPCL_TEST_LOG"; exit 0' USR1
 while :; do sleep 0.1; done
 """
 
@@ -153,7 +155,7 @@ def test_script_starts_k_workers_and_forwards_the_warning_signal(home, tmp_path)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert len(_lines(log, "term ")) == 3
+    assert len(_lines(log, "usr1 ")) == 3  # the walltime warning reaches every worker as is
     assert (tmp_path / "work" / "L1").is_dir()
 
 

@@ -21,11 +21,14 @@ if [ -z "${HPCLAUNCH_DATABASE_URL:-}" ]; then
 fi
 
 # Start 1 worker(s) in the background and wait: the batch shell then
-# runs its trap when a signal arrives and passes it on as SIGTERM (the worker's cue
-# to stop claiming and let the running task finish within its grace period).
+# runs its trap when a signal arrives and passes it on. USR1 (the scheduler's warning
+# before the walltime) stays USR1 so they know the time is up; TERM and INT become
+# TERM. Either way each one stops claiming and lets its running task finish within
+# the grace period, or puts it back on the queue.
 hpcl_pids=()
-hpcl_forward() { [ -n "${hpcl_pids[*]:-}" ] && kill -TERM ${hpcl_pids[*]} 2>/dev/null; }
-trap hpcl_forward USR1 TERM INT
+hpcl_forward() { [ -n "${hpcl_pids[*]:-}" ] && kill -"$1" ${hpcl_pids[*]} 2>/dev/null; }
+trap 'hpcl_forward USR1' USR1
+trap 'hpcl_forward TERM' TERM INT
 for hpcl_slot in $(seq 1); do
   hpclaunch worker --singleflow --close-on-empty-queue -t default --walltime 00:10:00 --launch-id golden --grace 10 --log-dir /tmp/hpclaunch-tests/work/golden &
   hpcl_pids+=("$!")
