@@ -315,44 +315,40 @@ def db():
     """Create or upgrade the queue database."""
 
 
+def _revision(url: str) -> str | None:
+    from hpclaunch.queue import driver, migrate
+
+    conn = driver.connect(url)
+    try:
+        return migrate.current_revision(conn)
+    finally:
+        conn.close()
+
+
 @db.command("upgrade")
 @click.pass_context
 def db_upgrade(ctx):
     """Create the tables, or migrate them to this version's schema."""
-    from hpclaunch.queue import driver, migrate
+    from hpclaunch.queue import migrate
     from hpclaunch.queue.urls import redact, resolve_database_url
 
     url = resolve_database_url(ctx.obj["database_url"])
     migrate.upgrade(url)
-    conn = driver.connect(url)
-    try:
-        rev = migrate.current_revision(conn)
-    finally:
-        conn.close()
-    click.echo(f"{redact(url)} is at schema {rev}")
+    click.echo(f"{redact(url)} is at schema {_revision(url)}")
 
 
 @db.command("current")
 @click.pass_context
 def db_current(ctx):
     """Show the database URL (password hidden) and its schema revision."""
-    from hpclaunch.queue import driver, migrate
-    from hpclaunch.queue.urls import redact, resolve_database_url
+    import os
+
+    from hpclaunch.queue.urls import is_sqlite, redact, resolve_database_url, sqlite_path
     from hpclaunch.queue.version import SCHEMA_HEAD
 
     url = resolve_database_url(ctx.obj["database_url"])
-    conn = driver.connect(url) if not url.startswith("sqlite") else None
-    if conn is None:
-        import os
-
-        from hpclaunch.queue.urls import sqlite_path
-
-        if not os.path.exists(sqlite_path(url)):
-            click.echo(f"{redact(url)}: not created yet (any command creates it)")
-            return
-        conn = driver.connect(url)
-    try:
-        rev = migrate.current_revision(conn)
-    finally:
-        conn.close()
+    if is_sqlite(url) and not os.path.exists(sqlite_path(url)):
+        click.echo(f"{redact(url)}: not created yet (any command creates it)")
+        return
+    rev = _revision(url)
     click.echo(f"{redact(url)}: schema {rev or 'none'} (this hpclaunch needs {SCHEMA_HEAD})")

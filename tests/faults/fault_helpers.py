@@ -9,8 +9,9 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
+
+from waiting import wait_until
 
 
 def hpclaunch_cmd(*args: str) -> list[str]:
@@ -32,16 +33,6 @@ def start_worker(*args: str, stderr_path: Path | None = None, env=None, **kw) ->
     finally:
         if stderr_path:
             err.close()
-
-
-def wait_for(predicate, timeout: float = 60.0, interval: float = 0.05):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def lines(path: Path) -> list[str]:
@@ -205,4 +196,4 @@ def ensure_pg_up(url: str, timeout: float = 90) -> None:
     if pg_is_up(url):
         return
     pg_ctl("start")
-    wait_for(lambda: pg_is_up(url), timeout=timeout, interval=0.2)
+    wait_until(lambda: pg_is_up(url), timeout=timeout, interval=0.2)

@@ -6,7 +6,8 @@ import json
 import os
 import signal
 
-from fault_helpers import fault_table_row, lines, run_cli, start_worker, wait_for
+from fault_helpers import fault_table_row, lines, run_cli, start_worker
+from waiting import wait_until
 
 
 def test_task_failing_every_time_is_explained_attempt_by_attempt(queue, db_url):
@@ -38,12 +39,12 @@ def test_lost_lists_and_requeues_tasks_of_killed_workers(queue, db_url, tmp_path
     for _ in range(2):
         proc = start_worker("--lease", "1", "--singleflow", "-q", start_new_session=True)
         killed.append(proc)
-    wait_for(lambda: len(lines(starts)) == 2)
+    wait_until(lambda: len(lines(starts)) == 2)
     for proc in killed:  # the nodes die with everything they started
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     # Once their leases lapse (1 s) and their heartbeats age, `lost` names them.
-    listed = wait_for(lambda: _lost_if_exactly(first.id, spent.id), timeout=30, interval=0.5)
+    listed = wait_until(lambda: _lost_if_exactly(first.id, spent.id), timeout=30, interval=0.5)
     assert sorted(r["id"] for r in listed) == [first.id, spent.id]
     assert all(r["where"].startswith("node ") for r in listed)
 

@@ -13,7 +13,8 @@ import json
 import os
 import signal
 
-from fault_helpers import fault_table_row, lines, run_cli, start_worker, wait_for
+from fault_helpers import fault_table_row, lines, run_cli, start_worker
+from waiting import wait_until
 
 
 def test_worker_paused_past_its_lease_has_its_late_result_rejected(queue, db_url, tmp_path):
@@ -23,7 +24,7 @@ def test_worker_paused_past_its_lease_has_its_late_result_rejected(queue, db_url
     paused_err = tmp_path / "paused.err"
     paused = start_worker("--lease", "1", "--singleflow", stderr_path=paused_err)
     try:
-        wait_for(lambda: lines(starts))
+        wait_until(lambda: lines(starts))
         os.kill(paused.pid, signal.SIGSTOP)
         # Nobody renews the lease now: another worker reaps the task and runs it.
         other = start_worker("--lease", "1", "--nitems-max", "1", "--wait-timeout", "10",
@@ -32,7 +33,7 @@ def test_worker_paused_past_its_lease_has_its_late_result_rejected(queue, db_url
         assert other.returncode == 0, err
         assert handle.info()["status"] == "completed"
         # The paused worker's own command finished meanwhile: both wrote their marker.
-        wait_for(lambda: len(lines(ends)) == 2)
+        wait_until(lambda: len(lines(ends)) == 2)
     finally:
         os.kill(paused.pid, signal.SIGCONT)
     assert paused.wait(timeout=60) == 0

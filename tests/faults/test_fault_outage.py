@@ -22,8 +22,8 @@ from fault_helpers import (
     run_cli,
     sql,
     start_worker,
-    wait_for,
 )
+from waiting import wait_until
 
 from hpclaunch.queue import store
 from hpclaunch.queue.batches import TaskSpec
@@ -53,7 +53,7 @@ def test_postgres_restart_while_four_workers_drain_500_tasks(pg_only_url, tmp_pa
     workers = [start_worker("--close-on-empty-queue", "--wait-timeout", "5", "--db-wait", "120",
                             stderr_path=err) for err in errs]
     try:
-        wait_for(lambda: _completed(url) >= 100, timeout=120)
+        wait_until(lambda: _completed(url) >= 100, timeout=120)
         restart = pg_ctl("restart")
         assert restart.returncode == 0, restart.stderr
         codes = [w.wait(timeout=240) for w in workers]
@@ -94,10 +94,10 @@ def test_partition_during_a_task_its_result_is_recorded_when_back(pg_only_url, q
     try:
         worker = start_worker("--singleflow", "--db-wait", "60", stderr_path=err,
                               env={"HPCLAUNCH_DATABASE_URL": proxy.url(pg_only_url)})
-        wait_for(lambda: lines(starts))
+        wait_until(lambda: lines(starts))
         proxy.cut()
         # The task runs on; recording its result fails and is retried.
-        wait_for(lambda: f"database unavailable during recording task {handle.id}"
+        wait_until(lambda: f"database unavailable during recording task {handle.id}"
                  in err.read_text(), timeout=30)
         assert lines(ends) == ["done"]
         proxy.restore()
@@ -120,10 +120,10 @@ def test_idle_worker_waits_for_the_database_then_exits(pg_only_url, tmp_path):
     try:
         worker = start_worker("--db-wait", "3", stderr_path=err,
                               env={"HPCLAUNCH_DATABASE_URL": proxy.url(pg_only_url)})
-        wait_for(lambda: sql(pg_only_url, "SELECT id FROM workers"))
+        wait_until(lambda: sql(pg_only_url, "SELECT id FROM workers"))
         proxy.cut()
         # It gives up waiting; the partition heals while it records why it stops.
-        wait_for(lambda: "database unavailable during recording the exit" in err.read_text(),
+        wait_until(lambda: "database unavailable during recording the exit" in err.read_text(),
                  timeout=60)
         proxy.restore()
         assert worker.wait(timeout=60) == 4

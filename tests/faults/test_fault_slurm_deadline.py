@@ -12,7 +12,8 @@ import time
 from datetime import datetime
 
 import pytest
-from fault_helpers import run_cli, wait_for
+from fault_helpers import run_cli
+from waiting import wait_until
 
 
 @pytest.mark.slurm
@@ -30,7 +31,7 @@ def test_worker_in_a_slurm_job_takes_its_deadline_from_squeue(slurm, tmp_path, m
          "--wrap", f"unset SLURM_JOB_END_TIME; {worker}"],
         env=env, capture_output=True, text=True, check=True, timeout=30,
     ).stdout.strip().split(";")[0]
-    wait_for(lambda: "stopped:" in (out.read_text() if out.exists() else ""), timeout=90)
+    wait_until(lambda: "stopped:" in (out.read_text() if out.exists() else ""), timeout=90)
     log = out.read_text()
     found = re.search(r"deadline (\S+) from squeue", log)
     assert found, log

@@ -6,8 +6,9 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from waiting import wait_until  # noqa: F401 - re-exported for the launch tests
 
 
 def hpclaunch_exe() -> str:
@@ -28,16 +29,6 @@ def cli(*args: str, check: bool = True, env: dict | None = None, timeout: float 
 
 def cli_json(*args: str, **kw):
     return json.loads(cli(*args, "--json", **kw).stdout)
-
-
-def wait_until(predicate, timeout: float = 120, interval: float = 0.5, what: str = "condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"{what} not reached within {timeout} s")
 
 
 def enqueue_markers(tmp_path: Path, n: int, name: str = "work") -> Path:

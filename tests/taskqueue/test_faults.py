@@ -8,23 +8,14 @@ import time
 
 import pytest
 from queue_helpers import start_worker
-
-
-def wait_for(predicate, timeout=30.0, interval=0.05):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
+from waiting import wait_until
 
 
 def test_sigkilled_worker_task_is_reaped_and_rerun(queue, tmp_path):
     starts = tmp_path / "starts"
     handle = queue.enqueue_command(f"echo start >> {starts}; sleep 2", max_attempts=3)
     first = start_worker("--lease", "1", "--singleflow", "-q", start_new_session=True)
-    wait_for(lambda: starts.exists())
+    wait_until(lambda: starts.exists())
     # The node dies: the worker and everything it started are killed at once.
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
@@ -45,7 +36,7 @@ def test_lease_expiry_with_attempts_spent_fails_the_task(queue, tmp_path):
     marker = tmp_path / "started"
     handle = queue.enqueue_command(f"touch {marker}; sleep 5", max_attempts=1)
     first = start_worker("--lease", "1", "--singleflow", "-q", start_new_session=True)
-    wait_for(marker.exists)
+    wait_until(marker.exists)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     time.sleep(1.5)
@@ -61,7 +52,7 @@ def test_sigterm_gives_running_command_back_to_queue(queue, tmp_path):
     marker = tmp_path / "started"
     handle = queue.enqueue_command(f"touch {marker}; sleep 30")
     proc = start_worker("--grace", "1", "--singleflow")
-    wait_for(marker.exists)
+    wait_until(marker.exists)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
     task = handle.info()
@@ -79,7 +70,7 @@ def test_sigterm_lets_a_task_finish_within_grace(queue, tmp_path):
         f"trap 'echo cleaning up; sleep 0.5; exit 0' TERM; touch {marker}; "
         "sleep 30 & wait")
     proc = start_worker("--grace", "10", "--singleflow")
-    wait_for(marker.exists)
+    wait_until(marker.exists)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
     task = handle.info()
@@ -90,14 +81,14 @@ def test_sigterm_lets_a_task_finish_within_grace(queue, tmp_path):
 def test_sigterm_during_a_call_lets_it_finish_or_requeues(queue):
     finishes = queue.enqueue_call("time:sleep", [1.0])
     proc = start_worker("--grace", "5", "--close-on-empty-queue")
-    wait_for(lambda: finishes.status == "running")
+    wait_until(lambda: finishes.status == "running")
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 0
     assert finishes.status == "completed"
 
     too_long = queue.enqueue_call("time:sleep", [60])
     proc = start_worker("--grace", "0.5", "--close-on-empty-queue")
-    wait_for(lambda: too_long.status == "running")
+    wait_until(lambda: too_long.status == "running")
     proc.send_signal(signal.SIGUSR1)
     assert proc.wait(timeout=30) == 0
     assert too_long.status == "pending"
@@ -156,7 +147,7 @@ def test_canceling_a_running_task_stops_its_command(queue, tmp_path):
     marker = tmp_path / "started"
     handle = queue.enqueue_command(f"touch {marker}; sleep 60")
     proc = start_worker("--lease", "1", "--singleflow", "-q")
-    wait_for(marker.exists)
+    wait_until(marker.exists)
     assert handle.cancel()
     assert proc.wait(timeout=30) == 0  # the heartbeat noticed and killed the command
     assert handle.status == "canceled"
