@@ -63,6 +63,8 @@ def submit(engine, url: str, profile: Profile, workers: int, *, tags=None,
     """Submit ``workers`` workers to ``profile``'s site and record the launch."""
     from hpclaunch.launches.reconcile import check_not_broken
 
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UserError(f"--workers {workers!r}: give a whole number of workers, 1 or more")
     check_database_reachable(profile, url)
     check_not_broken(engine, profile, force=force)
     launch_id = new_launch_id()
@@ -176,8 +178,12 @@ def _submit_local(engine, url: str, profile: Profile, workers: int, launch_id: s
         engine, launch_id=launch_id, site=profile.name, host=None, scheduler="local",
         workdir=workdir, log_dir=log_dir, workers_count=workers,
         tags=",".join(_tags(profile, tags)), profile=recorded, chunks=rows)
-    pids = local.submit(["bash", script_path], workers, log_dir=log_dir, env=env, cwd=workdir,
-                        name=chunk.job_name)
+    try:
+        pids = local.submit(["bash", script_path], workers, log_dir=log_dir, env=env,
+                            cwd=workdir, name=chunk.job_name)
+    except BaseException:
+        records.set_status(engine, launch_id, "failed")
+        raise
     for i, pid in enumerate(pids):
         records.set_job_id(engine, launch_id, i, pid)
     records.set_status(engine, launch_id, "submitted")
