@@ -8,6 +8,7 @@ from functools import lru_cache
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 
+from hpclaunch.errors import DatabaseError
 from hpclaunch.queue import retry
 from hpclaunch.queue.migrate import _sqlalchemy_url
 from hpclaunch.queue.urls import is_sqlite, redact, resolve_database_url
@@ -18,7 +19,12 @@ def get_engine(url: str | None = None) -> Engine:
     """An engine on a database known to be at the expected schema."""
     url = resolve_database_url(url)
     # Migrates a fresh SQLite file, refuses a bare PostgreSQL, waits out a restart.
-    retry.open_conn(url, log=_say).close()
+    try:
+        retry.open_conn(url, log=_say).close()
+    except DatabaseError as exc:
+        if getattr(exc, "transient", False):
+            raise DatabaseError(f"{exc} (kept trying for {retry.CLI_WAIT:g} s)") from exc
+        raise
     if is_sqlite(url):
         engine = create_engine(url, connect_args={"timeout": 60})
 
@@ -46,7 +52,9 @@ def get_engine(url: str | None = None) -> Engine:
 
 
 def _say(message: str) -> None:
-    print(f"hpclaunch: {message}", file=sys.stderr, flush=True)
+    """Retry progress for a person at a terminal; scripts get only the final error line."""
+    if sys.stderr.isatty():
+        print(f"hpclaunch: {message}", file=sys.stderr, flush=True)
 
 
 def describe_db_error(exc: BaseException) -> str | None:
