@@ -77,28 +77,29 @@ def test_failing_setup_marks_the_launch_broken(slurm, pg_queue_url, tmp_path):
     assert queue_counts()["pending"] == 1  # the task waits for a working launch
 
 
-def test_out_of_memory_verdict_from_accounting_requeues_the_held_task(pg_queue_url):
-    """This SLURM cannot enforce memory (no cgroups): the verdict comes from the
-    documented sacct sample, through the parser, into the reconciler."""
-    from hpclaunch.launches import reconcile, records, track
+def oom_verdict(pg_queue_url, launch_id: str, retry_policy: dict):
+    """A launch whose element 1 holds a task and ended OUT_OF_MEMORY per the sacct sample.
+
+    Returns (engine, launch row, element view, the held task).
+    """
+    from hpclaunch.launches import records, track
     from hpclaunch.queue import claims, driver
     from hpclaunch.queue.db import get_engine
     from hpclaunch.schedulers import slurm as slurm_adapter
 
-    cli("enqueue", "--", "sleep", "1")
     engine = get_engine(pg_queue_url)
-    records.create_launch(engine, launch_id="oom", site="tests-slurm", host=None,
-                          scheduler="slurm", workdir="/w", log_dir="/w/oom", workers_count=2,
-                          tags="default", profile={"retry": {}},
-                          chunks=[{"chunk": 0, "job_name": "hpcl-oom-0", "elements": 2,
+    records.create_launch(engine, launch_id=launch_id, site="tests-slurm", host=None,
+                          scheduler="slurm", workdir="/w", log_dir=f"/w/{launch_id}",
+                          workers_count=2, tags="default", profile={"retry": retry_policy},
+                          chunks=[{"chunk": 0, "job_name": f"hpcl-{launch_id}-0", "elements": 2,
                                    "workers_per_element": 1, "array": 1, "script": "#!",
-                                   "script_path": "/w/oom/hpcl-oom-0.sh"}])
-    records.set_job_id(engine, "oom", 0, "5000")
-    records.set_status(engine, "oom", "submitted")
+                                   "script_path": f"/w/{launch_id}/hpcl-{launch_id}-0.sh"}])
+    records.set_job_id(engine, launch_id, 0, "5000")
+    records.set_status(engine, launch_id, "submitted")
     conn = driver.connect(pg_queue_url)
     worker = claims.register_worker(conn, host="node7", pid=1, tags="default", mode="draining",
                                     lease=60, scheduler="slurm", job_id="5002",
-                                    array_job_id="5000", array_index=1, launch_id="oom")
+                                    array_job_id="5000", array_index=1, launch_id=launch_id)
     held = claims.Claimer(conn, worker_id=worker, tag_sets=["default"], lease=60,
                           allow_pickle=True, fit_deadline=False).claim()
     conn.close()
@@ -106,8 +107,18 @@ def test_out_of_memory_verdict_from_accounting_requeues_the_held_task(pg_queue_u
     text = "\n".join(line for line in lines if not line.startswith("#")) + "\n"
     states = {track.element_key(s.array_job_id or s.job_id, s.array_index): s
               for s in slurm_adapter.parse_accounting(text)}
-    launch = records.list_launches(engine, launch_id="oom")[0]
-    view = track._launch_view(launch, states, records.launch_workers(engine, ["oom"]), {})
+    launch = records.list_launches(engine, launch_id=launch_id)[0]
+    view = track._launch_view(launch, states, records.launch_workers(engine, [launch_id]), {})
+    return engine, launch, view, held
+
+
+def test_out_of_memory_verdict_from_accounting_requeues_the_held_task(pg_queue_url):
+    """This SLURM cannot enforce memory (no cgroups): the verdict comes from the
+    documented sacct sample, through the parser, into the reconciler."""
+    from hpclaunch.launches import reconcile
+
+    cli("enqueue", "--", "sleep", "1")
+    engine, launch, view, held = oom_verdict(pg_queue_url, "oom", {})
     assert [e["state"] for e in view["elements"]] == ["COMPLETED", "OUT_OF_MEMORY"]
     result = reconcile.reconcile_views(engine, {"oom": launch}, [view])
     assert [(a.task_id, a.state, a.outcome) for a in result.actions] == \
@@ -117,3 +128,34 @@ def test_out_of_memory_verdict_from_accounting_requeues_the_held_task(pg_queue_u
     # Reconciling again changes nothing: the element is settled.
     again = reconcile.reconcile_views(engine, {"oom": launch}, [view])
     assert again.actions == []
+
+
+def test_retry_policy_fail(pg_queue_url):
+    from hpclaunch.launches import reconcile
+
+    cli("enqueue", "--", "sleep", "1")
+    engine, launch, view, _ = oom_verdict(pg_queue_url, "oomfail", {"OUT_OF_MEMORY": "fail"})
+    reconcile.reconcile_views(engine, {"oomfail": launch}, [view])
+    task = only_task()
+    assert task["status"] == "failed" and task["reason"] == "OUT_OF_MEMORY"
+    assert task["attempts"] == 1  # of 3: the policy, not the budget, failed it
+
+
+def test_retry_policy_requeue_on_a_bigger_site(pg_queue_url):
+    """`requeue_on: bigmem` hands the task to the workers of the bigmem profile."""
+    import os
+
+    from hpclaunch.launches import reconcile
+
+    sites = Path(os.environ["HPCLAUNCH_HOME"]) / "sites"
+    sites.mkdir(parents=True, exist_ok=True)
+    (sites / "bigmem.yaml").write_text(
+        "extends: tests-slurm\nresources:\n  memory: 64G\nworker:\n  tags: [bigmem]\n")
+    cli("enqueue", "--", "sleep", "1")
+    engine, launch, view, _ = oom_verdict(pg_queue_url, "oombig",
+                                          {"OUT_OF_MEMORY": {"requeue_on": "bigmem"}})
+    result = reconcile.reconcile_views(engine, {"oombig": launch}, [view])
+    assert [a.outcome for a in result.actions] == ["requeued_for:bigmem"]
+    task = only_task()
+    assert (task["status"], task["tags"], task["reason"]) == ("pending", "bigmem",
+                                                            "OUT_OF_MEMORY")
