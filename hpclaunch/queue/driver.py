@@ -120,9 +120,15 @@ def _open_raw(url: str) -> Any:
 
     conninfo = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", url)
     try:
-        return psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
+        raw = psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as exc:
         text = str(exc).strip()
         first = text.splitlines()[0] if text else type(exc).__name__
         raise Unreachable(f"cannot connect to {redact(url)}: {first}",
                           transient=not is_permanent_message(text)) from exc
+    # Every statement here is a primary-key or ordered-index lookup. After a bulk
+    # enqueue, before autovacuum has analysed the table, the planner would read the
+    # whole pending index as a bitmap and sort it for each claim: O(queue) per task.
+    # (A SET, not a startup option: connection poolers may refuse those.)
+    raw.execute("SET enable_bitmapscan = off")
+    return raw
