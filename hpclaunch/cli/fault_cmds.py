@@ -6,7 +6,11 @@ import click
 
 
 def _say(message: str) -> None:
-    click.echo(f"hpclaunch: {message}", err=True)
+    """Retry progress for a person at a terminal; scripts get only the final error line."""
+    import sys
+
+    if sys.stderr.isatty():
+        click.echo(f"hpclaunch: {message}", err=True)
 
 
 def _connect(ctx: click.Context):
