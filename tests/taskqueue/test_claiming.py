@@ -115,3 +115,27 @@ def test_worker_records_its_scheduler_identity(queue_url):
 def test_too_many_worker_tags_is_a_clear_error():
     with pytest.raises(UserError, match="at most 8 tags"):
         worker_tag_sets([f"t{i}" for i in range(9)])
+
+
+def test_cluster_runs_n_workers_and_ctrl_c_stops_them_gracefully(queue, tmp_path):
+    import json
+    import signal
+    import subprocess
+
+    from queue_helpers import hpclaunch_cmd
+    from waiting import wait_until
+
+    started = tmp_path / "started"
+    started.mkdir()
+    handles = [queue.enqueue_command(f"touch {started}/{i}; sleep 60") for i in range(3)]
+    spare = queue.enqueue_command(["true"])
+    cluster = subprocess.Popen(hpclaunch_cmd("cluster", "3", "--grace", "1", "-q"),
+                               stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: len(list(started.iterdir())) == 3, what="three tasks running")
+    cluster.send_signal(signal.SIGINT)  # what Ctrl-C sends to the supervisor
+    assert cluster.wait(timeout=60) == 0, cluster.stderr.read()
+    assert [h.status for h in handles] == ["pending"] * 3  # put back, not lost, not failed
+    assert spare.status == "pending"  # stopping workers claim nothing new
+    assert all(h.info()["attempts"] == 0 for h in handles)
+    workers = json.loads(run_cli("workers", "--all", "--json", check=True).stdout)
+    assert len(workers) == 3 and {w["exit_reason"] for w in workers} == {"signal"}
