@@ -222,12 +222,12 @@ def check_not_broken(engine, profile, *, force: bool) -> None:
     if force:
         return
     with engine.connect() as conn:
-        row = conn.execute(select(launches.c.id, launches.c.broken_reason, launches.c.profile)
-                           .where(and_(launches.c.site == profile.name,
-                                       launches.c.status == "broken"))
+        row = conn.execute(select(launches.c.id, launches.c.status, launches.c.broken_reason,
+                                  launches.c.profile)
+                           .where(launches.c.site == profile.name)
                            .order_by(launches.c.submitted_at.desc())).first()
-    if row is None:
-        return
+    if row is None or row.status != "broken":
+        return  # the site's newest launch decides (a later --force launch clears it)
     current = json.dumps(profile.to_dict(), sort_keys=True, default=str)
     if current != row.profile:
         return  # the profile was fixed since

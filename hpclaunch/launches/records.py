@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, insert, select, update
 from sqlalchemy.engine import Engine
 
 from hpclaunch.errors import NotFound
@@ -121,21 +121,31 @@ def launch_workers(engine: Engine, launch_ids: list[str]) -> list[dict[str, Any]
 
 def record_elements(engine: Engine, launch_id: str, states: list[dict[str, Any]], *,
                     settled: bool = False) -> None:
-    """Keep the scheduler's newest verdict on each element (for status and reconcile)."""
+    """Keep the scheduler's newest verdict on each element (for status and reconcile).
+
+    An element once settled stays settled (the reconciler acted on it, or the user
+    canceled it with hpclaunch). The launch row is locked first so two concurrent
+    `status` runs cannot interleave their writes.
+    """
     if not states:
         return
     now = time.time()
     with engine.begin() as conn:
+        conn.execute(select(launches.c.id).where(launches.c.id == launch_id).with_for_update())
         for state in states:
             key = and_(launch_elements.c.launch_id == launch_id,
                        launch_elements.c.job_id == state["job_id"],
                        launch_elements.c.array_index.is_(None) if state["array_index"] is None
                        else launch_elements.c.array_index == state["array_index"])
-            conn.execute(delete(launch_elements).where(key))
-            conn.execute(insert(launch_elements).values(
-                launch_id=launch_id, job_id=state["job_id"], array_index=state["array_index"],
-                state=state["state"], reason=state.get("reason"),
-                exit_code=state.get("exit_code"), seen_at=now, settled=int(settled)))
+            values = {"state": state["state"], "reason": state.get("reason"),
+                      "exit_code": state.get("exit_code"), "seen_at": now}
+            raise_flag = {"settled": 1} if settled else {}  # never lowered here
+            updated = conn.execute(update(launch_elements).where(key)
+                                   .values(**values, **raise_flag))
+            if updated.rowcount == 0:
+                conn.execute(insert(launch_elements).values(
+                    launch_id=launch_id, job_id=state["job_id"],
+                    array_index=state["array_index"], settled=int(settled), **values))
 
 
 def element_states(engine: Engine, launch_ids: list[str]) -> dict[str, dict[tuple, dict]]:

@@ -38,6 +38,12 @@ class Submitted:
     scheduler_calls: int = 0
 
 
+class Unverified(UserError):
+    """A submission's reply was lost and the scheduler could not say whether it arrived."""
+
+    exit_code = 6
+
+
 def new_launch_id() -> str:
     return secrets.token_hex(5)
 
@@ -106,8 +112,14 @@ def submit(engine, url: str, profile: Profile, workers: int, *, tags=None,
                 result.scheduler_calls += calls
                 records.set_job_id(engine, launch_id, chunk.index, job_id)
                 result.jobs.append({**row, "job_id": job_id})
-        except BaseException:
-            records.set_status(engine, launch_id, "partial" if result.jobs else "failed")
+        except BaseException as exc:
+            from hpclaunch.transport.base import AmbiguousCommandError
+
+            # A job may exist that we could not confirm: keep the launch live ("partial")
+            # so status keeps an eye on it, rather than forgetting it as "failed".
+            unsure = isinstance(exc, Unverified | AmbiguousCommandError)
+            records.set_status(engine, launch_id,
+                               "partial" if result.jobs or unsure else "failed")
             raise
         records.set_status(engine, launch_id, "submitted")
         result.connections = transport.connections_opened
@@ -125,11 +137,16 @@ def _submit_chunk(transport, scheduler, workdir: str, row: dict) -> tuple[str, i
         calls += 1
         try:
             result = transport.run(submit_line, idempotent=False)
-        except AmbiguousCommandError:
+        except AmbiguousCommandError as lost:
             calls += 1
             found = transport.run(scheduler.find_by_name_argv(row["job_name"]),
                                   idempotent=True)
-            ids = scheduler.parse_find_by_name(found.stdout) if found.ok else []
+            if not found.ok:
+                raise Unverified(
+                    f"the reply to submitting {row['job_name']} was lost and the scheduler "
+                    f"could not be asked whether it arrived ({found.stderr.strip()[:200]}); "
+                    f"check `squeue -n {row['job_name']}` before submitting again") from lost
+            ids = scheduler.parse_find_by_name(found.stdout)
             if ids:
                 return ids[0], calls
             if attempt == SUBMIT_TRIES:

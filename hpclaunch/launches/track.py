@@ -291,7 +291,10 @@ def cancel(engine, launch_id: str, *, element: int | None = None,
         calls += polls
     finally:
         pool.close()
-    returned = return_tasks(engine, launch, targets if element is not None else None)
+    # Only once the jobs are gone: a worker still running its task must not race a rerun
+    # (otherwise the leases return the tasks when they expire).
+    returned = return_tasks(engine, launch, targets if element is not None else None) \
+        if gone else []
     # The reconciler must not count these as CANCELLED failures: the user asked.
     records.record_elements(engine, launch_id, [
         {"job_id": t["job_id"], "array_index": t["index"], "state": "CANCELLED",
@@ -355,7 +358,8 @@ def return_tasks(engine, launch: dict, targets: list[dict] | None) -> list[int]:
                                         tasks.c.worker_id.in_(ids)))).all()
         for row in held:
             conn.execute(update(tasks).where(and_(tasks.c.id == row.id,
-                                                  tasks.c.status == "running"))
+                                                  tasks.c.status == "running",
+                                                  tasks.c.worker_id == row.worker_id))
                          .values(status="pending", attempts=tasks.c.attempts - 1,
                                  worker_id=None, claim_token=None, lease_expires_at=None,
                                  started_at=None, reason="launch_canceled"))

@@ -94,8 +94,10 @@ def list_tasks(engine: Engine, *, status: str | None = None, tag: str | None = N
     if status:
         query = query.where(tasks.c.status == status)
     if tag:
-        query = query.where(or_(tasks.c.tags == tag, tasks.c.tags.like(f"{tag},%"),
-                                tasks.c.tags.like(f"%,{tag}"), tasks.c.tags.like(f"%,{tag},%")))
+        query = query.where(or_(tasks.c.tags == tag,
+                                tasks.c.tags.startswith(f"{tag},", autoescape=True),
+                                tasks.c.tags.endswith(f",{tag}", autoescape=True),
+                                tasks.c.tags.contains(f",{tag},", autoescape=True)))
     if batch_id is not None:
         query = query.where(tasks.c.batch_id == batch_id)
     if limit:

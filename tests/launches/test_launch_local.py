@@ -87,3 +87,32 @@ def test_a_typo_marks_the_launch_broken_and_blocks_resubmission(queue_url, tmp_p
                      "--workers", "1")
     wait_until(lambda: queue_counts()["completed"] == 5, what="tasks done after the fix")
     assert fixed["launch_id"]
+
+
+def test_a_forced_launch_that_works_clears_the_broken_mark(queue_url, tmp_path):
+    """The site's newest launch decides: after a good --force launch, no more refusals."""
+    from launch_helpers import hpclaunch_exe
+
+    enqueue_markers(tmp_path, 2)
+    exe = tmp_path / "bin" / "hpclaunch"  # missing at first: every element fails
+    site = ["--site", "local", "--set", f"workdir={tmp_path / 'runs'}",
+            "--set", f"worker.command={exe}"]
+    bad = cli_json("submit", *site, "--workers", "2")
+    wait_until(lambda: cli_json("status", "--launch", bad["launch_id"])["launches"][0]["status"]
+               == "broken", what="launch marked broken")
+    assert cli("submit", *site, "--workers", "1", check=False).returncode == 7
+    exe.parent.mkdir()
+    exe.symlink_to(hpclaunch_exe())  # the cluster-side problem is fixed
+    good = cli_json("submit", *site, "--workers", "1", "--force")
+    wait_until(lambda: queue_counts()["completed"] == 2, what="tasks done by the forced launch")
+    wait_until(lambda: cli_json("status", "--launch", good["launch_id"])["launches"][0]["status"]
+               == "finished", what="forced launch finished")
+    again = cli("submit", *site, "--workers", "1", check=False)
+    assert again.returncode == 0, again.stderr
+
+
+def test_tag_filter_takes_underscore_literally(queue_url):
+    cli("enqueue", "-t", "gpu_a", "--", "true")
+    cli("enqueue", "-t", "gpuXa", "--", "true")
+    rows = cli_json("tasks", "--tag", "gpu_a")
+    assert [r["tags"] for r in rows] == ["gpu_a"]
