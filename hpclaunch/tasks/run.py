@@ -32,7 +32,7 @@ class Control:
 
     stop_signal: int | None = None
     grace_deadline: float | None = None
-    lease_lost: bool = False
+    lease_lost: str | None = None  # the claim token of the attempt that lost its lease
     call_running: bool = False
     _alarm_reason: str | None = field(default=None, repr=False)
 
@@ -60,12 +60,25 @@ class RunResult:
 
 
 def run(task: Claimed, control: Control, log_root: Path) -> RunResult:
+    """Run one task; a task that cannot even be started fails itself, never the worker."""
     log_dir = log_root / str(task.id)
-    if task.kind == "command":
-        return _run_command(task, control, log_dir)
-    if task.kind in ("call", "pickle"):
-        return _run_in_process(task, control, log_dir)
+    try:
+        if task.kind == "command":
+            return _run_command(task, control, log_dir)
+        if task.kind in ("call", "pickle"):
+            return _run_in_process(task, control, log_dir)
+    except (ValueError, KeyError, TypeError) as exc:  # a malformed payload
+        return RunResult(Outcome(ok=False, reason="bad_payload",
+                                 error=f"cannot read the task's payload: {exc!r}"))
+    except OSError as exc:  # e.g. the log folder is full or read-only
+        return RunResult(Outcome(ok=False, reason="log_error",
+                                 error=f"cannot write the task's logs in {log_dir}: {exc}"))
     return RunResult(Outcome(ok=False, reason="unknown_kind", error=f"unknown kind {task.kind!r}"))
+
+
+def clean_text(text: str) -> str:
+    """Output as the database can store it: no NUL, no lone surrogates."""
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
 def tail(path: Path, limit: int = TAIL_BYTES) -> str:
@@ -74,7 +87,7 @@ def tail(path: Path, limit: int = TAIL_BYTES) -> str:
             fh.seek(0, os.SEEK_END)
             size = fh.tell()
             fh.seek(max(0, size - limit))
-            return fh.read().decode("utf-8", errors="replace")
+            return clean_text(fh.read().decode("utf-8", errors="replace"))
     except FileNotFoundError:
         return ""
 
@@ -115,10 +128,11 @@ def _run_command(task: Claimed, control: Control, log_dir: Path) -> RunResult:
                 else control.stop_signal
             _signal_group(proc, sig)
             forwarded = True
-        if control.grace_over() or control.lease_lost:
+        lost = control.lease_lost is not None and control.lease_lost == task.token
+        if control.grace_over() or lost:
             _signal_group(proc, signal.SIGKILL)
             proc.wait()
-            if control.lease_lost:
+            if lost:
                 return RunResult(Outcome(ok=False, reason="lease_lost", log_dir=str(log_dir)))
             return RunResult(None, released="stopped")
         if task.timeout and not timed_out and time.monotonic() - started > task.timeout:
@@ -176,8 +190,11 @@ def _run_in_process(task: Claimed, control: Control, log_dir: Path) -> RunResult
     out, err = io.StringIO(), io.StringIO()
     result_json = result_pickled = None
     control.call_running = True
-    if task.timeout:
-        signal.setitimer(signal.ITIMER_REAL, task.timeout)
+    delays = [task.timeout] if task.timeout else []
+    if control.grace_deadline is not None:
+        delays.append(max(control.grace_deadline - time.monotonic(), 0.001))
+    if delays:
+        signal.setitimer(signal.ITIMER_REAL, min(delays))
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             if task.kind == "call":
@@ -194,6 +211,10 @@ def _run_in_process(task: Claimed, control: Control, log_dir: Path) -> RunResult
         signal.setitimer(signal.ITIMER_REAL, 0)
         if exc.reason == "stopped":
             return RunResult(None, released="stopped")
+        if exc.reason == "lease_lost":
+            return _in_process_failure(task, log_dir, out, err, "lease_lost",
+                                       "stopped: the task was canceled or given to another "
+                                       "worker")
         return _in_process_failure(task, log_dir, out, err, "timeout",
                                    f"timed out after {task.timeout:g} s")
     except _ResolveError as exc:
@@ -235,8 +256,9 @@ def _save_streams(task: Claimed, log_dir: Path, out: io.StringIO, err: io.String
         text = stream.getvalue()
         if text:
             log_dir.mkdir(parents=True, exist_ok=True)
-            (log_dir / f"attempt-{task.attempt}.{suffix}").write_text(text)
-        tails.append(text[-TAIL_BYTES:] or None)
+            path = log_dir / f"attempt-{task.attempt}.{suffix}"
+            path.write_text(text, encoding="utf-8", errors="backslashreplace")
+        tails.append(clean_text(text[-TAIL_BYTES:]) or None)
     return tails[0], tails[1]
 
 

@@ -32,12 +32,18 @@ def run_cluster(count: int, database_url: str | None, worker_argv: list[str]) ->
 
     old = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        for index in range(count):
-            env = {**os.environ, "HPCLAUNCH_CLUSTER_INDEX": str(index)}
-            # Own process group: a terminal's Ctrl-C reaches only the supervisor,
-            # which stops the workers exactly once.
-            procs.append(subprocess.Popen(base + ["worker", *worker_argv], env=env,
-                                          start_new_session=True))
+        try:
+            for index in range(count):
+                if stopping:
+                    break  # told to stop while starting: start no more
+                env = {**os.environ, "HPCLAUNCH_CLUSTER_INDEX": str(index)}
+                # Own process group: a terminal's Ctrl-C reaches only the supervisor,
+                # which stops the workers exactly once.
+                procs.append(subprocess.Popen(base + ["worker", *worker_argv], env=env,
+                                              start_new_session=True))
+        except BaseException:
+            forward(signal.SIGTERM, None)  # no orphans outside the terminal's reach
+            raise
         codes = []
         for proc in procs:
             while True:

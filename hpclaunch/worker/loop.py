@@ -90,9 +90,13 @@ class Worker:
             signal.setitimer(signal.ITIMER_REAL, max(delay, 0.001))
 
     def _on_alarm(self, signum, frame) -> None:
-        if not self.control.call_running:
+        control = self.control
+        if not control.call_running:
             return
-        raise CallInterrupted("stopped" if self.control.grace_over() else "timeout")
+        task = self.current
+        if task is not None and control.lease_lost == task.token:
+            raise CallInterrupted("lease_lost")
+        raise CallInterrupted("stopped" if control.grace_over() else "timeout")
 
     def _install_signals(self) -> None:
         for sig in STOP_SIGNALS:
@@ -110,8 +114,13 @@ class Worker:
                 task = self.current
                 still_ours = claims.heartbeat(conn, self.worker_id, self.opts.lease, task)
                 if task is not None and not still_ours and task is self.current:
-                    self.control.lease_lost = True
+                    # Per attempt: a late verdict on one task never touches the next.
+                    self.control.lease_lost = task.token
                     log(self.opts, f"task {task.id} is no longer ours (canceled or reaped)")
+                    if self.control.call_running and self.current is task:
+                        # An in-process call is stopped like a timeout: no second copy
+                        # keeps running next to the attempt that replaced it.
+                        signal.pthread_kill(threading.main_thread().ident, signal.SIGALRM)
             except Exception as exc:  # noqa: BLE001 - keep running the task through outages
                 log(self.opts, f"heartbeat failed: {str(exc).splitlines()[0] if str(exc) else exc}")
                 if conn is not None:
@@ -253,6 +262,12 @@ class Worker:
             raise
         finally:
             self._stop_heartbeat.set()
+            if self.current is None:
+                # A claim whose reply was lost must not wait for its lease to expire.
+                try:
+                    claims.release_orphans(self.conn or conn, self.worker_id)
+                except Exception:  # noqa: BLE001 - the lease returns it otherwise
+                    pass
             try:
                 self._db(claims.record_worker_exit, self.worker_id, reason, detail,
                          wait=min(EXIT_RECORD_WAIT, opts.db_wait), what="recording the exit")
@@ -285,6 +300,10 @@ class Worker:
                 task = self._wait_for_task(claimer)
                 if task is None:
                     return self._why_idle()
+            if self.control.stop_requested():
+                # Told to stop while claiming (or idle-polling): don't start it.
+                self._db(claims.release, self.worker_id, task, "stopped", what="release")
+                return "signal"
             self.current = task
             started = time.monotonic()
             result = run(task, self.control, log_root)
@@ -300,7 +319,6 @@ class Worker:
                 return "signal"
             status = self._finish(task, result.outcome)
             self.current = None
-            self.control.lease_lost = False
             elapsed = time.monotonic() - started
             if status is None:
                 log(opts, f"task {task.id}: result discarded, the attempt was replaced")

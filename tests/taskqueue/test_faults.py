@@ -163,3 +163,42 @@ def worker_rows(queue):
     from hpclaunch.queue import store
 
     return store.list_workers(queue.engine, include_gone=True)
+
+
+def test_binary_output_is_stored_not_fatal(queue):
+    """A NUL byte in output must not crash the worker (PostgreSQL refuses NUL in text)."""
+    command = queue.enqueue_command(["printf", "a\\000b"])
+    call = queue.enqueue_call("builtins:print", ["x\x00y"])
+    after = queue.enqueue_command(["true"])
+    assert start_worker("--close-on-empty-queue", "-q").wait(timeout=60) == 0
+    assert [h.status for h in (command, call, after)] == ["completed"] * 3
+    assert command.info()["stdout_tail"] == "a\ufffdb"
+    assert call.info()["stdout_tail"] == "x\ufffdy\n"
+
+
+def test_canceling_a_running_call_stops_it(queue):
+    handle = queue.enqueue_call("time:sleep", [120])
+    proc = start_worker("--lease", "1", "--singleflow", "-q")
+    wait_until(lambda: handle.status == "running")
+    started = time.monotonic()
+    assert handle.cancel()
+    assert proc.wait(timeout=30) == 0  # not 120 s: the call was interrupted
+    assert time.monotonic() - started < 20
+    assert handle.status == "canceled"
+
+
+def test_a_malformed_payload_fails_its_task_not_the_worker(queue_url, queue):
+    from hpclaunch.queue import driver
+
+    broken = queue.enqueue_command(["true"], max_attempts=1)
+    fine = queue.enqueue_command(["true"])
+    conn = driver.connect(queue_url)
+    try:
+        conn.execute("UPDATE tasks SET payload = :p WHERE id = :id",
+                     {"p": "{not json", "id": broken.id})
+    finally:
+        conn.close()
+    assert start_worker("--close-on-empty-queue", "-q").wait(timeout=60) == 0
+    info = broken.info()
+    assert info["status"] == "failed" and info["reason"] == "bad_payload"
+    assert fine.status == "completed"
