@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import time
 from typing import Any
@@ -19,6 +18,7 @@ from hpclaunch.queue.schema import (
     tasks,
     workers,
 )
+from hpclaunch.queue.store import current_user
 
 LIVE = ("submitting", "submitted", "partial")
 
@@ -35,7 +35,7 @@ def create_launch(engine: Engine, *, launch_id: str, site: str, host: str | None
         conn.execute(insert(launches).values(
             id=launch_id, site=site, host=host, scheduler=scheduler, workdir=workdir,
             log_dir=log_dir, workers=workers_count, tags=tags, status="submitting",
-            submitted_at=time.time(), submitted_by=_user(),
+            submitted_at=time.time(), submitted_by=current_user(),
             profile=json.dumps(profile, sort_keys=True, default=str)))
         conn.execute(insert(launch_jobs), [{**c, "launch_id": launch_id} for c in chunks])
 
@@ -160,9 +160,3 @@ def element_states(engine: Engine, launch_ids: list[str]) -> dict[str, dict[tupl
             out.setdefault(row["launch_id"], {})[(row["job_id"], row["array_index"])] = dict(row)
     return out
 
-
-def _user() -> str | None:
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001
-        return None

@@ -55,7 +55,7 @@ def insert_batch(engine: Engine, batch: Batch) -> tuple[int, list[int]]:
     now = time.time()
     with engine.begin() as conn:
         batch_id = conn.execute(insert(batches).returning(batches.c.id), {
-            "name": batch.name, "created_at": now, "created_by": _user(),
+            "name": batch.name, "created_at": now, "created_by": current_user(),
             "spec": json.dumps(batch.spec, default=str), "n_tasks": len(batch.tasks),
         }).scalar_one()
         result = conn.execute(
@@ -65,7 +65,8 @@ def insert_batch(engine: Engine, batch: Batch) -> tuple[int, list[int]]:
         return batch_id, [r[0] for r in result]
 
 
-def _user() -> str | None:
+def current_user() -> str | None:
+    """Who is enqueueing or submitting (recorded on batches and launches)."""
     try:
         return getpass.getuser()
     except Exception:  # noqa: BLE001 - no user name is not an error
