@@ -55,9 +55,15 @@ def enqueue_noops(url: str, n: int) -> None:
     from hpclaunch.queue.batches import TaskSpec
     from hpclaunch.queue.db import get_engine
 
-    spec = TaskSpec(kind="call", payload={"target": NOOP, "args": [], "kwargs": {}},
-                    tags="default", priority=0, max_attempts=3, timeout=None,
-                    expected_runtime=None)
+    spec = TaskSpec(
+        kind="call",
+        payload={"target": NOOP, "args": [], "kwargs": {}},
+        tags="default",
+        priority=0,
+        max_attempts=3,
+        timeout=None,
+        expected_runtime=None,
+    )
     engine = get_engine(url)
     for start in range(0, n, 5000):
         store.insert_tasks(engine, [spec] * min(5000, n - start))
@@ -87,8 +93,10 @@ def throughput(url: str, workers: int, n: int, env: dict) -> tuple[float, float]
     clear(url)
     enqueue_noops(url, n)
     t0 = time.perf_counter()
-    procs = [subprocess.Popen(hpclaunch_exe() + ["worker", "--close-on-empty-queue", "-q"],
-                              env=env) for _ in range(workers)]
+    procs = [
+        subprocess.Popen(hpclaunch_exe() + ["worker", "--close-on-empty-queue", "-q"], env=env)
+        for _ in range(workers)
+    ]
     for proc in procs:
         if proc.wait() != 0:
             raise SystemExit("a worker failed")
@@ -98,7 +106,8 @@ def throughput(url: str, workers: int, n: int, env: dict) -> tuple[float, float]
     conn = driver.connect(url)
     first, last, done = conn.one(
         "SELECT MIN(started_at), MAX(finished_at), COUNT(*) FROM tasks "
-        "WHERE status = 'completed' AND kind = 'call'")
+        "WHERE status = 'completed' AND kind = 'call'"
+    )
     conn.close()
     if done != n:
         raise SystemExit(f"only {done} of {n} tasks completed")
@@ -113,16 +122,23 @@ def main() -> None:
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="hpclaunch-bench-"))
     kinds = ["sqlite"] + (["postgresql"] if args.pg else [])
-    base_env = {**os.environ, "HPCLAUNCH_HOME": str(workdir / "home"),
-                "HPCLAUNCH_LOG_DIR": str(workdir / "logs")}
+    base_env = {
+        **os.environ,
+        "HPCLAUNCH_HOME": str(workdir / "home"),
+        "HPCLAUNCH_LOG_DIR": str(workdir / "logs"),
+    }
     import_sa = median_time([sys.executable, "-c", "import sqlalchemy"], args.runs, base_env)
     print(f"python -c 'import sqlalchemy'       median {import_sa:.3f} s ({args.runs} runs)")
     try:
         for kind in kinds:
             url = fresh_database(kind, args.pg, workdir)
             env = {**base_env, "HPCLAUNCH_DATABASE_URL": url}
-            cold = median_time(hpclaunch_exe() + ["worker", "--singleflow", "-q"], args.runs,
-                               env, before=lambda u=url: enqueue_noops(u, 1))
+            cold = median_time(
+                hpclaunch_exe() + ["worker", "--singleflow", "-q"],
+                args.runs,
+                env,
+                before=lambda u=url: enqueue_noops(u, 1),
+            )
             target = "  (target <= 0.35 s)" if kind == "postgresql" else ""
             print(f"[{kind}] worker --singleflow cold start  median {cold:.3f} s{target}")
             for workers in (1, 4, 8):
@@ -130,9 +146,11 @@ def main() -> None:
                 goal = ""
                 if workers == 4:
                     goal = f"  (target >= {1500 if kind == 'postgresql' else 1000}/s)"
-                print(f"[{kind}] {workers} draining worker(s): {wall:7.0f} tasks/s wall "
-                      f"(incl. start-up), {steady:7.0f} tasks/s first-claim..last-finish "
-                      f"[{args.tasks} no-op tasks]{goal}")
+                print(
+                    f"[{kind}] {workers} draining worker(s): {wall:7.0f} tasks/s wall "
+                    f"(incl. start-up), {steady:7.0f} tasks/s first-claim..last-finish "
+                    f"[{args.tasks} no-op tasks]{goal}"
+                )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -43,11 +43,17 @@ def main() -> None:
     pg = os.environ.get("HPCLAUNCH_TEST_PG_URL")
     if "--pg" in sys.argv:
         pg = sys.argv[sys.argv.index("--pg") + 1]
-    needed = ("SLURM_CONF", "HPCLAUNCH_TEST_SSH_PORT", "HPCLAUNCH_TEST_SSH_KEY",
-              "HPCLAUNCH_TEST_KNOWN_HOSTS")
+    needed = (
+        "SLURM_CONF",
+        "HPCLAUNCH_TEST_SSH_PORT",
+        "HPCLAUNCH_TEST_SSH_KEY",
+        "HPCLAUNCH_TEST_KNOWN_HOSTS",
+    )
     if not pg or any(n not in os.environ for n in needed):
-        raise SystemExit("source the test environment first (scripts/testenv.sh up; "
-                         "source /tmp/hpclaunch-testenv/env.sh)")
+        raise SystemExit(
+            "source the test environment first (scripts/testenv.sh up; "
+            "source /tmp/hpclaunch-testenv/env.sh)"
+        )
     work = Path(tempfile.mkdtemp(prefix="hpclaunch-bench-submit-"))
     home = work / "laptop"
     (home / ".ssh").mkdir(parents=True)
@@ -58,38 +64,76 @@ def main() -> None:
         f"    User {os.environ.get('HPCLAUNCH_TEST_SSH_USER', 'root')}\n"
         f"    IdentityFile {os.environ['HPCLAUNCH_TEST_SSH_KEY']}\n"
         "    IdentitiesOnly yes\n"
-        f"    UserKnownHostsFile {os.environ['HPCLAUNCH_TEST_KNOWN_HOSTS']}\n")
-    env = {**os.environ, "HOME": str(home), "HPCLAUNCH_HOME": str(work / "hpclaunch"),
-           "HPCLAUNCH_DATABASE_URL": pg, "HPCLAUNCH_LOG_DIR": str(work / "logs")}
+        f"    UserKnownHostsFile {os.environ['HPCLAUNCH_TEST_KNOWN_HOSTS']}\n"
+    )
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "HPCLAUNCH_HOME": str(work / "hpclaunch"),
+        "HPCLAUNCH_DATABASE_URL": pg,
+        "HPCLAUNCH_LOG_DIR": str(work / "logs"),
+    }
     from hpclaunch.queue import driver, migrate
 
     migrate.upgrade(pg)
     conn = driver.connect(pg)
-    conn.execute("TRUNCATE launch_elements, launch_jobs, launches, task_attempts, tasks, "
-                 "workers, batches RESTART IDENTITY CASCADE")
+    conn.execute(
+        "TRUNCATE launch_elements, launch_jobs, launches, task_attempts, tasks, "
+        "workers, batches RESTART IDENTITY CASCADE"
+    )
     conn.close()
-    common = ["--set", f"workdir={work / 'cluster'}", "--set", f"worker.command={hpclaunch()}",
-              "--set", f"database.url={pg}"]
+    common = [
+        "--set",
+        f"workdir={work / 'cluster'}",
+        "--set",
+        f"worker.command={hpclaunch()}",
+        "--set",
+        f"database.url={pg}",
+    ]
 
     t0 = time.perf_counter()
-    big = run("submit", "--site", "tests-slurm-ssh", "--set", "host=bench-cluster",
-              "--workers", "1000", *common, "--set", "arrays.max_array_size=300",
-              "--set", "extra_directives=[--begin=now+1hour]", env=env)
+    big = run(
+        "submit",
+        "--site",
+        "tests-slurm-ssh",
+        "--set",
+        "host=bench-cluster",
+        "--workers",
+        "1000",
+        *common,
+        "--set",
+        "arrays.max_array_size=300",
+        "--set",
+        "extra_directives=[--begin=now+1hour]",
+        env=env,
+    )
     wall = time.perf_counter() - t0
     status = run("status", "--launch", big["launch_id"], env=env)
     run("cancel", big["launch_id"], env=env)
-    print(f"submit --workers 1000 over loopback SSH: {wall:.2f} s wall, "
-          f"{big['ssh_connections']} SSH connection(s), {big['scheduler_calls']} sbatch call(s), "
-          f"{len(big['jobs'])} arrays; status: {status['scheduler_calls']} squeue call(s)")
+    print(
+        f"submit --workers 1000 over loopback SSH: {wall:.2f} s wall, "
+        f"{big['ssh_connections']} SSH connection(s), {big['scheduler_calls']} sbatch call(s), "
+        f"{len(big['jobs'])} arrays; status: {status['scheduler_calls']} squeue call(s)"
+    )
 
     batch = work / "noop.yaml"
     batch.write_text("name: noop\ncall: os:getpid\nn_runs: 200\n")
-    subprocess.run([hpclaunch(), "enqueue", "--file", str(batch)], check=True, env=env,
-                   capture_output=True)
+    subprocess.run(
+        [hpclaunch(), "enqueue", "--file", str(batch)], check=True, env=env, capture_output=True
+    )
     conn = driver.connect(pg)
     t0 = time.perf_counter()
-    run("submit", "--site", "tests-slurm", "--workers", "16", *common,
-        "--set", "worker.mode=draining", env=env)
+    run(
+        "submit",
+        "--site",
+        "tests-slurm",
+        "--workers",
+        "16",
+        *common,
+        "--set",
+        "worker.mode=draining",
+        env=env,
+    )
     submitted = time.perf_counter() - t0
     while True:
         done = conn.one("SELECT COUNT(*) FROM tasks WHERE status = 'completed'")[0]
@@ -100,8 +144,10 @@ def main() -> None:
         time.sleep(0.02)
     total = time.perf_counter() - t0
     conn.close()
-    print(f"200 no-op tasks, 16 draining workers on the local SLURM: {total:.2f} s from submit "
-          f"to all done (submit itself {submitted:.2f} s)  (target <= 2 s)")
+    print(
+        f"200 no-op tasks, 16 draining workers on the local SLURM: {total:.2f} s from submit "
+        f"to all done (submit itself {submitted:.2f} s)  (target <= 2 s)"
+    )
 
 
 if __name__ == "__main__":

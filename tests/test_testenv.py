@@ -29,8 +29,16 @@ def test_three_element_array_runs_to_completion(slurm, tmp_path):
     out.mkdir()
     submitted = slurm.run(
         [
-            "sbatch", "--parsable", "-p", slurm.partition, "--array=0-2", "--mem=100M",
-            "-o", f"{out}/%A_%a.out", "--wrap", 'echo "element $SLURM_ARRAY_TASK_ID"',
+            "sbatch",
+            "--parsable",
+            "-p",
+            slurm.partition,
+            "--array=0-2",
+            "--mem=100M",
+            "-o",
+            f"{out}/%A_%a.out",
+            "--wrap",
+            'echo "element $SLURM_ARRAY_TASK_ID"',
         ]
     ).stdout.strip()
     job_id = submitted.split(";")[0]
@@ -38,7 +46,9 @@ def test_three_element_array_runs_to_completion(slurm, tmp_path):
     _wait_gone_from_queue(slurm, job_id)
     states = slurm.run(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%K %T"]).stdout
     assert sorted(line for line in states.split("\n") if line) == [
-        "0 COMPLETED", "1 COMPLETED", "2 COMPLETED",
+        "0 COMPLETED",
+        "1 COMPLETED",
+        "2 COMPLETED",
     ]
     texts = sorted((out / f"{job_id}_{k}.out").read_text().strip() for k in range(3))
     assert texts == ["element 0", "element 1", "element 2"]
@@ -53,8 +63,12 @@ def test_ssh_with_generated_key_reaches_slurm(sshd, slurm, tmp_path):
     client.load_host_keys(config["userknownhostsfile"])
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     client.connect(
-        config["hostname"], port=int(config["port"]), username=config["user"],
-        key_filename=config["identityfile"][0], allow_agent=False, look_for_keys=False,
+        config["hostname"],
+        port=int(config["port"]),
+        username=config["user"],
+        key_filename=config["identityfile"][0],
+        allow_agent=False,
+        look_for_keys=False,
         timeout=10,
     )
     try:

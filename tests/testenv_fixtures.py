@@ -185,9 +185,7 @@ def sshd() -> SSHServer:
     return server
 
 
-def write_ssh_config(
-    path: Path, hosts: Mapping[str, Mapping[str, str | Sequence[str]]]
-) -> Path:
+def write_ssh_config(path: Path, hosts: Mapping[str, Mapping[str, str | Sequence[str]]]) -> Path:
     """Write an ssh_config file: ``{"alias": {"HostName": ..., ...}}``.
 
     A list value repeats the option (e.g. several ``IdentityFile`` lines).

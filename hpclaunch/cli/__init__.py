@@ -86,9 +86,13 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--database", "database_url", metavar="URL", default=None,
-              help="Queue database URL (overrides HPCLAUNCH_DATABASE_URL and "
-                   "~/.hpclaunch/database.yaml).")
+@click.option(
+    "--database",
+    "database_url",
+    metavar="URL",
+    default=None,
+    help="Queue database URL (overrides HPCLAUNCH_DATABASE_URL and ~/.hpclaunch/database.yaml).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.version_option(package_name="hpclaunch", prog_name="hpclaunch")
 @click.pass_context

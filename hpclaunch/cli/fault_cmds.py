@@ -27,8 +27,11 @@ def _db(conn, fn, *args, **kwargs):
 
 
 @click.command()
-@click.option("--requeue", is_flag=True,
-              help="Put them back on the queue (a 'lost' attempt each; spent -> failed).")
+@click.option(
+    "--requeue",
+    is_flag=True,
+    help="Put them back on the queue (a 'lost' attempt each; spent -> failed).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def lost(ctx: click.Context, requeue: bool, as_json: bool) -> None:
@@ -65,16 +68,25 @@ def lost(ctx: click.Context, requeue: bool, as_json: bool) -> None:
         status = r["worker_status"] or "unknown"
         if r["worker_exit_reason"]:
             status += f" ({r['worker_exit_reason']})"
-        line = [r["id"], f"{r['attempts']}/{r['max_attempts']}", r["worker_id"], r["where"],
-                status, age, fmt_time(r["started_at"])]
+        line = [
+            r["id"],
+            f"{r['attempts']}/{r['max_attempts']}",
+            r["worker_id"],
+            r["where"],
+            status,
+            age,
+            fmt_time(r["started_at"]),
+        ]
         if requeue:
             line.append(r["now"])
         table.append(line)
     print_table(None, columns, table, empty="no lost tasks")
     if requeue and rows:
         back = sum(1 for s in requeued.values() if s == "pending")
-        click.echo(f"{len(requeued)} task(s) requeued: {back} back to pending, "
-                   f"{len(requeued) - back} failed (attempts spent)")
+        click.echo(
+            f"{len(requeued)} task(s) requeued: {back} back to pending, "
+            f"{len(requeued) - back} failed (attempts spent)"
+        )
 
 
 @click.command("why")
@@ -95,8 +107,11 @@ def why(ctx: click.Context, task_id: int, as_json: bool) -> None:
         print_json(data)
         return
     task = data["task"]
-    click.echo(f"task {task['id']}" + (f" ({task['name']})" if task["name"] else "")
-               + f": {data['verdict']}")
+    click.echo(
+        f"task {task['id']}"
+        + (f" ({task['name']})" if task["name"] else "")
+        + f": {data['verdict']}"
+    )
     for a in data["attempts"]:
         parts = [f"  #{a['attempt']} {a['outcome']:<9}", a["reason"] or "-"]
         if a["exit_code"] is not None:
@@ -107,8 +122,10 @@ def why(ctx: click.Context, task_id: int, as_json: bool) -> None:
             parts.append(f"{a['scheduler'] or 'job'} {a['array_job_id'] or a['job_id']}{index}")
         if a["launch_id"]:
             parts.append(f"launch {a['launch_id']}")
-        parts.append(f"{fmt_time(a['started_at'])} -> {fmt_time(a['finished_at'])}"
-                     f" ({fmt_duration(a['started_at'], a['finished_at'])})")
+        parts.append(
+            f"{fmt_time(a['started_at'])} -> {fmt_time(a['finished_at'])}"
+            f" ({fmt_duration(a['started_at'], a['finished_at'])})"
+        )
         click.echo("  ".join(parts))
         if a["error"]:
             click.echo(f"       {a['error']}")

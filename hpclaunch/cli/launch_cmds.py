@@ -24,11 +24,13 @@ def _engine_and_url(ctx: click.Context):
 @click.option("--site", required=True, metavar="NAME", help="Site profile (or a .yaml path).")
 @click.option("--workers", "-n", required=True, type=int, help="Number of workers to start.")
 @override_options
-@click.option("-t", "--tag", "tags", multiple=True, metavar="TAG",
-              help="Worker tags (replace the profile's).")
+@click.option(
+    "-t", "--tag", "tags", multiple=True, metavar="TAG", help="Worker tags (replace the profile's)."
+)
 @click.option("--dry-run", is_flag=True, help="Show the plan and scripts; submit nothing.")
-@click.option("--force", is_flag=True,
-              help="Submit even though the site's last launch was marked broken.")
+@click.option(
+    "--force", is_flag=True, help="Submit even though the site's last launch was marked broken."
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def submit(ctx, site, workers, tags, dry_run, force, as_json, **kwargs):
@@ -49,8 +51,10 @@ def submit(ctx, site, workers, tags, dry_run, force, as_json, **kwargs):
         if as_json:
             print_json(plan.to_dict())
             return
-        click.echo(f"dry run: would submit {len(plan.chunks)} script(s) for {workers} "
-                   f"worker(s) to {profile.name} ({profile.host or 'this machine'})")
+        click.echo(
+            f"dry run: would submit {len(plan.chunks)} script(s) for {workers} "
+            f"worker(s) to {profile.name} ({profile.host or 'this machine'})"
+        )
         for warning in plan.warnings:
             click.echo(f"warning: {warning}", err=True)
         for chunk in plan.chunks:
@@ -58,22 +62,31 @@ def submit(ctx, site, workers, tags, dry_run, force, as_json, **kwargs):
             click.echo(chunk.script, nl=False)
         return
     engine, url = _engine_and_url(ctx)
-    result = submitting.submit(engine, url, profile, workers, tags=list(tags) or None,
-                               force=force)
+    result = submitting.submit(engine, url, profile, workers, tags=list(tags) or None, force=force)
     if as_json:
-        print_json({"launch_id": result.plan.launch_id, "site": profile.name,
-                    "host": profile.host, "workdir": result.workdir,
-                    "jobs": [{k: j[k] for k in ("chunk", "job_name", "job_id", "elements",
-                                                "script_path")} for j in result.jobs],
-                    "ssh_connections": result.connections,
-                    "scheduler_calls": result.scheduler_calls,
-                    "warnings": list(result.plan.warnings)})
+        print_json(
+            {
+                "launch_id": result.plan.launch_id,
+                "site": profile.name,
+                "host": profile.host,
+                "workdir": result.workdir,
+                "jobs": [
+                    {k: j[k] for k in ("chunk", "job_name", "job_id", "elements", "script_path")}
+                    for j in result.jobs
+                ],
+                "ssh_connections": result.connections,
+                "scheduler_calls": result.scheduler_calls,
+                "warnings": list(result.plan.warnings),
+            }
+        )
         return
     for warning in result.plan.warnings:
         click.echo(f"warning: {warning}", err=True)
     ids = ", ".join(j["job_id"] for j in result.jobs)
-    click.echo(f"launch {result.plan.launch_id}: {workers} worker(s) on {profile.name} "
-               f"({profile.host or 'this machine'}); job ID(s) {ids}")
+    click.echo(
+        f"launch {result.plan.launch_id}: {workers} worker(s) on {profile.name} "
+        f"({profile.host or 'this machine'}); job ID(s) {ids}"
+    )
     click.echo(f"scripts and logs in {result.jobs[0]['script_path'].rsplit('/', 1)[0]}")
 
 
@@ -81,8 +94,12 @@ def submit(ctx, site, workers, tags, dry_run, force, as_json, **kwargs):
 @click.option("--site", default=None, help="Only launches to this site.")
 @click.option("--launch", "launch_id", default=None, help="Only this launch.")
 @click.option("--all", "include_finished", is_flag=True, help="Include finished launches.")
-@click.option("--elements", "show_elements", is_flag=True,
-              help="One row per array element (default when there are few).")
+@click.option(
+    "--elements",
+    "show_elements",
+    is_flag=True,
+    help="One row per array element (default when there are few).",
+)
 @click.option("--watch", is_flag=True, help="Refresh every few seconds until Ctrl-C.")
 @click.option("--interval", type=click.FloatRange(min=1), default=5.0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
@@ -94,16 +111,23 @@ def status(ctx, site, launch_id, include_finished, show_elements, watch, interva
 
     engine, _ = _engine_and_url(ctx)
     while True:
-        report = track.status(engine, site=site, launch_id=launch_id,
-                              include_finished=include_finished)
+        report = track.status(
+            engine, site=site, launch_id=launch_id, include_finished=include_finished
+        )
         stats = store.stats(engine)
         if as_json:
             from hpclaunch.launches.reconcile import to_dict
 
-            print_json({"launches": report.launches, "queue": stats,
-                        "reconciled": to_dict(report.reconciled) if report.reconciled else None,
-                        "scheduler_calls": report.scheduler_calls,
-                        "ssh_connections": report.connections, "notes": report.notes})
+            print_json(
+                {
+                    "launches": report.launches,
+                    "queue": stats,
+                    "reconciled": to_dict(report.reconciled) if report.reconciled else None,
+                    "scheduler_calls": report.scheduler_calls,
+                    "ssh_connections": report.connections,
+                    "notes": report.notes,
+                }
+            )
         else:
             _print_reconciled(report.reconciled)
             _print_status(report, stats, show_elements)
@@ -123,46 +147,83 @@ def _print_status(report, stats: dict[str, Any], show_elements: bool) -> None:
         console.print("[dim]no live launches (--all shows finished ones)[/dim]")
     for launch in report.launches:
         counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(launch["state_counts"].items()))
-        console.print(f"[bold]launch {launch['id']}[/bold]  {launch['site']} "
-                      f"({launch['host'] or 'this machine'}, {launch['scheduler']})  "
-                      f"{launch['status']}  submitted {fmt_time(launch['submitted_at'])}  "
-                      f"{launch['workers']} worker(s): {counts or 'none'}",
-                      highlight=False)
+        console.print(
+            f"[bold]launch {launch['id']}[/bold]  {launch['site']} "
+            f"({launch['host'] or 'this machine'}, {launch['scheduler']})  "
+            f"{launch['status']}  submitted {fmt_time(launch['submitted_at'])}  "
+            f"{launch['workers']} worker(s): {counts or 'none'}",
+            highlight=False,
+        )
         if launch["broken_reason"]:
             console.print(f"  [red]broken:[/red] {launch['broken_reason']}", highlight=False)
         job_rows = []
         for job in launch["jobs"]:
             els = [e for e in launch["elements"] if e["chunk"] == job["chunk"]]
-            job_rows.append((job["chunk"], job["job_name"], job["job_id"] or "-",
-                             job["elements"], _count_states(els),
-                             sum(e["tasks_completed"] for e in els),
-                             sum(e["tasks_failed"] for e in els),
-                             sum(len(e["current_tasks"]) for e in els)))
+            job_rows.append(
+                (
+                    job["chunk"],
+                    job["job_name"],
+                    job["job_id"] or "-",
+                    job["elements"],
+                    _count_states(els),
+                    sum(e["tasks_completed"] for e in els),
+                    sum(e["tasks_failed"] for e in els),
+                    sum(len(e["current_tasks"]) for e in els),
+                )
+            )
         if len(job_rows) <= 20:
-            print_table(None, ("chunk", "job name", "job ID", "elements", "states", "done",
-                               "failed", "running"), job_rows)
+            print_table(
+                None,
+                ("chunk", "job name", "job ID", "elements", "states", "done", "failed", "running"),
+                job_rows,
+            )
         if show_elements or len(launch["elements"]) <= 16:
-            print_table(None, ("element", "job ID", "index", "state", "reason", "workers",
-                               "done", "failed", "running task"),
-                        [(e["element"], e["job_id"] or "-",
-                          "" if e["index"] is None else e["index"], e["state"],
-                          e["reason"] or "", _worker_summary(e["workers"]),
-                          e["tasks_completed"], e["tasks_failed"],
-                          ",".join(map(str, e["current_tasks"])))
-                         for e in launch["elements"]])
+            print_table(
+                None,
+                (
+                    "element",
+                    "job ID",
+                    "index",
+                    "state",
+                    "reason",
+                    "workers",
+                    "done",
+                    "failed",
+                    "running task",
+                ),
+                [
+                    (
+                        e["element"],
+                        e["job_id"] or "-",
+                        "" if e["index"] is None else e["index"],
+                        e["state"],
+                        e["reason"] or "",
+                        _worker_summary(e["workers"]),
+                        e["tasks_completed"],
+                        e["tasks_failed"],
+                        ",".join(map(str, e["current_tasks"])),
+                    )
+                    for e in launch["elements"]
+                ],
+            )
     by = stats["by_status"]
     total = stats["total"]
     done = by["completed"] + by["failed"] + by["canceled"]
-    console.print(f"queue: {by['pending']} pending, {by['running']} running, "
-                  f"{by['completed']} completed, {by['failed']} failed, "
-                  f"{by['canceled']} canceled ({stats['workers_running']} worker(s) running)",
-                  highlight=False)
+    console.print(
+        f"queue: {by['pending']} pending, {by['running']} running, "
+        f"{by['completed']} completed, {by['failed']} failed, "
+        f"{by['canceled']} canceled ({stats['workers_running']} worker(s) running)",
+        highlight=False,
+    )
     if total:
         console.print(ProgressBar(total=total, completed=done, width=50))
     for note in report.notes:
         console.print(f"[dim]note: {note}[/dim]", highlight=False)
-    console.print(f"[dim]{report.scheduler_calls} scheduler call(s), "
-                  f"{report.connections} SSH connection(s)[/dim]", highlight=False)
+    console.print(
+        f"[dim]{report.scheduler_calls} scheduler call(s), "
+        f"{report.connections} SSH connection(s)[/dim]",
+        highlight=False,
+    )
 
 
 def _count_states(elements) -> str:
@@ -173,14 +234,20 @@ def _count_states(elements) -> str:
 
 
 def _worker_summary(ws) -> str:
-    return ", ".join(f"{w['id']}:{w['status']}"
-                     + (f"({w['exit_reason']})" if w["exit_reason"] else "") for w in ws)
+    return ", ".join(
+        f"{w['id']}:{w['status']}" + (f"({w['exit_reason']})" if w["exit_reason"] else "")
+        for w in ws
+    )
 
 
 @click.command()
 @click.argument("launch_id")
-@click.option("--element", type=click.IntRange(min=0), default=None,
-              help="Cancel only this array element (numbered across the launch's chunks).")
+@click.option(
+    "--element",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Cancel only this array element (numbered across the launch's chunks).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def cancel(ctx, launch_id, element, as_json):
@@ -192,19 +259,30 @@ def cancel(ctx, launch_id, element, as_json):
     if as_json:
         print_json(result)
         return
-    what = f"element {element} of launch {launch_id}" if element is not None \
-        else f"launch {launch_id}"
-    click.echo(f"canceled {what} (job ID(s) {', '.join(result['job_ids']) or 'none'}); "
-               f"{len(result['tasks_returned'])} task(s) back on the queue")
+    what = (
+        f"element {element} of launch {launch_id}" if element is not None else f"launch {launch_id}"
+    )
+    click.echo(
+        f"canceled {what} (job ID(s) {', '.join(result['job_ids']) or 'none'}); "
+        f"{len(result['tasks_returned'])} task(s) back on the queue"
+    )
     if not result["gone"]:
-        click.echo("note: some jobs had not left the scheduler's queue yet; their tasks "
-                   "return when their leases expire", err=True)
+        click.echo(
+            "note: some jobs had not left the scheduler's queue yet; their tasks "
+            "return when their leases expire",
+            err=True,
+        )
 
 
 @click.command()
 @click.argument("launch_id")
-@click.option("--element", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Array element (numbered across the launch's chunks).")
+@click.option(
+    "--element",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Array element (numbered across the launch's chunks).",
+)
 @click.option("--tail", type=click.IntRange(min=1), default=None, help="Only the last N lines.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -218,8 +296,10 @@ def logs(ctx, launch_id, element, tail, as_json):
         print_json(result)
         return
     if result["stdout"] is None and result["stderr"] is None:
-        raise UserError(f"no output yet for element {element} of launch {launch_id} "
-                        f"(looked for {result['stdout_path']})")
+        raise UserError(
+            f"no output yet for element {element} of launch {launch_id} "
+            f"(looked for {result['stdout_path']})"
+        )
     for label in ("stdout", "stderr"):
         click.echo(f"==> {result[label + '_path']} <==")
         click.echo(result[label] if result[label] is not None else "(missing)\n", nl=False)
@@ -238,24 +318,57 @@ def launches(ctx, site, as_json):
     for row in rows:
         for job in row["jobs"]:
             job.pop("script", None)
-    table = [(r["id"], r["site"], r["host"] or "", r["scheduler"], r["status"],
-              fmt_time(r["submitted_at"]), r["submitted_by"] or "", r["workers"],
-              ", ".join(j["job_id"] or "-" for j in r["jobs"][:6])
-              + (" ..." if len(r["jobs"]) > 6 else "")) for r in rows]
-    emit(as_json, rows, lambda: print_table(
-        None, ("launch", "site", "host", "scheduler", "status", "submitted", "by", "workers",
-               "job IDs"), table, empty="no launches yet"))
+    table = [
+        (
+            r["id"],
+            r["site"],
+            r["host"] or "",
+            r["scheduler"],
+            r["status"],
+            fmt_time(r["submitted_at"]),
+            r["submitted_by"] or "",
+            r["workers"],
+            ", ".join(j["job_id"] or "-" for j in r["jobs"][:6])
+            + (" ..." if len(r["jobs"]) > 6 else ""),
+        )
+        for r in rows
+    ]
+    emit(
+        as_json,
+        rows,
+        lambda: print_table(
+            None,
+            (
+                "launch",
+                "site",
+                "host",
+                "scheduler",
+                "status",
+                "submitted",
+                "by",
+                "workers",
+                "job IDs",
+            ),
+            table,
+            empty="no launches yet",
+        ),
+    )
 
 
 def _print_reconciled(result) -> None:
     if result is None:
         return
     for action in result.actions:
-        click.echo(f"launch {action.launch_id} element {action.element} ended {action.state}: "
-                   f"task {action.task_id} {action.outcome}")
+        click.echo(
+            f"launch {action.launch_id} element {action.element} ended {action.state}: "
+            f"task {action.task_id} {action.outcome}"
+        )
     for launch_id in result.broken:
-        click.echo(f"launch {launch_id} is broken: its elements end before any worker claims "
-                   "a task; `hpclaunch status --launch ID` shows why", err=True)
+        click.echo(
+            f"launch {launch_id} is broken: its elements end before any worker claims "
+            "a task; `hpclaunch status --launch ID` shows why",
+            err=True,
+        )
 
 
 @click.command()
@@ -274,5 +387,7 @@ def reconcile(ctx, site, as_json):
         print_json({**to_dict(result), "scheduler_calls": report.scheduler_calls})
         return
     _print_reconciled(result)
-    click.echo(f"{len(result.actions)} task(s) settled, {len(result.broken)} launch(es) marked "
-               f"broken ({report.scheduler_calls} scheduler call(s))")
+    click.echo(
+        f"{len(result.actions)} task(s) settled, {len(result.broken)} launch(es) marked "
+        f"broken ({report.scheduler_calls} scheduler call(s))"
+    )

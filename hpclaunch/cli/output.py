@@ -36,8 +36,13 @@ def print_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
-def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-                *, empty: str = "nothing to show") -> None:
+def print_table(
+    title: str | None,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    empty: str = "nothing to show",
+) -> None:
     from rich.console import Console
     from rich.table import Table
 

@@ -16,30 +16,73 @@ def _engine(ctx: click.Context):
 
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.option("-t", "--tag", "tags", multiple=True, help="Task tag (repeatable; default: default).")
-@click.option("--priority", type=int, default=0, show_default=True,
-              help="Higher runs first.")
+@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first.")
 @click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-              metavar="SECONDS", help="Kill the task after this long.")
-@click.option("--expected-runtime", type=click.FloatRange(min=0, min_open=True), default=None,
-              metavar="SECONDS", help="How long it should take (deadline-aware workers use it).")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Kill the task after this long.",
+)
+@click.option(
+    "--expected-runtime",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="How long it should take (deadline-aware workers use it).",
+)
 @click.option("--name", default=None, help="A label for the task.")
 @click.option("--shell", is_flag=True, help="Run COMMAND as one shell string.")
 @click.option("--cwd", default=None, help="Working directory of the command.")
-@click.option("-e", "--env", "env", multiple=True, metavar="NAME=VALUE",
-              help="Environment variable for the command (repeatable).")
-@click.option("--call", "target", default=None, metavar="PKG.MOD:FUNC",
-              help="Enqueue a Python call instead of a command.")
+@click.option(
+    "-e",
+    "--env",
+    "env",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Environment variable for the command (repeatable).",
+)
+@click.option(
+    "--call",
+    "target",
+    default=None,
+    metavar="PKG.MOD:FUNC",
+    help="Enqueue a Python call instead of a command.",
+)
 @click.option("--args", "args_json", default=None, metavar="JSON", help="JSON list for --call.")
-@click.option("--kwargs", "kwargs_json", default=None, metavar="JSON",
-              help="JSON object for --call.")
-@click.option("-f", "--file", "batch_file", type=click.Path(dir_okay=False), default=None,
-              help="A batch file (YAML): many tasks in one transaction.")
+@click.option(
+    "--kwargs", "kwargs_json", default=None, metavar="JSON", help="JSON object for --call."
+)
+@click.option(
+    "-f",
+    "--file",
+    "batch_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A batch file (YAML): many tasks in one transaction.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the new IDs as JSON.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def enqueue(ctx, tags, priority, max_attempts, timeout, expected_runtime, name, shell, cwd, env,
-            target, args_json, kwargs_json, batch_file, as_json, command):
+def enqueue(
+    ctx,
+    tags,
+    priority,
+    max_attempts,
+    timeout,
+    expected_runtime,
+    name,
+    shell,
+    cwd,
+    env,
+    target,
+    args_json,
+    kwargs_json,
+    batch_file,
+    as_json,
+    command,
+):
     """Put tasks on the queue.
 
     \b
@@ -68,14 +111,23 @@ def enqueue(ctx, tags, priority, max_attempts, timeout, expected_runtime, name, 
 
             print_json({"batch_id": batch_id, "task_ids": ids})
         else:
-            click.echo(f"batch {batch_id} ({batch.name}): {len(ids)} tasks enqueued "
-                       f"(IDs {ids[0]}-{ids[-1]})")
+            click.echo(
+                f"batch {batch_id} ({batch.name}): {len(ids)} tasks enqueued "
+                f"(IDs {ids[0]}-{ids[-1]})"
+            )
         return
-    check_limits(priority=priority, max_attempts=max_attempts, timeout=timeout,
-                 expected_runtime=expected_runtime)
+    check_limits(
+        priority=priority,
+        max_attempts=max_attempts,
+        timeout=timeout,
+        expected_runtime=expected_runtime,
+    )
     if target:
-        payload = call_payload(target, parse_json_arg(args_json, name="--args", expect=list),
-                               parse_json_arg(kwargs_json, name="--kwargs", expect=dict))
+        payload = call_payload(
+            target,
+            parse_json_arg(args_json, name="--args", expect=list),
+            parse_json_arg(kwargs_json, name="--kwargs", expect=dict),
+        )
         kind = "call"
     else:
         if args_json or kwargs_json:
@@ -88,9 +140,16 @@ def enqueue(ctx, tags, priority, max_attempts, timeout, expected_runtime, name, 
             env_map[key] = value
         payload = command_payload(list(command), shell=shell, cwd=cwd, env=env_map)
         kind = "command"
-    spec = TaskSpec(kind=kind, payload=payload, tags=canonical_tags(tags), priority=priority,
-                    max_attempts=max_attempts, timeout=timeout,
-                    expected_runtime=expected_runtime, name=name)
+    spec = TaskSpec(
+        kind=kind,
+        payload=payload,
+        tags=canonical_tags(tags),
+        priority=priority,
+        max_attempts=max_attempts,
+        timeout=timeout,
+        expected_runtime=expected_runtime,
+        name=name,
+    )
     task_id = store.insert_tasks(_engine(ctx), [spec])[0]
     if as_json:
         from hpclaunch.cli.output import print_json
@@ -101,18 +160,43 @@ def enqueue(ctx, tags, priority, max_attempts, timeout, expected_runtime, name, 
 
 
 def _task_rows(rows):
-    return [(r["id"], r["name"] or "", r["kind"], r["status"], r["tags"],
-             f"{r['attempts']}/{r['max_attempts']}", r["worker_id"], r["exit_code"],
-             r["reason"], fmt_duration(r["started_at"], r["finished_at"])) for r in rows]
+    return [
+        (
+            r["id"],
+            r["name"] or "",
+            r["kind"],
+            r["status"],
+            r["tags"],
+            f"{r['attempts']}/{r['max_attempts']}",
+            r["worker_id"],
+            r["exit_code"],
+            r["reason"],
+            fmt_duration(r["started_at"], r["finished_at"]),
+        )
+        for r in rows
+    ]
 
 
-TASK_COLUMNS = ("ID", "name", "kind", "status", "tags", "attempts", "worker", "exit",
-                "reason", "runtime")
+TASK_COLUMNS = (
+    "ID",
+    "name",
+    "kind",
+    "status",
+    "tags",
+    "attempts",
+    "worker",
+    "exit",
+    "reason",
+    "runtime",
+)
 
 
 @click.group(invoke_without_command=True)
-@click.option("--status", type=click.Choice(
-    ["pending", "running", "completed", "failed", "canceled"]), default=None)
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "running", "completed", "failed", "canceled"]),
+    default=None,
+)
 @click.option("--tag", default=None, help="Only tasks with this tag.")
 @click.option("--batch", "batch_id", type=int, default=None, help="Only tasks of this batch.")
 @click.option("--limit", type=click.IntRange(min=1), default=None)
@@ -124,10 +208,8 @@ def tasks(ctx, status, tag, batch_id, limit, as_json):
         return
     from hpclaunch.queue import store
 
-    rows = store.list_tasks(_engine(ctx), status=status, tag=tag, batch_id=batch_id,
-                            limit=limit)
-    emit(as_json, rows, lambda: print_table(None, TASK_COLUMNS, _task_rows(rows),
-                                            empty="no tasks"))
+    rows = store.list_tasks(_engine(ctx), status=status, tag=tag, batch_id=batch_id, limit=limit)
+    emit(as_json, rows, lambda: print_table(None, TASK_COLUMNS, _task_rows(rows), empty="no tasks"))
 
 
 @tasks.command("show")
@@ -171,8 +253,11 @@ def tasks_show(ctx, task_id, as_json):
     if task["log_dir"]:
         lines.append(f"  logs        {task['log_dir']}")
     click.echo("\n".join(lines))
-    for label, key in (("error", "error"), ("stdout (tail)", "stdout_tail"),
-                       ("stderr (tail)", "stderr_tail")):
+    for label, key in (
+        ("error", "error"),
+        ("stdout (tail)", "stdout_tail"),
+        ("stderr (tail)", "stderr_tail"),
+    ):
         if task[key]:
             click.echo(f"--- {label} ---")
             click.echo(task[key].rstrip("\n")[-4000:])
@@ -184,8 +269,10 @@ def tasks_show(ctx, task_id, as_json):
                 where += f" job {a['job_id']}"
                 if a["array_index"] is not None:
                     where += f"[{a['array_index']}]"
-            click.echo(f"  #{a['attempt']} {a['outcome']:<9} {a['reason'] or '':<14} "
-                       f"worker {a['worker_id']} on {where}  ended {fmt_time(a['finished_at'])}")
+            click.echo(
+                f"  #{a['attempt']} {a['outcome']:<9} {a['reason'] or '':<14} "
+                f"worker {a['worker_id']} on {where}  ended {fmt_time(a['finished_at'])}"
+            )
 
 
 def _register_why() -> None:
@@ -244,8 +331,10 @@ def tasks_reap(ctx):
     finally:
         conn.close()
     pending = sum(1 for _, s in total if s == "pending")
-    click.echo(f"{len(total)} task(s) reaped: {pending} back to pending, "
-               f"{len(total) - pending} failed (attempts spent)")
+    click.echo(
+        f"{len(total)} task(s) reaped: {pending} back to pending, "
+        f"{len(total) - pending} failed (attempts spent)"
+    )
 
 
 @click.command()
@@ -256,12 +345,28 @@ def batches(ctx, as_json):
     from hpclaunch.queue import store
 
     rows = store.list_batches(_engine(ctx))
-    table_rows = [(b["id"], b["name"], b["created_by"] or "", fmt_time(b["created_at"]),
-                   b["n_tasks"], *[b["counts"][s] for s in store.STATUSES],
-                   "yes" if b["canceled_at"] else "") for b in rows]
-    emit(as_json, rows, lambda: print_table(
-        None, ("ID", "name", "user", "created", "tasks", *store.STATUSES, "canceled"),
-        table_rows, empty="no batches"))
+    table_rows = [
+        (
+            b["id"],
+            b["name"],
+            b["created_by"] or "",
+            fmt_time(b["created_at"]),
+            b["n_tasks"],
+            *[b["counts"][s] for s in store.STATUSES],
+            "yes" if b["canceled_at"] else "",
+        )
+        for b in rows
+    ]
+    emit(
+        as_json,
+        rows,
+        lambda: print_table(
+            None,
+            ("ID", "name", "user", "created", "tasks", *store.STATUSES, "canceled"),
+            table_rows,
+            empty="no batches",
+        ),
+    )
 
 
 @click.command()
@@ -280,14 +385,52 @@ def workers(ctx, include_gone, as_json):
         index = "" if r["array_index"] is None else f"[{r['array_index']}]"
         return f"{r['scheduler']} {r['array_job_id'] or r['job_id']}{index}"
 
-    table_rows = [(r["id"], r["host"], r["pid"], r["status"], r["exit_reason"] or "", r["tags"],
-                   r["mode"], job(r), r["launch_id"] or "", r["completed"], r["failed"],
-                   r["current_task"] or "", fmt_time(r["started_at"]),
-                   fmt_time(r["heartbeat_at"])) for r in rows]
-    emit(as_json, rows, lambda: print_table(
-        None, ("ID", "host", "pid", "status", "exit", "tags", "mode", "job", "launch", "done",
-               "failed", "task", "started", "heartbeat"), table_rows,
-        empty="no running workers (--all shows past ones)" if not include_gone else "no workers"))
+    table_rows = [
+        (
+            r["id"],
+            r["host"],
+            r["pid"],
+            r["status"],
+            r["exit_reason"] or "",
+            r["tags"],
+            r["mode"],
+            job(r),
+            r["launch_id"] or "",
+            r["completed"],
+            r["failed"],
+            r["current_task"] or "",
+            fmt_time(r["started_at"]),
+            fmt_time(r["heartbeat_at"]),
+        )
+        for r in rows
+    ]
+    emit(
+        as_json,
+        rows,
+        lambda: print_table(
+            None,
+            (
+                "ID",
+                "host",
+                "pid",
+                "status",
+                "exit",
+                "tags",
+                "mode",
+                "job",
+                "launch",
+                "done",
+                "failed",
+                "task",
+                "started",
+                "heartbeat",
+            ),
+            table_rows,
+            empty="no running workers (--all shows past ones)"
+            if not include_gone
+            else "no workers",
+        ),
+    )
 
 
 @click.command()
@@ -300,11 +443,17 @@ def stats(ctx, as_json):
     data = store.stats(_engine(ctx))
 
     def show():
-        print_table("tasks by status", ("status", "count"),
-                    [*data["by_status"].items(), ("total", data["total"])])
-        print_table("tasks by tag", ("tag", *store.STATUSES),
-                    [(tag, *[c[s] for s in store.STATUSES])
-                     for tag, c in sorted(data["by_tag"].items())], empty="no tasks")
+        print_table(
+            "tasks by status",
+            ("status", "count"),
+            [*data["by_status"].items(), ("total", data["total"])],
+        )
+        print_table(
+            "tasks by tag",
+            ("tag", *store.STATUSES),
+            [(tag, *[c[s] for s in store.STATUSES]) for tag, c in sorted(data["by_tag"].items())],
+            empty="no tasks",
+        )
         click.echo(f"running workers: {data['workers_running']}")
 
     emit(as_json, data, show)

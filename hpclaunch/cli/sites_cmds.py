@@ -26,9 +26,13 @@ _OVERRIDE_FLAGS = [
 
 def override_options(func: Any) -> Any:
     """The flags that override profile values (shared with ``submit``)."""
-    func = click.option("--set", "sets", multiple=True, metavar="KEY.PATH=VALUE",
-                        help="Override any profile value, e.g. --set arrays.max_concurrent=50."
-                        )(func)
+    func = click.option(
+        "--set",
+        "sets",
+        multiple=True,
+        metavar="KEY.PATH=VALUE",
+        help="Override any profile value, e.g. --set arrays.max_concurrent=50.",
+    )(func)
     for flag, dest, text in reversed(_OVERRIDE_FLAGS):
         func = click.option(flag, dest, default=None, metavar="VALUE", help=text)(func)
     return func
@@ -69,8 +73,12 @@ def sites(ctx: click.Context, as_json: bool) -> None:
         except UserError as exc:
             row.update(scheduler=None, host=None, description="", error=str(exc))
         else:
-            row.update(scheduler=profile.scheduler, host=profile.host,
-                       description=profile.description, error=None)
+            row.update(
+                scheduler=profile.scheduler,
+                host=profile.host,
+                description=profile.description,
+                error=None,
+            )
         rows.append(row)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -84,8 +92,12 @@ def sites(ctx: click.Context, as_json: bool) -> None:
         if row["error"]:
             table.add_row(row["name"], "[red]invalid[/red]", "", f"[red]{_esc(row['error'])}[/red]")
         else:
-            table.add_row(row["name"], row["scheduler"], _esc(row["host"] or "(this machine)"),
-                          _esc(row["description"]))
+            table.add_row(
+                row["name"],
+                row["scheduler"],
+                _esc(row["host"] or "(this machine)"),
+                _esc(row["description"]),
+            )
     console = _console()
     console.print(table)
     if not rows:
@@ -120,8 +132,9 @@ def show(name: str, as_json: bool, **kwargs: Any) -> None:
     meta = {k: data.pop(k) for k in ("name", "path", "chain")}
     rows = [(key, value, _source(profile, key)) for key, value in _flatten(data)]
     if as_json:
-        click.echo(json.dumps({**meta, "profile": data,
-                               "sources": {k: s for k, _, s in rows}}, indent=2))
+        click.echo(
+            json.dumps({**meta, "profile": data, "sources": {k: s for k, _, s in rows}}, indent=2)
+        )
         return
     from rich.table import Table
 
@@ -142,8 +155,9 @@ def _source(profile: Any, key: str) -> str:
     if key in profile.provenance:
         return profile.provenance[key]
     if key.startswith("database."):
-        return next((v for k, v in profile.provenance.items() if k.startswith("database.")),
-                    "default")
+        return next(
+            (v for k, v in profile.provenance.items() if k.startswith("database.")), "default"
+        )
     return "default"
 
 
@@ -152,16 +166,34 @@ def _source(profile: Any, key: str) -> str:
 @click.option("--site", required=True, metavar="NAME", help="Site profile (or a .yaml path).")
 @click.option("--workers", "-n", required=True, type=int, help="Number of workers.")
 @override_options
-@click.option("-t", "--tag", "tags", multiple=True, metavar="TAG",
-              help="Worker tags (replace the profile's).")
+@click.option(
+    "-t", "--tag", "tags", multiple=True, metavar="TAG", help="Worker tags (replace the profile's)."
+)
 @click.option("--launch-id", default=None, help="Launch ID (default: derived from the inputs).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the script to FILE (one-script plans).")
-@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Write every script into DIR as <job name>.sh.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the script to FILE (one-script plans).",
+)
+@click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write every script into DIR as <job name>.sh.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan (with scripts) as JSON.")
-def render(site: str, workers: int, tags: tuple[str, ...], launch_id: str | None,
-           output: Path | None, out_dir: Path | None, as_json: bool, **kwargs: Any) -> None:
+def render(
+    site: str,
+    workers: int,
+    tags: tuple[str, ...],
+    launch_id: str | None,
+    output: Path | None,
+    out_dir: Path | None,
+    as_json: bool,
+    **kwargs: Any,
+) -> None:
     """Write the batch scripts for a site without submitting (no SSH, no database)."""
     from hpclaunch import sites as site_api
     from hpclaunch.render import plan_launch
@@ -171,8 +203,9 @@ def render(site: str, workers: int, tags: tuple[str, ...], launch_id: str | None
     profile = site_api.load_profile(site, collect_overrides(kwargs))
     plan = plan_launch(profile, workers, launch_id, tags=list(tags) or None)
     if output is not None and len(plan.chunks) > 1:
-        raise UserError(f"the plan has {len(plan.chunks)} scripts; use --out-dir DIR to write "
-                        "them all")
+        raise UserError(
+            f"the plan has {len(plan.chunks)} scripts; use --out-dir DIR to write them all"
+        )
     written: list[Path] = []
     if output is not None:
         written = _write_all({output: plan.chunks[0].script})
@@ -197,15 +230,22 @@ def _print_plan(plan: Any, written: list[Path]) -> None:
     from rich.table import Table
 
     console = _console(stderr=True)
-    console.print(f"site {_esc(plan.site)} ({plan.scheduler}), launch {_esc(plan.launch_id)}: "
-                  f"{plan.workers} worker(s) in {len(plan.chunks)} script(s); submit from "
-                  f"{_esc(plan.workdir)}, logs in {_esc(plan.log_dir)}")
+    console.print(
+        f"site {_esc(plan.site)} ({plan.scheduler}), launch {_esc(plan.launch_id)}: "
+        f"{plan.workers} worker(s) in {len(plan.chunks)} script(s); submit from "
+        f"{_esc(plan.workdir)}, logs in {_esc(plan.log_dir)}"
+    )
     table = Table(box=None, pad_edge=False)
     for column in ("job name", "kind", "elements", "workers/element", "workers"):
         table.add_column(column)
     for c in plan.chunks:
-        table.add_row(c.job_name, "array" if c.array else "job", str(c.elements),
-                      str(c.workers_per_element), str(c.workers))
+        table.add_row(
+            c.job_name,
+            "array" if c.array else "job",
+            str(c.elements),
+            str(c.workers_per_element),
+            str(c.workers),
+        )
     console.print(table)
     for warning in plan.warnings:
         console.print(f"[yellow]warning:[/yellow] {_esc(warning)}")

@@ -12,33 +12,83 @@ from hpclaunch.errors import UserError
 def worker_options(func):
     """Options shared by ``worker`` and ``cluster`` (cluster passes them through)."""
     options = [
-        click.option("--singleflow", is_flag=True,
-                     help="Run one task, then exit (exit 0 if the queue is empty)."),
-        click.option("--nitems-max", type=click.IntRange(min=1), default=None,
-                     help="Exit after this many tasks."),
-        click.option("--close-on-empty-queue", is_flag=True,
-                     help="Exit when no task is waiting (after --wait-timeout)."),
-        click.option("--wait-timeout", type=click.FloatRange(min=0), default=None,
-                     metavar="SECONDS", help="How long to wait for work before exiting."),
-        click.option("-t", "--tag", "tags", multiple=True,
-                     help="Tags this worker accepts (repeatable; default: default)."),
-        click.option("--deadline", default=None, metavar="ISO8601",
-                     help="Stop claiming tasks that would not finish before this time."),
-        click.option("--walltime", default=None, metavar="HH:MM:SS",
-                     help="Deadline as a duration from start (the job's walltime)."),
+        click.option(
+            "--singleflow",
+            is_flag=True,
+            help="Run one task, then exit (exit 0 if the queue is empty).",
+        ),
+        click.option(
+            "--nitems-max",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Exit after this many tasks.",
+        ),
+        click.option(
+            "--close-on-empty-queue",
+            is_flag=True,
+            help="Exit when no task is waiting (after --wait-timeout).",
+        ),
+        click.option(
+            "--wait-timeout",
+            type=click.FloatRange(min=0),
+            default=None,
+            metavar="SECONDS",
+            help="How long to wait for work before exiting.",
+        ),
+        click.option(
+            "-t",
+            "--tag",
+            "tags",
+            multiple=True,
+            help="Tags this worker accepts (repeatable; default: default).",
+        ),
+        click.option(
+            "--deadline",
+            default=None,
+            metavar="ISO8601",
+            help="Stop claiming tasks that would not finish before this time.",
+        ),
+        click.option(
+            "--walltime",
+            default=None,
+            metavar="HH:MM:SS",
+            help="Deadline as a duration from start (the job's walltime).",
+        ),
         click.option("--launch-id", default=None, help="The launch this worker belongs to."),
-        click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
-                     help="Seconds a running task gets after SIGTERM/SIGINT/SIGUSR1."),
-        click.option("--lease", type=click.FloatRange(min=1), default=120.0, show_default=True,
-                     help="Seconds without a heartbeat after which a task is reclaimed."),
-        click.option("--no-pickle", is_flag=True,
-                     help="Refuse pickled payloads (only commands and calls run)."),
-        click.option("--log-dir", type=click.Path(file_okay=False), default=None,
-                     help="Where per-task logs go (default: ~/.hpclaunch/logs/tasks)."),
-        click.option("--db-wait", type=click.FloatRange(min=0), default=300.0,
-                     show_default=True, metavar="SECONDS",
-                     help="How long an idle worker waits for an unreachable database before "
-                          "exiting (code 4); a running task's result is retried longer."),
+        click.option(
+            "--grace",
+            type=click.FloatRange(min=0),
+            default=30.0,
+            show_default=True,
+            help="Seconds a running task gets after SIGTERM/SIGINT/SIGUSR1.",
+        ),
+        click.option(
+            "--lease",
+            type=click.FloatRange(min=1),
+            default=120.0,
+            show_default=True,
+            help="Seconds without a heartbeat after which a task is reclaimed.",
+        ),
+        click.option(
+            "--no-pickle",
+            is_flag=True,
+            help="Refuse pickled payloads (only commands and calls run).",
+        ),
+        click.option(
+            "--log-dir",
+            type=click.Path(file_okay=False),
+            default=None,
+            help="Where per-task logs go (default: ~/.hpclaunch/logs/tasks).",
+        ),
+        click.option(
+            "--db-wait",
+            type=click.FloatRange(min=0),
+            default=300.0,
+            show_default=True,
+            metavar="SECONDS",
+            help="How long an idle worker waits for an unreachable database before "
+            "exiting (code 4); a running task's result is retried longer.",
+        ),
         click.option("-q", "--quiet", is_flag=True, help="Only print errors."),
     ]
     for option in reversed(options):
@@ -46,9 +96,24 @@ def worker_options(func):
     return func
 
 
-def build_options(database_url, *, singleflow, nitems_max, close_on_empty_queue, wait_timeout,
-                  tags, deadline, walltime, launch_id, grace, lease, no_pickle, log_dir, quiet,
-                  db_wait=300.0):
+def build_options(
+    database_url,
+    *,
+    singleflow,
+    nitems_max,
+    close_on_empty_queue,
+    wait_timeout,
+    tags,
+    deadline,
+    walltime,
+    launch_id,
+    grace,
+    lease,
+    no_pickle,
+    log_dir,
+    quiet,
+    db_wait=300.0,
+):
     from pathlib import Path
 
     from hpclaunch.queue.urls import resolve_database_url
@@ -63,10 +128,19 @@ def build_options(database_url, *, singleflow, nitems_max, close_on_empty_queue,
     elif walltime:
         end = time.time() + walltime_seconds(walltime)
     return WorkerOptions(
-        database_url=resolve_database_url(database_url), tags=list(tags) or ["default"],
-        singleflow=singleflow, nitems_max=nitems_max, close_on_empty_queue=close_on_empty_queue,
-        wait_timeout=wait_timeout, deadline=end, launch_id=launch_id, grace=grace, lease=lease,
-        allow_pickle=not no_pickle, log_dir=Path(log_dir) if log_dir else None, quiet=quiet,
+        database_url=resolve_database_url(database_url),
+        tags=list(tags) or ["default"],
+        singleflow=singleflow,
+        nitems_max=nitems_max,
+        close_on_empty_queue=close_on_empty_queue,
+        wait_timeout=wait_timeout,
+        deadline=end,
+        launch_id=launch_id,
+        grace=grace,
+        lease=lease,
+        allow_pickle=not no_pickle,
+        log_dir=Path(log_dir) if log_dir else None,
+        quiet=quiet,
         db_wait=db_wait,
     )
 

@@ -25,8 +25,9 @@ from hpclaunch.launches import records
 from hpclaunch.queue.claims import WALLTIME_RELEASE
 from hpclaunch.queue.schema import launch_elements, launches, task_attempts, tasks, workers
 
-FAILURE_STATES = frozenset({"TIMEOUT", "OUT_OF_MEMORY", "PREEMPTED", "NODE_FAIL", "BOOT_FAIL",
-                            "CANCELLED", "FAILED"})
+FAILURE_STATES = frozenset(
+    {"TIMEOUT", "OUT_OF_MEMORY", "PREEMPTED", "NODE_FAIL", "BOOT_FAIL", "CANCELLED", "FAILED"}
+)
 TERMINAL = FAILURE_STATES | {"COMPLETED", "UNKNOWN"}
 MIN_BAD_ELEMENTS = 2
 
@@ -55,8 +56,9 @@ def policy(launch: dict, reason: str) -> tuple[str, str | None]:
     return rule, None
 
 
-def reconcile_views(engine, launch_rows: dict[str, dict], views: list[dict],
-                    fetch_stderr=None) -> ReconcileResult:
+def reconcile_views(
+    engine, launch_rows: dict[str, dict], views: list[dict], fetch_stderr=None
+) -> ReconcileResult:
     """Apply verdicts for every element that ended badly and was not settled yet."""
     result = ReconcileResult()
     settled = _settled_keys(engine, [v["id"] for v in views])
@@ -77,8 +79,9 @@ def reconcile_views(engine, launch_rows: dict[str, dict], views: list[dict],
                 state, only_walltime = "TIMEOUT", True
             typed = _type_tasks(engine, launch, state, worker_ids, only_walltime=only_walltime)
             for task_id, outcome in typed:
-                result.actions.append(Action(view["id"], element["element"], element["state"],
-                                             task_id, outcome))
+                result.actions.append(
+                    Action(view["id"], element["element"], element["state"], task_id, outcome)
+                )
             _mark_settled(engine, view["id"], element)
         if view["status"] not in ("broken", "canceled") and _is_broken(view):
             reason = _broken_reason(view, fetch_stderr)
@@ -102,15 +105,18 @@ def _never_worked(element: dict) -> bool:
     if element["state"] == "COMPLETED" and element["workers"]:
         return False  # workers started and found nothing to do: not broken
     return all(w["exit_reason"] in (None, "crash") for w in element["workers"]) and (
-        element["state"] != "COMPLETED" or not element["workers"])
+        element["state"] != "COMPLETED" or not element["workers"]
+    )
 
 
 def _broken_reason(view: dict, fetch_stderr) -> str:
     bad = [e for e in view["elements"] if e["state"] in TERMINAL and _never_worked(e)]
     first = bad[0]
     detail = f"{first['state']}" + (f" ({first['reason']})" if first["reason"] else "")
-    text = f"{len(bad)} element(s) ended before any worker claimed a task; first: element " \
-           f"{first['element']} {detail}"
+    text = (
+        f"{len(bad)} element(s) ended before any worker claimed a task; first: element "
+        f"{first['element']} {detail}"
+    )
     if fetch_stderr is not None:
         try:
             tail = fetch_stderr(view["id"], first["element"])
@@ -126,10 +132,13 @@ def _settled_keys(engine, launch_ids: list[str]) -> dict[str, set]:
         return {}
     out: dict[str, set] = {}
     with engine.connect() as conn:
-        for row in conn.execute(select(launch_elements.c.launch_id, launch_elements.c.job_id,
-                                       launch_elements.c.array_index)
-                                .where(and_(launch_elements.c.launch_id.in_(launch_ids),
-                                            launch_elements.c.settled == 1))):
+        for row in conn.execute(
+            select(
+                launch_elements.c.launch_id, launch_elements.c.job_id, launch_elements.c.array_index
+            ).where(
+                and_(launch_elements.c.launch_id.in_(launch_ids), launch_elements.c.settled == 1)
+            )
+        ):
             out.setdefault(row[0], set()).add((row[1], row[2]))
     return out
 
@@ -137,15 +146,24 @@ def _settled_keys(engine, launch_ids: list[str]) -> dict[str, set]:
 def _mark_settled(engine, launch_id: str, element: dict) -> None:
     index = element["index"]
     with engine.begin() as conn:
-        conn.execute(update(launch_elements).where(and_(
-            launch_elements.c.launch_id == launch_id,
-            launch_elements.c.job_id == element["job_id"],
-            launch_elements.c.array_index.is_(None) if index is None
-            else launch_elements.c.array_index == index)).values(settled=1))
+        conn.execute(
+            update(launch_elements)
+            .where(
+                and_(
+                    launch_elements.c.launch_id == launch_id,
+                    launch_elements.c.job_id == element["job_id"],
+                    launch_elements.c.array_index.is_(None)
+                    if index is None
+                    else launch_elements.c.array_index == index,
+                )
+            )
+            .values(settled=1)
+        )
 
 
-def _type_tasks(engine, launch: dict, state: str, worker_ids: list[int], *,
-                only_walltime: bool = False) -> list[tuple[int, str]]:
+def _type_tasks(
+    engine, launch: dict, state: str, worker_ids: list[int], *, only_walltime: bool = False
+) -> list[tuple[int, str]]:
     """Give the element's tasks the scheduler's reason and apply the retry policy.
 
     ``only_walltime``: the element ended cleanly; type only tasks its workers put
@@ -158,24 +176,44 @@ def _type_tasks(engine, launch: dict, state: str, worker_ids: list[int], *,
     now = time.time()
     done: list[tuple[int, str]] = []
     with engine.begin() as conn:
-        held = [] if only_walltime else conn.execute(select(tasks).where(and_(
-            tasks.c.status == "running", tasks.c.worker_id.in_(worker_ids)))).mappings().all()
+        held = (
+            []
+            if only_walltime
+            else conn.execute(
+                select(tasks).where(
+                    and_(tasks.c.status == "running", tasks.c.worker_id.in_(worker_ids))
+                )
+            )
+            .mappings()
+            .all()
+        )
         # Tasks its workers put back when the job was being stopped, not yet rerun.
-        conditions = [task_attempts.c.worker_id.in_(worker_ids),
-                      task_attempts.c.outcome == "released", tasks.c.status == "pending"]
+        conditions = [
+            task_attempts.c.worker_id.in_(worker_ids),
+            task_attempts.c.outcome == "released",
+            tasks.c.status == "pending",
+        ]
         if only_walltime:
             conditions.append(task_attempts.c.reason == WALLTIME_RELEASE)
-        released = conn.execute(
-            select(tasks).select_from(tasks.join(task_attempts,
-                                                 task_attempts.c.task_id == tasks.c.id))
-            .where(and_(*conditions))).mappings().all()
+        released = (
+            conn.execute(
+                select(tasks)
+                .select_from(tasks.join(task_attempts, task_attempts.c.task_id == tasks.c.id))
+                .where(and_(*conditions))
+            )
+            .mappings()
+            .all()
+        )
         for task, was_running in [(t, True) for t in held] + [(t, False) for t in released]:
             attempts = task["attempts"] if was_running else task["attempts"] + 1
             spent = attempts >= task["max_attempts"]
             if action == "fail" or spent:
-                values = {"status": "failed", "finished_at": now,
-                          "error": f"array element ended {state}"
-                                   + (" (attempts spent)" if spent and action != "fail" else "")}
+                values = {
+                    "status": "failed",
+                    "finished_at": now,
+                    "error": f"array element ended {state}"
+                    + (" (attempts spent)" if spent and action != "fail" else ""),
+                }
                 outcome = "failed"
             else:
                 values = {"status": "pending", "worker_id": None, "started_at": None}
@@ -183,28 +221,57 @@ def _type_tasks(engine, launch: dict, state: str, worker_ids: list[int], *,
                 if new_tags:
                     values["tags"] = new_tags
                     outcome = f"requeued_for:{site}"
-            cur = conn.execute(update(tasks).where(and_(
-                tasks.c.id == task["id"], tasks.c.status == task["status"],
-                tasks.c.attempts == task["attempts"])).values(
-                    attempts=attempts, reason=state, claim_token=None, lease_expires_at=None,
-                    **values))
+            cur = conn.execute(
+                update(tasks)
+                .where(
+                    and_(
+                        tasks.c.id == task["id"],
+                        tasks.c.status == task["status"],
+                        tasks.c.attempts == task["attempts"],
+                    )
+                )
+                .values(
+                    attempts=attempts,
+                    reason=state,
+                    claim_token=None,
+                    lease_expires_at=None,
+                    **values,
+                )
+            )
             if cur.rowcount != 1:
                 continue
             if was_running:
-                conn.execute(insert(task_attempts).values(
-                    task_id=task["id"], attempt=attempts, worker_id=task["worker_id"],
-                    started_at=task["started_at"], finished_at=now, outcome="failed",
-                    reason=state, exit_code=None, error=f"array element ended {state}"))
+                conn.execute(
+                    insert(task_attempts).values(
+                        task_id=task["id"],
+                        attempt=attempts,
+                        worker_id=task["worker_id"],
+                        started_at=task["started_at"],
+                        finished_at=now,
+                        outcome="failed",
+                        reason=state,
+                        exit_code=None,
+                        error=f"array element ended {state}",
+                    )
+                )
             else:
-                conn.execute(update(task_attempts).where(and_(
-                    task_attempts.c.task_id == task["id"],
-                    task_attempts.c.worker_id.in_(worker_ids),
-                    task_attempts.c.outcome == "released")).values(
-                        outcome="failed", reason=state))
+                conn.execute(
+                    update(task_attempts)
+                    .where(
+                        and_(
+                            task_attempts.c.task_id == task["id"],
+                            task_attempts.c.worker_id.in_(worker_ids),
+                            task_attempts.c.outcome == "released",
+                        )
+                    )
+                    .values(outcome="failed", reason=state)
+                )
             done.append((task["id"], outcome))
-        conn.execute(update(workers).where(and_(workers.c.id.in_(worker_ids),
-                                                workers.c.status == "running"))
-                     .values(status="lost", exit_reason=state[:32], stopped_at=now))
+        conn.execute(
+            update(workers)
+            .where(and_(workers.c.id.in_(worker_ids), workers.c.status == "running"))
+            .values(status="lost", exit_reason=state[:32], stopped_at=now)
+        )
     return done
 
 
@@ -222,10 +289,11 @@ def check_not_broken(engine, profile, *, force: bool) -> None:
     if force:
         return
     with engine.connect() as conn:
-        row = conn.execute(select(launches.c.id, launches.c.status, launches.c.broken_reason,
-                                  launches.c.profile)
-                           .where(launches.c.site == profile.name)
-                           .order_by(launches.c.submitted_at.desc())).first()
+        row = conn.execute(
+            select(launches.c.id, launches.c.status, launches.c.broken_reason, launches.c.profile)
+            .where(launches.c.site == profile.name)
+            .order_by(launches.c.submitted_at.desc())
+        ).first()
     if row is None or row.status != "broken":
         return  # the site's newest launch decides (a later --force launch clears it)
     current = json.dumps(profile.to_dict(), sort_keys=True, default=str)
@@ -233,7 +301,9 @@ def check_not_broken(engine, profile, *, force: bool) -> None:
         return  # the profile was fixed since
     raise UserError(
         f"site {profile.name} is marked broken by launch {row.id}: {row.broken_reason}. "
-        "Fix the profile (or its overrides), or pass --force to submit anyway", exit_code=7)
+        "Fix the profile (or its overrides), or pass --force to submit anyway",
+        exit_code=7,
+    )
 
 
 def to_dict(result: ReconcileResult) -> dict[str, Any]:

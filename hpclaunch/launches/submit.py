@@ -56,16 +56,26 @@ def check_database_reachable(profile: Profile, url: str) -> None:
         raise UserError(
             f"site {profile.name} submits to {profile.host} over SSH but says `database: "
             "{local: true}`; say how workers there reach the queue: database: {env: VAR}, "
-            "{file: PATH} or {url: ...} in the profile (or --set database.env=VAR)")
+            "{file: PATH} or {url: ...} in the profile (or --set database.env=VAR)"
+        )
     if is_sqlite(url):
         raise UserError(
             f"the queue is the SQLite file {sqlite_path(url)} on this machine, which workers on "
             f"{profile.host} cannot reach; use a shared PostgreSQL (--database "
-            "postgresql://USER@HOST/DB or HPCLAUNCH_DATABASE_URL), or run submit on the cluster")
+            "postgresql://USER@HOST/DB or HPCLAUNCH_DATABASE_URL), or run submit on the cluster"
+        )
 
 
-def submit(engine, url: str, profile: Profile, workers: int, *, tags=None,
-           transport=None, force: bool = False) -> Submitted:
+def submit(
+    engine,
+    url: str,
+    profile: Profile,
+    workers: int,
+    *,
+    tags=None,
+    transport=None,
+    force: bool = False,
+) -> Submitted:
     """Submit ``workers`` workers to ``profile``'s site and record the launch."""
     from hpclaunch.launches.reconcile import check_not_broken
 
@@ -96,16 +106,30 @@ def submit(engine, url: str, profile: Profile, workers: int, *, tags=None,
         for chunk in plan.chunks:
             script_path = posixpath.join(log_dir, chunk.filename)
             transport.write_file(script_path, chunk.script.encode(), mode=0o755)
-            chunk_rows.append({
-                "chunk": chunk.index, "job_name": chunk.job_name, "elements": chunk.elements,
-                "workers_per_element": chunk.workers_per_element, "array": int(chunk.array),
-                "script": chunk.script, "script_path": script_path,
-            })
+            chunk_rows.append(
+                {
+                    "chunk": chunk.index,
+                    "job_name": chunk.job_name,
+                    "elements": chunk.elements,
+                    "workers_per_element": chunk.workers_per_element,
+                    "array": int(chunk.array),
+                    "script": chunk.script,
+                    "script_path": script_path,
+                }
+            )
         records.create_launch(
-            engine, launch_id=launch_id, site=profile.name, host=profile.host,
-            scheduler=profile.scheduler, workdir=workdir, log_dir=log_dir,
-            workers_count=workers, tags=",".join(_tags(profile, tags)),
-            profile=profile.to_dict(), chunks=chunk_rows)
+            engine,
+            launch_id=launch_id,
+            site=profile.name,
+            host=profile.host,
+            scheduler=profile.scheduler,
+            workdir=workdir,
+            log_dir=log_dir,
+            workers_count=workers,
+            tags=",".join(_tags(profile, tags)),
+            profile=profile.to_dict(),
+            chunks=chunk_rows,
+        )
         try:
             for chunk, row in zip(plan.chunks, chunk_rows, strict=True):
                 job_id, calls = _submit_chunk(transport, scheduler, workdir, row)
@@ -118,8 +142,7 @@ def submit(engine, url: str, profile: Profile, workers: int, *, tags=None,
             # A job may exist that we could not confirm: keep the launch live ("partial")
             # so status keeps an eye on it, rather than forgetting it as "failed".
             unsure = isinstance(exc, Unverified | AmbiguousCommandError)
-            records.set_status(engine, launch_id,
-                               "partial" if result.jobs or unsure else "failed")
+            records.set_status(engine, launch_id, "partial" if result.jobs or unsure else "failed")
             raise
         records.set_status(engine, launch_id, "submitted")
         result.connections = transport.connections_opened
@@ -130,8 +153,9 @@ def _submit_chunk(transport, scheduler, workdir: str, row: dict) -> tuple[str, i
     """Submit one chunk; after an ambiguous failure, find it by name before resubmitting."""
     from hpclaunch.transport.base import AmbiguousCommandError
 
-    submit_line = (f"cd {shlex.quote(workdir)} && "
-                   + shlex.join(scheduler.submit_argv(row["script_path"])))
+    submit_line = f"cd {shlex.quote(workdir)} && " + shlex.join(
+        scheduler.submit_argv(row["script_path"])
+    )
     calls = 0
     for attempt in range(1, SUBMIT_TRIES + 1):
         calls += 1
@@ -139,13 +163,13 @@ def _submit_chunk(transport, scheduler, workdir: str, row: dict) -> tuple[str, i
             result = transport.run(submit_line, idempotent=False)
         except AmbiguousCommandError as lost:
             calls += 1
-            found = transport.run(scheduler.find_by_name_argv(row["job_name"]),
-                                  idempotent=True)
+            found = transport.run(scheduler.find_by_name_argv(row["job_name"]), idempotent=True)
             if not found.ok:
                 raise Unverified(
                     f"the reply to submitting {row['job_name']} was lost and the scheduler "
                     f"could not be asked whether it arrived ({found.stderr.strip()[:200]}); "
-                    f"check `squeue -n {row['job_name']}` before submitting again") from lost
+                    f"check `squeue -n {row['job_name']}` before submitting again"
+                ) from lost
             ids = scheduler.parse_find_by_name(found.stdout)
             if ids:
                 return ids[0], calls
@@ -157,13 +181,16 @@ def _submit_chunk(transport, scheduler, workdir: str, row: dict) -> tuple[str, i
             raise UserError(
                 f"{scheduler.NAME} refused {row['job_name']}: "
                 f"{detail[-1] if detail else f'exit code {result.returncode}'} "
-                f"(script kept at {row['script_path']})", exit_code=6)
+                f"(script kept at {row['script_path']})",
+                exit_code=6,
+            )
         return scheduler.parse_submit(result.stdout).job_id, calls
     raise AssertionError("unreachable")
 
 
-def _submit_local(engine, url: str, profile: Profile, workers: int, launch_id: str,
-                  tags) -> Submitted:
+def _submit_local(
+    engine, url: str, profile: Profile, workers: int, launch_id: str, tags
+) -> Submitted:
     """The local 'scheduler': N detached worker processes, their PIDs the job IDs."""
     from hpclaunch.schedulers import local
 
@@ -173,7 +200,8 @@ def _submit_local(engine, url: str, profile: Profile, workers: int, launch_id: s
         # whether or not its venv is on PATH.
         command = f"{shlex.quote(sys.executable)} -m hpclaunch"
         profile = dataclasses.replace(
-            profile, worker=dataclasses.replace(profile.worker, command=command))
+            profile, worker=dataclasses.replace(profile.worker, command=command)
+        )
     plan = plan_launch(profile, 1, launch_id, tags=tags)  # one worker per process
     (chunk,) = plan.chunks
     workdir = os.path.expanduser(plan.workdir)
@@ -188,16 +216,40 @@ def _submit_local(engine, url: str, profile: Profile, workers: int, launch_id: s
     env = dict(os.environ)
     if profile.database.kind == "local":
         env["HPCLAUNCH_DATABASE_URL"] = url
-    rows = [{"chunk": i, "job_name": chunk.job_name, "elements": 1, "workers_per_element": 1,
-             "array": 0, "script": chunk.script, "script_path": script_path}
-            for i in range(workers)]
+    rows = [
+        {
+            "chunk": i,
+            "job_name": chunk.job_name,
+            "elements": 1,
+            "workers_per_element": 1,
+            "array": 0,
+            "script": chunk.script,
+            "script_path": script_path,
+        }
+        for i in range(workers)
+    ]
     records.create_launch(
-        engine, launch_id=launch_id, site=profile.name, host=None, scheduler="local",
-        workdir=workdir, log_dir=log_dir, workers_count=workers,
-        tags=",".join(_tags(profile, tags)), profile=recorded, chunks=rows)
+        engine,
+        launch_id=launch_id,
+        site=profile.name,
+        host=None,
+        scheduler="local",
+        workdir=workdir,
+        log_dir=log_dir,
+        workers_count=workers,
+        tags=",".join(_tags(profile, tags)),
+        profile=recorded,
+        chunks=rows,
+    )
     try:
-        pids = local.submit(["bash", script_path], workers, log_dir=log_dir, env=env,
-                            cwd=workdir, name=chunk.job_name)
+        pids = local.submit(
+            ["bash", script_path],
+            workers,
+            log_dir=log_dir,
+            env=env,
+            cwd=workdir,
+            name=chunk.job_name,
+        )
     except BaseException:
         records.set_status(engine, launch_id, "failed")
         raise
@@ -216,10 +268,17 @@ def _tags(profile: Profile, tags) -> list[str]:
 def ssh_options(profile: Profile) -> dict[str, Any]:
     """The profile's SSH options for the transport (unset ones left to ~/.ssh/config)."""
     ssh = profile.ssh
-    return {k: v for k, v in {
-        "user": ssh.user, "port": ssh.port, "identity_file": ssh.identity_file,
-        "proxy_jump": ssh.proxy_jump, "accept_new_host_key": ssh.accept_new_host_key,
-    }.items() if v not in (None, False)}
+    return {
+        k: v
+        for k, v in {
+            "user": ssh.user,
+            "port": ssh.port,
+            "identity_file": ssh.identity_file,
+            "proxy_jump": ssh.proxy_jump,
+            "accept_new_host_key": ssh.accept_new_host_key,
+        }.items()
+        if v not in (None, False)
+    }
 
 
 def _absolute(transport, path: str, base: str | None = None) -> str:
@@ -237,6 +296,8 @@ def _remote_home(transport) -> str:
     out = transport.run(["sh", "-c", 'printf %s "$HOME"'], idempotent=True)
     home = out.stdout.strip()
     if not out.ok or not home.startswith("/"):
-        raise UserError(f"cannot find the home folder on {transport.host}: "
-                        f"{out.stderr.strip() or 'empty $HOME'}")
+        raise UserError(
+            f"cannot find the home folder on {transport.host}: "
+            f"{out.stderr.strip() or 'empty $HOME'}"
+        )
     return home

@@ -43,9 +43,15 @@ def expected_elements(launch: dict) -> list[dict[str, Any]]:
     out, number = [], 0
     for job in launch["jobs"]:
         for i in range(job["elements"]):
-            out.append({"element": number, "chunk": job["chunk"], "job_id": job["job_id"],
-                        "job_name": job["job_name"],
-                        "index": i if job["array"] else None})
+            out.append(
+                {
+                    "element": number,
+                    "chunk": job["chunk"],
+                    "job_id": job["job_id"],
+                    "job_name": job["job_name"],
+                    "index": i if job["array"] else None,
+                }
+            )
             number += 1
     return out
 
@@ -88,8 +94,9 @@ class TransportPool:
         self.open.clear()
 
 
-def scheduler_states(launches: list[dict], pool: TransportPool
-                     ) -> tuple[dict[str, dict[tuple, JobState]], int, list[str]]:
+def scheduler_states(
+    launches: list[dict], pool: TransportPool
+) -> tuple[dict[str, dict[tuple, JobState]], int, list[str]]:
     """Ask each (host, scheduler) once; returns states per launch, calls made, notes."""
     calls = 0
     notes: list[str] = []
@@ -103,13 +110,14 @@ def scheduler_states(launches: list[dict], pool: TransportPool
 
             for launch in group:
                 ids = [j["job_id"] for j in launch["jobs"] if j["job_id"]]
-                per_launch[launch["id"]] = {element_key(s.job_id, None): s
-                                            for s in local.status(ids, log_dir=launch["log_dir"])}
+                per_launch[launch["id"]] = {
+                    element_key(s.job_id, None): s
+                    for s in local.status(ids, log_dir=launch["log_dir"])
+                }
             continue
         scheduler = get_scheduler(name)
         transport = pool.get(group[0])
-        job_ids = sorted({j["job_id"] for launch in group for j in launch["jobs"]
-                          if j["job_id"]})
+        job_ids = sorted({j["job_id"] for launch in group for j in launch["jobs"] if j["job_id"]})
         if not job_ids:
             continue
         calls += 1
@@ -119,8 +127,10 @@ def scheduler_states(launches: list[dict], pool: TransportPool
         elif name == "slurm" and scheduler.no_such_jobs(result.stderr):
             states = []
         else:
-            raise UserError(f"{name} status on {host or 'this machine'} failed: "
-                            f"{result.stderr.strip().splitlines()[-1:] or result.returncode}")
+            raise UserError(
+                f"{name} status on {host or 'this machine'} failed: "
+                f"{result.stderr.strip().splitlines()[-1:] or result.returncode}"
+            )
         by_key = {element_key(s.array_job_id or s.job_id, s.array_index): s for s in states}
         missing = _missing(group, by_key)
         if missing:
@@ -130,8 +140,10 @@ def scheduler_states(launches: list[dict], pool: TransportPool
                 for s in scheduler.parse_accounting(acct.stdout):
                     by_key.setdefault(element_key(s.array_job_id or s.job_id, s.array_index), s)
             else:
-                notes.append(f"{host or 'this machine'}: no scheduler accounting; jobs that "
-                             "left the queue are settled from their workers' records")
+                notes.append(
+                    f"{host or 'this machine'}: no scheduler accounting; jobs that "
+                    "left the queue are settled from their workers' records"
+                )
         for launch in group:
             per_launch[launch["id"]] = by_key
     return per_launch, calls, notes
@@ -146,10 +158,17 @@ def _missing(group: list[dict], by_key: dict) -> set[str]:
     return missing
 
 
-def status(engine, *, site: str | None = None, launch_id: str | None = None,
-           pool: TransportPool | None = None, include_finished: bool = False) -> StatusReport:
-    launches = records.list_launches(engine, site=site, launch_id=launch_id,
-                                     live_only=not (include_finished or launch_id))
+def status(
+    engine,
+    *,
+    site: str | None = None,
+    launch_id: str | None = None,
+    pool: TransportPool | None = None,
+    include_finished: bool = False,
+) -> StatusReport:
+    launches = records.list_launches(
+        engine, site=site, launch_id=launch_id, live_only=not (include_finished or launch_id)
+    )
     pool = pool or TransportPool()
     live = [la for la in launches if la["status"] in records.LIVE]
     try:
@@ -165,19 +184,35 @@ def status(engine, *, site: str | None = None, launch_id: str | None = None,
 def _build_report(engine, launches, live, states, calls, notes, pool) -> StatusReport:
     worker_rows = records.launch_workers(engine, [la["id"] for la in launches])
     recorded = records.element_states(
-        engine, [la["id"] for la in launches if la["status"] not in records.LIVE])
+        engine, [la["id"] for la in launches if la["status"] not in records.LIVE]
+    )
     by_launch: dict[str, list[dict]] = defaultdict(list)
     for w in worker_rows:
         by_launch[w["launch_id"]].append(w)
     report = StatusReport(launches=[], scheduler_calls=calls, notes=notes)
     for launch in launches:
-        view = _launch_view(launch, states.get(launch["id"], {}), by_launch[launch["id"]],
-                            recorded.get(launch["id"], {}))
+        view = _launch_view(
+            launch,
+            states.get(launch["id"], {}),
+            by_launch[launch["id"]],
+            recorded.get(launch["id"], {}),
+        )
         if launch["status"] in records.LIVE:
-            records.record_elements(engine, launch["id"], [
-                {"job_id": e["job_id"], "array_index": e["index"], "state": e["state"],
-                 "reason": e["reason"], "exit_code": e["exit_code"]}
-                for e in view["elements"] if e["job_id"]])
+            records.record_elements(
+                engine,
+                launch["id"],
+                [
+                    {
+                        "job_id": e["job_id"],
+                        "array_index": e["index"],
+                        "state": e["state"],
+                        "reason": e["reason"],
+                        "exit_code": e["exit_code"],
+                    }
+                    for e in view["elements"]
+                    if e["job_id"]
+                ],
+            )
             if view["elements"] and not any(e["state"] in ACTIVE for e in view["elements"]):
                 records.set_status(engine, launch["id"], "finished")
                 view["status"] = "finished"
@@ -186,8 +221,11 @@ def _build_report(engine, launches, live, states, calls, notes, pool) -> StatusR
         from hpclaunch.launches import reconcile
 
         rows = {la["id"]: la for la in launches}
-        live_views = [v for v in report.launches if rows[v["id"]]["status"] in records.LIVE
-                      or v["status"] == "finished"]
+        live_views = [
+            v
+            for v in report.launches
+            if rows[v["id"]]["status"] in records.LIVE or v["status"] == "finished"
+        ]
 
         def stderr_tail(launch_id: str, element: int) -> str | None:
             return _read_logs(rows[launch_id], element, 20, pool).get("stderr")
@@ -196,8 +234,9 @@ def _build_report(engine, launches, live, states, calls, notes, pool) -> StatusR
     return report
 
 
-def _launch_view(launch: dict, states: dict, launch_workers: list[dict],
-                 recorded: dict[tuple, dict]) -> dict[str, Any]:
+def _launch_view(
+    launch: dict, states: dict, launch_workers: list[dict], recorded: dict[tuple, dict]
+) -> dict[str, Any]:
     workers_by_el: dict[tuple, list[dict]] = defaultdict(list)
     for w in launch_workers:
         workers_by_el[worker_key(launch["scheduler"], w)].append(w)
@@ -219,24 +258,44 @@ def _launch_view(launch: dict, states: dict, launch_workers: list[dict],
             name, reason, code = _settled(ws)
         completed = sum(len(w["tasks"].get("completed", [])) for w in ws)
         failed = sum(len(w["tasks"].get("failed", [])) for w in ws)
-        elements.append({
-            **el, "state": name, "reason": reason, "exit_code": code,
-            "workers": [{"id": w["id"], "host": w["host"], "status": w["status"],
-                         "exit_reason": w["exit_reason"]} for w in ws],
-            "tasks_completed": completed, "tasks_failed": failed,
-            "current_tasks": [w["current_task"] for w in ws if w["current_task"]],
-        })
+        elements.append(
+            {
+                **el,
+                "state": name,
+                "reason": reason,
+                "exit_code": code,
+                "workers": [
+                    {
+                        "id": w["id"],
+                        "host": w["host"],
+                        "status": w["status"],
+                        "exit_reason": w["exit_reason"],
+                    }
+                    for w in ws
+                ],
+                "tasks_completed": completed,
+                "tasks_failed": failed,
+                "current_tasks": [w["current_task"] for w in ws if w["current_task"]],
+            }
+        )
     counts: dict[str, int] = defaultdict(int)
     for e in elements:
         counts[e["state"]] += 1
     return {
-        "id": launch["id"], "site": launch["site"], "host": launch["host"],
-        "scheduler": launch["scheduler"], "status": launch["status"],
-        "submitted_at": launch["submitted_at"], "workers": launch["workers"],
+        "id": launch["id"],
+        "site": launch["site"],
+        "host": launch["host"],
+        "scheduler": launch["scheduler"],
+        "status": launch["status"],
+        "submitted_at": launch["submitted_at"],
+        "workers": launch["workers"],
         "broken_reason": launch["broken_reason"],
-        "jobs": [{k: j[k] for k in ("chunk", "job_name", "job_id", "elements", "script_path")}
-                 for j in launch["jobs"]],
-        "state_counts": dict(counts), "elements": elements,
+        "jobs": [
+            {k: j[k] for k in ("chunk", "job_name", "job_id", "elements", "script_path")}
+            for j in launch["jobs"]
+        ],
+        "state_counts": dict(counts),
+        "elements": elements,
     }
 
 
@@ -256,15 +315,21 @@ def _settled(ws: list[dict]) -> tuple[str, str | None, int | None]:
 
 # --- cancel -------------------------------------------------------------------
 
-def cancel(engine, launch_id: str, *, element: int | None = None,
-           pool: TransportPool | None = None, wait: float = 60.0) -> dict[str, Any]:
+
+def cancel(
+    engine,
+    launch_id: str,
+    *,
+    element: int | None = None,
+    pool: TransportPool | None = None,
+    wait: float = 60.0,
+) -> dict[str, Any]:
     """Cancel through the scheduler, then return the tasks its workers held."""
     launch = records.get_launch(engine, launch_id)
     elements = expected_elements(launch)
     if element is not None:
         if not 0 <= element < len(elements):
-            raise UserError(f"launch {launch_id} has elements 0-{len(elements) - 1}, "
-                            f"not {element}")
+            raise UserError(f"launch {launch_id} has elements 0-{len(elements) - 1}, not {element}")
         targets = [elements[element]]
     else:
         targets = elements
@@ -280,11 +345,12 @@ def cancel(engine, launch_id: str, *, element: int | None = None,
             scheduler = get_scheduler(launch["scheduler"])
             index = targets[0]["index"] if element is not None else None
             calls += 1
-            result = pool.get(launch).run(scheduler.cancel_argv(job_ids, index),
-                                          idempotent=True)
+            result = pool.get(launch).run(scheduler.cancel_argv(job_ids, index), idempotent=True)
             if not result.ok and not _already_gone(result.stderr):
-                raise UserError(f"cancel of launch {launch_id} failed: "
-                                f"{result.stderr.strip() or result.returncode}")
+                raise UserError(
+                    f"cancel of launch {launch_id} failed: "
+                    f"{result.stderr.strip() or result.returncode}"
+                )
         if element is None:
             records.set_status(engine, launch_id, "canceled")
         gone, polls = _wait_gone(engine, launch, targets, pool, wait)
@@ -293,15 +359,33 @@ def cancel(engine, launch_id: str, *, element: int | None = None,
         pool.close()
     # Only once the jobs are gone: a worker still running its task must not race a rerun
     # (otherwise the leases return the tasks when they expire).
-    returned = return_tasks(engine, launch, targets if element is not None else None) \
-        if gone else []
+    returned = (
+        return_tasks(engine, launch, targets if element is not None else None) if gone else []
+    )
     # The reconciler must not count these as CANCELLED failures: the user asked.
-    records.record_elements(engine, launch_id, [
-        {"job_id": t["job_id"], "array_index": t["index"], "state": "CANCELLED",
-         "reason": "canceled with hpclaunch cancel"} for t in targets if t["job_id"]],
-        settled=True)
-    return {"launch": launch_id, "job_ids": job_ids, "elements": len(targets),
-            "tasks_returned": returned, "gone": gone, "scheduler_calls": calls}
+    records.record_elements(
+        engine,
+        launch_id,
+        [
+            {
+                "job_id": t["job_id"],
+                "array_index": t["index"],
+                "state": "CANCELLED",
+                "reason": "canceled with hpclaunch cancel",
+            }
+            for t in targets
+            if t["job_id"]
+        ],
+        settled=True,
+    )
+    return {
+        "launch": launch_id,
+        "job_ids": job_ids,
+        "elements": len(targets),
+        "tasks_returned": returned,
+        "gone": gone,
+        "scheduler_calls": calls,
+    }
 
 
 def _already_gone(stderr: str) -> bool:
@@ -330,8 +414,11 @@ def _wait_gone(engine, launch, targets, pool, wait: float) -> tuple[bool, int]:
         polls += 1
         result = pool.get(launch).run(scheduler.status_argv(ids), idempotent=True)
         states = scheduler.parse_status(result.stdout) if result.ok else []
-        live = {element_key(s.array_job_id or s.job_id, s.array_index) for s in states
-                if s.state in ACTIVE}
+        live = {
+            element_key(s.array_job_id or s.job_id, s.array_index)
+            for s in states
+            if s.state in ACTIVE
+        }
         if not keys & live:
             return True, polls
         time.sleep(0.5)
@@ -352,29 +439,59 @@ def return_tasks(engine, launch: dict, targets: list[dict] | None) -> list[int]:
         return []
     now = time.time()
     with engine.begin() as conn:
-        held = conn.execute(select(tasks.c.id, tasks.c.attempts, tasks.c.worker_id,
-                                   tasks.c.started_at)
-                            .where(and_(tasks.c.status == "running",
-                                        tasks.c.worker_id.in_(ids)))).all()
+        held = conn.execute(
+            select(tasks.c.id, tasks.c.attempts, tasks.c.worker_id, tasks.c.started_at).where(
+                and_(tasks.c.status == "running", tasks.c.worker_id.in_(ids))
+            )
+        ).all()
         for row in held:
-            conn.execute(update(tasks).where(and_(tasks.c.id == row.id,
-                                                  tasks.c.status == "running",
-                                                  tasks.c.worker_id == row.worker_id))
-                         .values(status="pending", attempts=tasks.c.attempts - 1,
-                                 worker_id=None, claim_token=None, lease_expires_at=None,
-                                 started_at=None, reason="launch_canceled"))
+            conn.execute(
+                update(tasks)
+                .where(
+                    and_(
+                        tasks.c.id == row.id,
+                        tasks.c.status == "running",
+                        tasks.c.worker_id == row.worker_id,
+                    )
+                )
+                .values(
+                    status="pending",
+                    attempts=tasks.c.attempts - 1,
+                    worker_id=None,
+                    claim_token=None,
+                    lease_expires_at=None,
+                    started_at=None,
+                    reason="launch_canceled",
+                )
+            )
         if held:
-            conn.execute(insert(task_attempts), [{
-                "task_id": r.id, "attempt": r.attempts, "worker_id": r.worker_id,
-                "started_at": r.started_at, "finished_at": now, "outcome": "released",
-                "reason": "launch_canceled", "exit_code": None, "error": None} for r in held])
-        conn.execute(update(workers).where(and_(workers.c.id.in_(ids),
-                                                workers.c.status == "running"))
-                     .values(status="lost", exit_reason="canceled", stopped_at=now))
+            conn.execute(
+                insert(task_attempts),
+                [
+                    {
+                        "task_id": r.id,
+                        "attempt": r.attempts,
+                        "worker_id": r.worker_id,
+                        "started_at": r.started_at,
+                        "finished_at": now,
+                        "outcome": "released",
+                        "reason": "launch_canceled",
+                        "exit_code": None,
+                        "error": None,
+                    }
+                    for r in held
+                ],
+            )
+        conn.execute(
+            update(workers)
+            .where(and_(workers.c.id.in_(ids), workers.c.status == "running"))
+            .values(status="lost", exit_reason="canceled", stopped_at=now)
+        )
     return [r.id for r in held]
 
 
 # --- logs ---------------------------------------------------------------------
+
 
 def log_paths(launch: dict, el: dict) -> tuple[str, str]:
     """Where an element's stdout/stderr are, per the templates' naming."""
@@ -392,8 +509,14 @@ def log_paths(launch: dict, el: dict) -> tuple[str, str]:
     return f"{base}-{el['chunk']}.out", f"{base}-{el['chunk']}.err"
 
 
-def logs(engine, launch_id: str, *, element: int = 0, tail: int | None = None,
-         pool: TransportPool | None = None) -> dict[str, Any]:
+def logs(
+    engine,
+    launch_id: str,
+    *,
+    element: int = 0,
+    tail: int | None = None,
+    pool: TransportPool | None = None,
+) -> dict[str, Any]:
     launch = records.get_launch(engine, launch_id)
     elements = expected_elements(launch)
     if not 0 <= element < len(elements):
@@ -406,12 +529,18 @@ def logs(engine, launch_id: str, *, element: int = 0, tail: int | None = None,
         texts = _read_logs(launch, element, tail, pool)
     finally:
         pool.close()
-    return {"launch": launch_id, "element": element, "job_id": el["job_id"],
-            "index": el["index"], **texts}
+    return {
+        "launch": launch_id,
+        "element": element,
+        "job_id": el["job_id"],
+        "index": el["index"],
+        **texts,
+    }
 
 
-def _read_logs(launch: dict, element: int, tail: int | None, pool: TransportPool
-               ) -> dict[str, str | None]:
+def _read_logs(
+    launch: dict, element: int, tail: int | None, pool: TransportPool
+) -> dict[str, str | None]:
     el = expected_elements(launch)[element]
     out_path, err_path = log_paths(launch, el)
     texts: dict[str, str | None] = {"stdout_path": out_path, "stderr_path": err_path}

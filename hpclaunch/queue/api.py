@@ -1,9 +1,9 @@
 """The Python API: ``from hpclaunch import Queue``.
 
-    q = Queue()                       # same database resolution as the CLI
-    h = q.enqueue_command(["echo", "hi"], tags=["small"])
-    h = q.run_cloud(my_function, 1, 2, x=3)   # Simmate's name; cloudpickled
-    h.result(timeout=600)
+q = Queue()                       # same database resolution as the CLI
+h = q.enqueue_command(["echo", "hi"], tags=["small"])
+h = q.run_cloud(my_function, 1, 2, x=3)   # Simmate's name; cloudpickled
+h.result(timeout=600)
 """
 
 from __future__ import annotations
@@ -86,49 +86,104 @@ class TaskHandle:
 class Queue:
     """A connection to the task queue, with defaults for the tasks it enqueues."""
 
-    def __init__(self, database: str | None = None, *, tags: Iterable[str] | None = None,
-                 priority: int = 0, max_attempts: int = 3):
+    def __init__(
+        self,
+        database: str | None = None,
+        *,
+        tags: Iterable[str] | None = None,
+        priority: int = 0,
+        max_attempts: int = 3,
+    ):
         self.engine = get_engine(database)
         self.tags = list(tags or [])
         self.priority = priority
         self.max_attempts = max_attempts
 
-    def _spec(self, kind: str, payload: dict, *, tags, priority, max_attempts, timeout,
-              expected_runtime, name) -> TaskSpec:
+    def _spec(
+        self,
+        kind: str,
+        payload: dict,
+        *,
+        tags,
+        priority,
+        max_attempts,
+        timeout,
+        expected_runtime,
+        name,
+    ) -> TaskSpec:
         priority = self.priority if priority is None else priority
         max_attempts = self.max_attempts if max_attempts is None else max_attempts
-        check_limits(priority=priority, max_attempts=max_attempts, timeout=timeout,
-                     expected_runtime=expected_runtime)
-        return TaskSpec(kind=kind, payload=payload,
-                        tags=canonical_tags(self.tags if tags is None else tags),
-                        priority=priority, max_attempts=max_attempts, timeout=timeout,
-                        expected_runtime=expected_runtime, name=name)
+        check_limits(
+            priority=priority,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            expected_runtime=expected_runtime,
+        )
+        return TaskSpec(
+            kind=kind,
+            payload=payload,
+            tags=canonical_tags(self.tags if tags is None else tags),
+            priority=priority,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            expected_runtime=expected_runtime,
+            name=name,
+        )
 
-    def enqueue_command(self, command: Sequence[str] | str, *, shell: bool | None = None,
-                        cwd: str | None = None, env: Mapping[str, str] | None = None,
-                        tags: Iterable[str] | None = None, priority: int | None = None,
-                        max_attempts: int | None = None, timeout: float | None = None,
-                        expected_runtime: float | None = None,
-                        name: str | None = None) -> TaskHandle:
+    def enqueue_command(
+        self,
+        command: Sequence[str] | str,
+        *,
+        shell: bool | None = None,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        tags: Iterable[str] | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        expected_runtime: float | None = None,
+        name: str | None = None,
+    ) -> TaskHandle:
         """A command: an argv list, or a string run by the shell."""
         shell = isinstance(command, str) if shell is None else shell
         payload = command_payload(command, shell=shell, cwd=cwd, env=env)
-        spec = self._spec("command", payload, tags=tags, priority=priority,
-                          max_attempts=max_attempts, timeout=timeout,
-                          expected_runtime=expected_runtime, name=name)
+        spec = self._spec(
+            "command",
+            payload,
+            tags=tags,
+            priority=priority,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            expected_runtime=expected_runtime,
+            name=name,
+        )
         return TaskHandle(self, store.insert_tasks(self.engine, [spec])[0])
 
-    def enqueue_call(self, target: str, args: Sequence[Any] = (),
-                     kwargs: Mapping[str, Any] | None = None, *,
-                     tags: Iterable[str] | None = None, priority: int | None = None,
-                     max_attempts: int | None = None, timeout: float | None = None,
-                     expected_runtime: float | None = None,
-                     name: str | None = None) -> TaskHandle:
+    def enqueue_call(
+        self,
+        target: str,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        tags: Iterable[str] | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        expected_runtime: float | None = None,
+        name: str | None = None,
+    ) -> TaskHandle:
         """A call of ``package.module:function`` with JSON arguments; its JSON result is kept."""
         payload = call_payload(target, args, kwargs)
-        spec = self._spec("call", payload, tags=tags, priority=priority,
-                          max_attempts=max_attempts, timeout=timeout,
-                          expected_runtime=expected_runtime, name=name)
+        spec = self._spec(
+            "call",
+            payload,
+            tags=tags,
+            priority=priority,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            expected_runtime=expected_runtime,
+            name=name,
+        )
         return TaskHandle(self, store.insert_tasks(self.engine, [spec])[0])
 
     def run_cloud(self, fn: Callable, /, *args: Any, **kwargs: Any) -> TaskHandle:
@@ -139,12 +194,19 @@ class Queue:
         """
         return self.submit_pickled(fn, args, kwargs)
 
-    def submit_pickled(self, fn: Callable, args: Sequence[Any] = (),
-                       kwargs: Mapping[str, Any] | None = None, *,
-                       tags: Iterable[str] | None = None, priority: int | None = None,
-                       max_attempts: int | None = None, timeout: float | None = None,
-                       expected_runtime: float | None = None,
-                       name: str | None = None) -> TaskHandle:
+    def submit_pickled(
+        self,
+        fn: Callable,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        tags: Iterable[str] | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        expected_runtime: float | None = None,
+        name: str | None = None,
+    ) -> TaskHandle:
         """``run_cloud`` with task options (tags, priority, ...)."""
         import cloudpickle
 
@@ -152,9 +214,16 @@ class Queue:
             raise UserError(f"run_cloud needs a callable, got {type(fn).__name__}")
         blob = cloudpickle.dumps((fn, tuple(args), dict(kwargs or {})))
         label = name or getattr(fn, "__qualname__", None)
-        spec = self._spec("pickle", {"function": label}, tags=tags, priority=priority,
-                          max_attempts=max_attempts, timeout=timeout,
-                          expected_runtime=expected_runtime, name=label)
+        spec = self._spec(
+            "pickle",
+            {"function": label},
+            tags=tags,
+            priority=priority,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            expected_runtime=expected_runtime,
+            name=label,
+        )
         return TaskHandle(self, store.insert_tasks(self.engine, [spec], pickled=blob)[0])
 
     def enqueue_batch(self, batch: Batch | str) -> tuple[int, list[TaskHandle]]:

@@ -23,8 +23,21 @@ from hpclaunch.tasks.payloads import (
 )
 
 KEYS = {
-    "name", "command", "shell", "call", "args", "kwargs", "tags", "n_runs", "params",
-    "priority", "max_attempts", "timeout", "expected_runtime", "cwd", "env",
+    "name",
+    "command",
+    "shell",
+    "call",
+    "args",
+    "kwargs",
+    "tags",
+    "n_runs",
+    "params",
+    "priority",
+    "max_attempts",
+    "timeout",
+    "expected_runtime",
+    "cwd",
+    "env",
 }
 MAX_TASKS = 1_000_000
 
@@ -77,8 +90,9 @@ def parse_batch(text: str, *, source: str = "<batch>") -> Batch:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source
-        raise UserError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") \
-            from None
+        raise UserError(
+            f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})"
+        ) from None
     if not isinstance(data, dict):
         raise UserError(f"{source}: a batch file is a mapping with name, command or call, ...")
     lines = data.pop("__lines__", {})
@@ -91,8 +105,11 @@ def parse_batch(text: str, *, source: str = "<batch>") -> Batch:
     for key in data:
         if key not in KEYS:
             near = difflib.get_close_matches(str(key), sorted(KEYS), n=1)
-            hint = (f"; did you mean {near[0]!r}?" if near
-                    else f"; valid keys: {', '.join(sorted(KEYS))}")
+            hint = (
+                f"; did you mean {near[0]!r}?"
+                if near
+                else f"; valid keys: {', '.join(sorted(KEYS))}"
+            )
             raise err(key, f"unknown key{hint}")
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
@@ -115,8 +132,9 @@ def parse_batch(text: str, *, source: str = "<batch>") -> Batch:
     try:
         check_limits(priority=priority, max_attempts=max_attempts, **limits)
     except UserError as exc:
-        key = next((k for k in ("max_attempts", "timeout", "expected_runtime")
-                    if k in str(exc)), "name")
+        key = next(
+            (k for k in ("max_attempts", "timeout", "expected_runtime") if k in str(exc)), "name"
+        )
         raise err(key, str(exc)) from None
 
     grid = _expand(data, err)
@@ -129,12 +147,18 @@ def parse_batch(text: str, *, source: str = "<batch>") -> Batch:
         else:
             payload = _call(data, params, err)
             kind = "call"
-        specs.append(TaskSpec(
-            kind=kind, payload=payload, tags=tags, priority=priority,
-            max_attempts=max_attempts, timeout=limits["timeout"],
-            expected_runtime=limits["expected_runtime"],
-            name=f"{name}[{run_index}]",
-        ))
+        specs.append(
+            TaskSpec(
+                kind=kind,
+                payload=payload,
+                tags=tags,
+                priority=priority,
+                max_attempts=max_attempts,
+                timeout=limits["timeout"],
+                expected_runtime=limits["expected_runtime"],
+                name=f"{name}[{run_index}]",
+            )
+        )
     return Batch(name=name, spec=data, tasks=specs)
 
 
@@ -188,8 +212,10 @@ def _fill(template: str, values: dict, err, key: str) -> str:
     try:
         return template.format(**values)
     except KeyError as exc:
-        raise err(key, f"placeholder {{{exc.args[0]}}} is not a parameter "
-                       f"(have: {', '.join(sorted(values))})") from None
+        raise err(
+            key,
+            f"placeholder {{{exc.args[0]}}} is not a parameter (have: {', '.join(sorted(values))})",
+        ) from None
     except (ValueError, IndexError) as exc:
         raise err(key, f"bad placeholder: {exc}") from None
 

@@ -56,8 +56,17 @@ class Outcome:
 def register_worker(conn: Connection, **fields: Any) -> int:
     """Insert the worker's row (host, pid, tags, mode, lease, scheduler identity)."""
     columns = [
-        "host", "pid", "tags", "mode", "lease", "scheduler", "job_id",
-        "array_job_id", "array_index", "launch_id", "version",
+        "host",
+        "pid",
+        "tags",
+        "mode",
+        "lease",
+        "scheduler",
+        "job_id",
+        "array_job_id",
+        "array_index",
+        "launch_id",
+        "version",
     ]
     params = {c: fields.get(c) for c in columns}
     sql = (
@@ -78,9 +87,7 @@ def record_worker_exit(conn: Connection, worker_id: int, reason: str, detail: st
         )
 
 
-def heartbeat(
-    conn: Connection, worker_id: int, lease: float, task: Claimed | None = None
-) -> bool:
+def heartbeat(conn: Connection, worker_id: int, lease: float, task: Claimed | None = None) -> bool:
     """Renew the worker's heartbeat and its task's lease; False if the task is no longer ours."""
     with conn.transaction():
         conn.execute(
@@ -130,10 +137,12 @@ class Claimer:
             conditions.append("kind <> 'pickle'")
         if fit_deadline:
             self.estimate_params = {f"e{i}": None for i in range(len(tag_sets))}
-            case = " ".join(f"WHEN :t{i} THEN CAST(:e{i} AS DOUBLE PRECISION)"
-                            for i in range(len(tag_sets)))
+            case = " ".join(
+                f"WHEN :t{i} THEN CAST(:e{i} AS DOUBLE PRECISION)" for i in range(len(tag_sets))
+            )
             conditions.append(
-                f"COALESCE(expected_runtime, CASE tags {case} END, timeout, 0) <= :remaining")
+                f"COALESCE(expected_runtime, CASE tags {case} END, timeout, 0) <= :remaining"
+            )
         lock = " FOR UPDATE SKIP LOCKED" if conn.dialect == "postgresql" else ""
         # SQLite has no statistics to prefer the partial index over ix_tasks_status.
         source = "tasks" if conn.dialect == "postgresql" else "tasks INDEXED BY ix_tasks_pending"
@@ -180,9 +189,17 @@ class Claimer:
             return None
         pickled = bytes(row[3]) if row[3] is not None else None
         return Claimed(
-            id=int(row[0]), kind=row[1], payload=row[2], pickled=pickled, timeout=row[4],
-            expected_runtime=row[5], attempt=int(row[6]), max_attempts=int(row[7]),
-            tags=row[8], token=token, started_at=float(row[9]),
+            id=int(row[0]),
+            kind=row[1],
+            payload=row[2],
+            pickled=pickled,
+            timeout=row[4],
+            expected_runtime=row[5],
+            attempt=int(row[6]),
+            max_attempts=int(row[7]),
+            tags=row[8],
+            token=token,
+            started_at=float(row[9]),
         )
 
 
@@ -203,8 +220,9 @@ _ATTEMPT_COLUMNS = (
     "task_attempts (task_id, attempt, worker_id, started_at, finished_at, "
     "outcome, reason, exit_code, error)"
 )
-_ATTEMPT_VALUES = ":task_id, :attempt, :worker_id, :started_at, {now}, :outcome, :reason, " \
-    ":exit_code, :error"
+_ATTEMPT_VALUES = (
+    ":task_id, :attempt, :worker_id, :started_at, {now}, :outcome, :reason, :exit_code, :error"
+)
 _ATTEMPT = f"INSERT INTO {_ATTEMPT_COLUMNS} VALUES ({_ATTEMPT_VALUES})"
 # PostgreSQL: the fenced update and the attempt's log row in one statement.
 _FINISH_PG = (
@@ -220,15 +238,24 @@ def finish(conn: Connection, worker_id: int, task: Claimed, outcome: Outcome) ->
     A failed attempt goes back to ``pending`` while attempts remain.
     """
     params = {
-        "id": task.id, "token": task.token, "ok": 1 if outcome.ok else 0,
-        "reason": outcome.reason, "exit_code": outcome.exit_code, "result": outcome.result,
-        "result_pickled": outcome.result_pickled, "error": outcome.error,
-        "stdout_tail": outcome.stdout_tail, "stderr_tail": outcome.stderr_tail,
+        "id": task.id,
+        "token": task.token,
+        "ok": 1 if outcome.ok else 0,
+        "reason": outcome.reason,
+        "exit_code": outcome.exit_code,
+        "result": outcome.result,
+        "result_pickled": outcome.result_pickled,
+        "error": outcome.error,
+        "stdout_tail": outcome.stdout_tail,
+        "stderr_tail": outcome.stderr_tail,
         "log_dir": outcome.log_dir,
     }
     attempt = {
-        "task_id": task.id, "attempt": task.attempt, "worker_id": worker_id,
-        "started_at": task.started_at, "outcome": "completed" if outcome.ok else "failed",
+        "task_id": task.id,
+        "attempt": task.attempt,
+        "worker_id": worker_id,
+        "started_at": task.started_at,
+        "outcome": "completed" if outcome.ok else "failed",
     }
     if conn.dialect == "postgresql":
         row = conn.one(_FINISH_PG, {**params, **attempt})
@@ -237,8 +264,15 @@ def finish(conn: Connection, worker_id: int, task: Claimed, outcome: Outcome) ->
         row = conn.one(_FINISH, params)
         if row is None:
             return None
-        conn.execute(_ATTEMPT, {**attempt, "reason": outcome.reason,
-                                "exit_code": outcome.exit_code, "error": outcome.error})
+        conn.execute(
+            _ATTEMPT,
+            {
+                **attempt,
+                "reason": outcome.reason,
+                "exit_code": outcome.exit_code,
+                "error": outcome.error,
+            },
+        )
     return row[0]
 
 
@@ -253,11 +287,19 @@ def release(conn: Connection, worker_id: int, task: Claimed, reason: str) -> boo
         )
         if cur.rowcount != 1:
             return False
-        conn.execute(_ATTEMPT, {
-            "task_id": task.id, "attempt": task.attempt, "worker_id": worker_id,
-            "started_at": task.started_at, "outcome": "released", "reason": reason,
-            "exit_code": None, "error": None,
-        })
+        conn.execute(
+            _ATTEMPT,
+            {
+                "task_id": task.id,
+                "attempt": task.attempt,
+                "worker_id": worker_id,
+                "started_at": task.started_at,
+                "outcome": "released",
+                "reason": reason,
+                "exit_code": None,
+                "error": None,
+            },
+        )
     return True
 
 
@@ -295,17 +337,30 @@ def _give_back(conn: Connection, rows, reason: str) -> list[tuple[int, str]]:
             "finished_at = CASE WHEN :requeue = 1 THEN NULL ELSE {now} END, "
             "error = CASE WHEN :requeue = 1 THEN error ELSE :error END "
             "WHERE id = :id AND claim_token = :token AND status = 'running'",
-            {"status": new_status, "requeue": int(new_status == "pending"),
-             "reason": reason, "id": task_id, "token": token,
-             "error": f"worker {worker_id} stopped renewing its lease ({reason})"},
+            {
+                "status": new_status,
+                "requeue": int(new_status == "pending"),
+                "reason": reason,
+                "id": task_id,
+                "token": token,
+                "error": f"worker {worker_id} stopped renewing its lease ({reason})",
+            },
         )
         if cur.rowcount != 1:
             continue
-        conn.execute(_ATTEMPT, {
-            "task_id": task_id, "attempt": attempts, "worker_id": worker_id,
-            "started_at": started_at, "outcome": "lost", "reason": reason,
-            "exit_code": None, "error": None,
-        })
+        conn.execute(
+            _ATTEMPT,
+            {
+                "task_id": task_id,
+                "attempt": attempts,
+                "worker_id": worker_id,
+                "started_at": started_at,
+                "outcome": "lost",
+                "reason": reason,
+                "exit_code": None,
+                "error": None,
+            },
+        )
         done.append((int(task_id), new_status))
     return done
 
@@ -327,9 +382,25 @@ def find_lost(conn: Connection) -> list[dict[str, Any]]:
         f"FROM tasks t LEFT JOIN workers w ON w.id = t.worker_id WHERE {_LOST_WHERE} "
         "ORDER BY t.id"
     )
-    names = ["id", "attempts", "max_attempts", "started_at", "lease_expires_at", "worker_id",
-             "host", "pid", "worker_status", "worker_exit_reason", "heartbeat_at", "scheduler",
-             "job_id", "array_job_id", "array_index", "launch_id", "now"]
+    names = [
+        "id",
+        "attempts",
+        "max_attempts",
+        "started_at",
+        "lease_expires_at",
+        "worker_id",
+        "host",
+        "pid",
+        "worker_status",
+        "worker_exit_reason",
+        "heartbeat_at",
+        "scheduler",
+        "job_id",
+        "array_job_id",
+        "array_index",
+        "launch_id",
+        "now",
+    ]
     rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
     for row in rows:
         now = row.pop("now")
@@ -337,8 +408,9 @@ def find_lost(conn: Connection) -> list[dict[str, Any]]:
     return rows
 
 
-def requeue_lost(conn: Connection, task_ids: list[int] | None = None,
-                 reason: str = "worker_gone") -> list[tuple[int, str]]:
+def requeue_lost(
+    conn: Connection, task_ids: list[int] | None = None, reason: str = "worker_gone"
+) -> list[tuple[int, str]]:
     """Give back the running tasks whose workers are gone (all, or those named),
     through the reaper's fenced path: a 'lost' attempt each; spent -> failed."""
     lock = " FOR UPDATE OF t SKIP LOCKED" if conn.dialect == "postgresql" else ""
@@ -391,17 +463,26 @@ def release_orphans(conn: Connection, worker_id: int, reason: str = "orphaned_cl
             )
             if cur.rowcount != 1:
                 continue
-            conn.execute(_ATTEMPT, {
-                "task_id": task_id, "attempt": attempts, "worker_id": worker_id,
-                "started_at": started_at, "outcome": "released", "reason": reason,
-                "exit_code": None, "error": None,
-            })
+            conn.execute(
+                _ATTEMPT,
+                {
+                    "task_id": task_id,
+                    "attempt": attempts,
+                    "worker_id": worker_id,
+                    "started_at": started_at,
+                    "outcome": "released",
+                    "reason": reason,
+                    "exit_code": None,
+                    "error": None,
+                },
+            )
             freed.append(int(task_id))
     return freed
 
 
-def completed_runtimes(conn: Connection, tag_sets: list[str],
-                       limit: int = 1000) -> list[tuple[str, float]]:
+def completed_runtimes(
+    conn: Connection, tag_sets: list[str], limit: int = 1000
+) -> list[tuple[str, float]]:
     """(tags, seconds) of the most recent completed attempts of these tag sets."""
     params = {f"t{i}": t for i, t in enumerate(tag_sets)}
     cur = conn.execute(

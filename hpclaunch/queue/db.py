@@ -45,8 +45,9 @@ def get_engine(url: str | None = None) -> Engine:
     @event.listens_for(engine, "do_connect")
     def _connect_through_outages(dialect, _record, cargs, cparams):
         # A server restarting ("the database system is starting up") is waited out.
-        return retry.call(None, dialect.connect, *cargs, wait=retry.CLI_WAIT, log=_say,
-                          what="connect", **cparams)
+        return retry.call(
+            None, dialect.connect, *cargs, wait=retry.CLI_WAIT, log=_say, what="connect", **cparams
+        )
 
     return engine
 

@@ -88,8 +88,14 @@ class Unreachable(DatabaseError):
 
 # Connection failures that waiting will not fix (checked against the server's message).
 PERMANENT_HINTS = (
-    "does not exist", "authentication failed", "password", "no pg_hba.conf entry",
-    "permission denied", "invalid dsn", "invalid connection option", "role ",
+    "does not exist",
+    "authentication failed",
+    "password",
+    "no pg_hba.conf entry",
+    "permission denied",
+    "invalid dsn",
+    "invalid connection option",
+    "role ",
     "could not translate host name",
 )
 
@@ -124,8 +130,9 @@ def _open_raw(url: str) -> Any:
     except psycopg.OperationalError as exc:
         text = str(exc).strip()
         first = text.splitlines()[0] if text else type(exc).__name__
-        raise Unreachable(f"cannot connect to {redact(url)}: {first}",
-                          transient=not is_permanent_message(text)) from exc
+        raise Unreachable(
+            f"cannot connect to {redact(url)}: {first}", transient=not is_permanent_message(text)
+        ) from exc
     # Every statement here is a primary-key or ordered-index lookup. After a bulk
     # enqueue, before autovacuum has analysed the table, the planner would read the
     # whole pending index as a bitmap and sort it for each claim: O(queue) per task.

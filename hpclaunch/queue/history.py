@@ -11,18 +11,44 @@ from typing import Any
 from hpclaunch.errors import NotFound
 from hpclaunch.queue.driver import Connection
 
-_TASK_COLUMNS = ("id", "name", "status", "reason", "attempts", "max_attempts", "tags",
-                 "exit_code", "error", "worker_id", "created_at", "started_at", "finished_at",
-                 "lease_expires_at")
-_ATTEMPT_COLUMNS = ("attempt", "outcome", "reason", "exit_code", "error", "started_at",
-                    "finished_at", "worker_id", "host", "pid", "scheduler", "job_id",
-                    "array_job_id", "array_index", "launch_id")
+_TASK_COLUMNS = (
+    "id",
+    "name",
+    "status",
+    "reason",
+    "attempts",
+    "max_attempts",
+    "tags",
+    "exit_code",
+    "error",
+    "worker_id",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "lease_expires_at",
+)
+_ATTEMPT_COLUMNS = (
+    "attempt",
+    "outcome",
+    "reason",
+    "exit_code",
+    "error",
+    "started_at",
+    "finished_at",
+    "worker_id",
+    "host",
+    "pid",
+    "scheduler",
+    "job_id",
+    "array_job_id",
+    "array_index",
+    "launch_id",
+)
 
 
 def explain(conn: Connection, task_id: int) -> dict[str, Any]:
     """The task, its attempts (oldest first) with their workers, and a verdict."""
-    row = conn.one(f"SELECT {', '.join(_TASK_COLUMNS)} FROM tasks WHERE id = :id",
-                   {"id": task_id})
+    row = conn.one(f"SELECT {', '.join(_TASK_COLUMNS)} FROM tasks WHERE id = :id", {"id": task_id})
     if row is None:
         raise NotFound(f"no task with ID {task_id}; `hpclaunch tasks` lists them")
     task = dict(zip(_TASK_COLUMNS, row, strict=True))
@@ -40,16 +66,37 @@ def explain(conn: Connection, task_id: int) -> dict[str, Any]:
     if task["status"] == "running" and task["worker_id"] is not None:
         w = conn.one(
             "SELECT host, pid, scheduler, job_id, array_job_id, array_index, launch_id, "
-            "status, heartbeat_at, {now} FROM workers WHERE id = :id", {"id": task["worker_id"]})
+            "status, heartbeat_at, {now} FROM workers WHERE id = :id",
+            {"id": task["worker_id"]},
+        )
         if w is not None:
-            current = dict(zip(("host", "pid", "scheduler", "job_id", "array_job_id",
-                                "array_index", "launch_id", "worker_status", "heartbeat_at",
-                                "now"), w, strict=True))
+            current = dict(
+                zip(
+                    (
+                        "host",
+                        "pid",
+                        "scheduler",
+                        "job_id",
+                        "array_job_id",
+                        "array_index",
+                        "launch_id",
+                        "worker_status",
+                        "heartbeat_at",
+                        "now",
+                    ),
+                    w,
+                    strict=True,
+                )
+            )
             current["worker_id"] = task["worker_id"]
             current["heartbeat_age"] = current.pop("now") - current["heartbeat_at"]
     task["error"] = first_line(task["error"])
-    return {"task": task, "attempts": attempts, "running": current,
-            "verdict": verdict(task, attempts, current)}
+    return {
+        "task": task,
+        "attempts": attempts,
+        "running": current,
+        "verdict": verdict(task, attempts, current),
+    }
 
 
 def first_line(text: str | None) -> str | None:
@@ -80,8 +127,9 @@ def describe(a: dict[str, Any]) -> str:
     if outcome == "completed":
         return f"completed on {where(a)}"
     if outcome == "lost":
-        return f"a lost lease on {where(a)}" + (f" ({reason})" if reason not in (
-            None, "lease_expired") else "")
+        return f"a lost lease on {where(a)}" + (
+            f" ({reason})" if reason not in (None, "lease_expired") else ""
+        )
     if outcome == "released":
         return f"being put back uncounted ({reason or 'stopped'}) from {where(a)}"
     if outcome == "canceled":
@@ -103,8 +151,9 @@ def failure(a: dict[str, Any]) -> str:
     return reason or detail or "failed"
 
 
-def verdict(task: dict[str, Any], attempts: list[dict[str, Any]],
-            running: dict[str, Any] | None = None) -> str:
+def verdict(
+    task: dict[str, Any], attempts: list[dict[str, Any]], running: dict[str, Any] | None = None
+) -> str:
     """One line: how the task ended (or where it stands) and why."""
     status = task["status"]
     counted = [a for a in attempts if a["outcome"] in ("completed", "failed", "lost")]
@@ -116,8 +165,11 @@ def verdict(task: dict[str, Any], attempts: list[dict[str, Any]],
         text = f"completed on attempt {done['attempt']} on {where(done)}"
         earlier = [a for a in before if attempts.index(a) < attempts.index(done)]
         if earlier:
-            text = f"completed on attempt {done['attempt']} after " + _join(
-                [describe(a) for a in earlier]) + f"; ran on {where(done)}"
+            text = (
+                f"completed on attempt {done['attempt']} after "
+                + _join([describe(a) for a in earlier])
+                + f"; ran on {where(done)}"
+            )
         return text
     if status == "failed":
         last = counted[-1] if counted else None
@@ -141,8 +193,11 @@ def verdict(task: dict[str, Any], attempts: list[dict[str, Any]],
             text += " after " + _join([describe(a) for a in before])
         return text
     if status == "canceled":
-        return "canceled" + (f" while running on {where(before[-1])}"
-                             if before and before[-1]["outcome"] == "canceled" else "")
+        return "canceled" + (
+            f" while running on {where(before[-1])}"
+            if before and before[-1]["outcome"] == "canceled"
+            else ""
+        )
     return status
 
 

@@ -90,7 +90,7 @@ def _sqlalchemy_url(url: str) -> str:
     """Make SQLAlchemy use psycopg 3 for plain postgresql:// URLs."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 

@@ -92,23 +92,33 @@ def call(
         if wait <= 0 or not is_transient(exc):
             raise
         first = exc
-    return _retry(conn, fn, full, kwargs, first, wait=wait, log=log,
-                  what=what or getattr(fn, "__name__", "database operation"), stop=stop)
+    return _retry(
+        conn,
+        fn,
+        full,
+        kwargs,
+        first,
+        wait=wait,
+        log=log,
+        what=what or getattr(fn, "__name__", "database operation"),
+        stop=stop,
+    )
 
 
 def _retry(conn, fn, full, kwargs, first, *, wait, log, what, stop):
     from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
     say = log or (lambda message: None)
-    say(f"database unavailable during {what} ({first_line(first)}); "
-        f"retrying for up to {wait:g} s")
+    say(f"database unavailable during {what} ({first_line(first)}); retrying for up to {wait:g} s")
     started = time.monotonic()
     time.sleep(FIRST_DELAY)
 
     def before_sleep(state) -> None:
         exc = state.outcome.exception()
-        say(f"{what}: retry {state.attempt_number} failed ({first_line(exc)}); "
-            f"next in {state.next_action.sleep:.1f} s")
+        say(
+            f"{what}: retry {state.attempt_number} failed ({first_line(exc)}); "
+            f"next in {state.next_action.sleep:.1f} s"
+        )
 
     stop_rule = stop_after_delay(max(wait - (time.monotonic() - started), 0))
     if stop is not None:
@@ -124,7 +134,6 @@ def _retry(conn, fn, full, kwargs, first, *, wait, log, what, stop):
             if conn is not None:
                 conn.reconnect()
             result = fn(*full, **kwargs)
-            say(f"{what}: database reachable again after "
-                f"{time.monotonic() - started:.1f} s")
+            say(f"{what}: database reachable again after {time.monotonic() - started:.1f} s")
             return result
     raise AssertionError("unreachable: tenacity either returns or re-raises")  # pragma: no cover

@@ -100,10 +100,19 @@ tasks = Table(
     # Partial indexes: pending tasks in exactly the claim's order (a claim reads
     # one entry, never sorts), running tasks by lease (the reaper). Both stay
     # small however many finished tasks the table holds.
-    Index("ix_tasks_pending", text("priority DESC"), "id",
-          postgresql_where=text("status = 'pending'"), sqlite_where=text("status = 'pending'")),
-    Index("ix_tasks_running_lease", "lease_expires_at",
-          postgresql_where=text("status = 'running'"), sqlite_where=text("status = 'running'")),
+    Index(
+        "ix_tasks_pending",
+        text("priority DESC"),
+        "id",
+        postgresql_where=text("status = 'pending'"),
+        sqlite_where=text("status = 'pending'"),
+    ),
+    Index(
+        "ix_tasks_running_lease",
+        "lease_expires_at",
+        postgresql_where=text("status = 'running'"),
+        sqlite_where=text("status = 'running'"),
+    ),
     Index("ix_tasks_status", "status"),
     Index("ix_tasks_batch", "batch_id"),
     Index("ix_tasks_worker", "worker_id"),

@@ -70,13 +70,26 @@ class LaunchPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "site": self.site, "scheduler": self.scheduler, "launch_id": self.launch_id,
-            "workers": self.workers, "workdir": self.workdir, "log_dir": self.log_dir,
+            "site": self.site,
+            "scheduler": self.scheduler,
+            "launch_id": self.launch_id,
+            "workers": self.workers,
+            "workdir": self.workdir,
+            "log_dir": self.log_dir,
             "warnings": list(self.warnings),
-            "chunks": [{"index": c.index, "job_name": c.job_name, "filename": c.filename,
-                        "elements": c.elements, "workers_per_element": c.workers_per_element,
-                        "workers": c.workers, "array": c.array, "script": c.script}
-                       for c in self.chunks],
+            "chunks": [
+                {
+                    "index": c.index,
+                    "job_name": c.job_name,
+                    "filename": c.filename,
+                    "elements": c.elements,
+                    "workers_per_element": c.workers_per_element,
+                    "workers": c.workers,
+                    "array": c.array,
+                    "script": c.script,
+                }
+                for c in self.chunks
+            ],
         }
 
 
@@ -88,8 +101,10 @@ def default_launch_id(profile: Profile, workers: int, tags: tuple[str, ...]) -> 
 
 def _check_launch_id(launch_id: str) -> str:
     if not isinstance(launch_id, str) or not checks.NAME.fullmatch(launch_id):
-        raise UserError(f"launch ID {checks.show(launch_id)} is not allowed; use up to 64 "
-                        "letters, digits, _ . - (starting with a letter or digit)")
+        raise UserError(
+            f"launch ID {checks.show(launch_id)} is not allowed; use up to 64 "
+            "letters, digits, _ . - (starting with a letter or digit)"
+        )
     return launch_id
 
 
@@ -114,32 +129,46 @@ def _template(profile: Profile) -> Any:
     return jinja_env.get_template(name, extra)
 
 
-def plan_launch(profile: Profile, workers: int, launch_id: str | None = None,
-                tags: Any = None) -> LaunchPlan:
+def plan_launch(
+    profile: Profile, workers: int, launch_id: str | None = None, tags: Any = None
+) -> LaunchPlan:
     """Plan and render the scripts that start ``workers`` workers on ``profile``'s site.
 
     Pure: the same inputs give byte-identical scripts. Raises UserError for bad input.
     """
-    if isinstance(workers, bool) or not isinstance(workers, int) or not \
-            1 <= workers <= MAX_WORKERS:
-        raise UserError(f"--workers {checks.show(workers)}: give a whole number from 1 to "
-                        f"{MAX_WORKERS}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise UserError(
+            f"--workers {checks.show(workers)}: give a whole number from 1 to {MAX_WORKERS}"
+        )
     _check_required(profile)
     tags = profile.worker.tags if tags is None or len(tags) == 0 else _check_tags(tags)
-    launch_id = default_launch_id(profile, workers, tags) if launch_id is None else \
-        _check_launch_id(launch_id)
+    launch_id = (
+        default_launch_id(profile, workers, tags)
+        if launch_id is None
+        else _check_launch_id(launch_id)
+    )
     shapes, warnings = plan_shapes(
-        scheduler=profile.scheduler, workers=workers,
+        scheduler=profile.scheduler,
+        workers=workers,
         workers_per_job=profile.worker.workers_per_job,
-        arrays_enabled=profile.arrays.enabled, max_array_size=profile.arrays.max_array_size,
-        max_concurrent=profile.arrays.max_concurrent, site=profile.name)
+        arrays_enabled=profile.arrays.enabled,
+        max_array_size=profile.arrays.max_array_size,
+        max_concurrent=profile.arrays.max_concurrent,
+        site=profile.name,
+    )
     warnings = list(warnings) + _ignored(profile)
     template = _template(profile)
     chunks = tuple(_render(template, profile, shape, launch_id, tags) for shape in shapes)
     return LaunchPlan(
-        site=profile.name, scheduler=profile.scheduler, launch_id=launch_id, workers=workers,
-        workdir=profile.workdir, log_dir=f"{profile.workdir.rstrip('/')}/{launch_id}",
-        chunks=chunks, warnings=tuple(warnings))
+        site=profile.name,
+        scheduler=profile.scheduler,
+        launch_id=launch_id,
+        workers=workers,
+        workdir=profile.workdir,
+        log_dir=f"{profile.workdir.rstrip('/')}/{launch_id}",
+        chunks=chunks,
+        warnings=tuple(warnings),
+    )
 
 
 def _check_required(profile: Profile) -> None:
@@ -152,20 +181,25 @@ def _check_required(profile: Profile) -> None:
             raise UserError(
                 f"site {profile.name} requires {key} ({profile.source_of('required')}): pass "
                 f"{how}, or set it in ~/.hpclaunch/sites/{profile.name}.yaml with "
-                f"'extends: {profile.name}'")
+                f"'extends: {profile.name}'"
+            )
 
 
 def _ignored(profile: Profile) -> list[str]:
     r = profile.resources
-    out = [f"resources.{key} is not used by {profile.scheduler} scripts and is ignored"
-           for key in _IGNORED[profile.scheduler] if getattr(r, key) is not None]
+    out = [
+        f"resources.{key} is not used by {profile.scheduler} scripts and is ignored"
+        for key in _IGNORED[profile.scheduler]
+        if getattr(r, key) is not None
+    ]
     if profile.scheduler == "local" and profile.extra_directives:
         out.append("extra_directives are not used without a scheduler and are ignored")
     return out
 
 
-def _render(template: Any, profile: Profile, shape: ChunkShape, launch_id: str,
-            tags: tuple[str, ...]) -> Chunk:
+def _render(
+    template: Any, profile: Profile, shape: ChunkShape, launch_id: str, tags: tuple[str, ...]
+) -> Chunk:
     job_name = f"hpcl-{launch_id}-{shape.index}"
     ctx = context.build(profile, shape, launch_id=launch_id, job_name=job_name, tags=tags)
     try:
@@ -173,7 +207,14 @@ def _render(template: Any, profile: Profile, shape: ChunkShape, launch_id: str,
     except UserError:
         raise
     except Exception as exc:  # a broken (user) template: say which and why
-        raise UserError(f"template {template.name}: {type(exc).__name__}: "
-                        f"{' '.join(str(exc).split())}") from None
-    return Chunk(index=shape.index, job_name=job_name, elements=shape.elements,
-                 workers_per_element=shape.workers, array=shape.array, script=script)
+        raise UserError(
+            f"template {template.name}: {type(exc).__name__}: {' '.join(str(exc).split())}"
+        ) from None
+    return Chunk(
+        index=shape.index,
+        job_name=job_name,
+        elements=shape.elements,
+        workers_per_element=shape.workers,
+        array=shape.array,
+        script=script,
+    )

@@ -42,8 +42,7 @@ def pbs_memory(memory: str | None) -> str | None:
     return None if memory is None else memory[:-1] + memory[-1].lower() + "b"
 
 
-def worker_command(profile: Profile, launch_id: str, tags: tuple[str, ...],
-                   log_dir: str) -> str:
+def worker_command(profile: Profile, launch_id: str, tags: tuple[str, ...], log_dir: str) -> str:
     """The ``hpclaunch worker ...`` command line of one worker (see ARCHITECTURE.md)."""
     w = profile.worker
     argv = [w.command, "worker"]
@@ -57,8 +56,16 @@ def worker_command(profile: Profile, launch_id: str, tags: tuple[str, ...],
         argv += ["--wait-timeout", str(w.wait_timeout)]
     for tag in tags:
         argv += ["-t", tag]
-    argv += ["--walltime", profile.resources.walltime_hms, "--launch-id", launch_id,
-             "--grace", str(w.grace), "--log-dir", log_dir]
+    argv += [
+        "--walltime",
+        profile.resources.walltime_hms,
+        "--launch-id",
+        launch_id,
+        "--grace",
+        str(w.grace),
+        "--log-dir",
+        log_dir,
+    ]
     return " ".join(argv)
 
 
@@ -69,8 +76,9 @@ def array_range(shape: ChunkShape, max_concurrent: int | None) -> str | None:
     return f"{spec}%{max_concurrent}" if max_concurrent else spec
 
 
-def build(profile: Profile, shape: ChunkShape, *, launch_id: str, job_name: str,
-          tags: tuple[str, ...]) -> dict[str, Any]:
+def build(
+    profile: Profile, shape: ChunkShape, *, launch_id: str, job_name: str, tags: tuple[str, ...]
+) -> dict[str, Any]:
     """The template context for one chunk."""
     r = profile.resources
     per_job_cpus = r.cpus * shape.workers
@@ -105,9 +113,13 @@ def build(profile: Profile, shape: ChunkShape, *, launch_id: str, job_name: str,
         "env": [(name, shlex.quote(value)) for name, value in profile.env],
         "database": {
             "kind": profile.database.kind,
-            "value": (shell_path(profile.database.value) if profile.database.kind == "file"
-                      else shlex.quote(profile.database.value)
-                      if profile.database.kind == "url" else profile.database.value),
+            "value": (
+                shell_path(profile.database.value)
+                if profile.database.kind == "file"
+                else shlex.quote(profile.database.value)
+                if profile.database.kind == "url"
+                else profile.database.value
+            ),
         },
         "log_dir": directive_log_dir(profile.workdir, launch_id),
         "log_dir_shell": log_dir_shell,

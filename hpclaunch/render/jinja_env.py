@@ -26,8 +26,10 @@ def _checked(value: object) -> str:
     text = str(value)
     bad = checks.control_char(text, allow_tab=True)
     if bad:
-        raise UserError(f"a value for the batch script contains the control character {bad}: "
-                        f"{checks.show(text)}; remove it")
+        raise UserError(
+            f"a value for the batch script contains the control character {bad}: "
+            f"{checks.show(text)}; remove it"
+        )
     return text
 
 
@@ -91,8 +93,11 @@ def get_template(name: str, extra_dir: Path | None = None) -> jinja2.Template:
         return environment(dirs).get_template(name)
     except jinja2.TemplateNotFound as exc:
         where = ", ".join(str(d) for d in dirs)
-        raise UserError(f"template {exc.name!r} not found (looked in {where}); check the "
-                        "profile's 'template:' or add the file") from None
+        raise UserError(
+            f"template {exc.name!r} not found (looked in {where}); check the "
+            "profile's 'template:' or add the file"
+        ) from None
     except jinja2.TemplateSyntaxError as exc:
-        raise UserError(f"{exc.filename or name}:{exc.lineno}: template error: {exc.message}"
-                        ) from None
+        raise UserError(
+            f"{exc.filename or name}:{exc.lineno}: template error: {exc.message}"
+        ) from None

@@ -32,9 +32,16 @@ class ChunkShape:
         return self.elements * self.workers
 
 
-def plan_shapes(*, scheduler: str, workers: int, workers_per_job: int, arrays_enabled: bool,
-                max_array_size: int, max_concurrent: int | None = None,
-                site: str = "this site") -> tuple[list[ChunkShape], list[str]]:
+def plan_shapes(
+    *,
+    scheduler: str,
+    workers: int,
+    workers_per_job: int,
+    arrays_enabled: bool,
+    max_array_size: int,
+    max_concurrent: int | None = None,
+    site: str = "this site",
+) -> tuple[list[ChunkShape], list[str]]:
     """The chunks for ``workers`` workers, and warnings a user should read."""
     if workers < 1:
         raise ValueError("workers must be >= 1")
@@ -63,18 +70,22 @@ def plan_shapes(*, scheduler: str, workers: int, workers_per_job: int, arrays_en
     if not arrays_enabled and len(shapes) > MANY_JOBS:
         warnings.append(
             f"{site} does not allow job arrays: {workers} workers become {len(shapes)} separate "
-            f"jobs; consider --workers-per-job to pack several workers into each job")
+            f"jobs; consider --workers-per-job to pack several workers into each job"
+        )
     arrays = sum(1 for s in shapes if s.array)
     if arrays > 1:
         warnings.append(
             f"{workers} workers exceed the array limit of {max_array_size} elements: split into "
-            f"{arrays} arrays")
+            f"{arrays} arrays"
+        )
         if max_concurrent:
             warnings.append(
                 f"max_concurrent {max_concurrent} applies to each array separately: up to "
-                f"{arrays * max_concurrent} elements may run at once")
+                f"{arrays * max_concurrent} elements may run at once"
+            )
     if remainder:
         warnings.append(
             f"{workers} workers is not a multiple of workers_per_job {per}: the last "
-            f"{remainder} run in a separate job")
+            f"{remainder} run in a separate job"
+        )
     return shapes, warnings

@@ -31,7 +31,19 @@ from hpclaunch.sites.model import (
 )
 
 __all__ = [
-    "FLAG_KEYS", "Arrays", "DatabaseAccess", "Override", "Profile", "Resources", "RetryRule",
-    "SSHOptions", "WorkerOptions", "available", "candidates", "flag_overrides", "load_profile",
-    "parse_set", "search_dirs",
+    "FLAG_KEYS",
+    "Arrays",
+    "DatabaseAccess",
+    "Override",
+    "Profile",
+    "Resources",
+    "RetryRule",
+    "SSHOptions",
+    "WorkerOptions",
+    "available",
+    "candidates",
+    "flag_overrides",
+    "load_profile",
+    "parse_set",
+    "search_dirs",
 ]

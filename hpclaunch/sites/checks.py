@@ -32,8 +32,11 @@ def control_char(text: str, *, allow_tab: bool = False) -> str | None:
     match = (_CONTROL if allow_tab else _CONTROL_OR_TAB).search(text)
     if match is None:
         return None
-    return f"\\x{ord(match.group()):02x}" if ord(match.group()) < 256 else \
-        f"\\u{ord(match.group()):04x}"
+    return (
+        f"\\x{ord(match.group()):02x}"
+        if ord(match.group()) < 256
+        else f"\\u{ord(match.group()):04x}"
+    )
 
 
 def show(value: object, limit: int = 60) -> str:

@@ -29,9 +29,11 @@ MAX_DEPTH = 32
 def search_dirs(cwd: Path | None = None) -> list[tuple[str, Path]]:
     """(label, folder) from lowest to highest priority, without duplicates."""
     cwd = Path.cwd() if cwd is None else cwd
-    dirs = [("shipped", paths.shipped_dir("site-configs")),
-            ("user", paths.home() / "sites"),
-            ("project", cwd / "site-configs")]
+    dirs = [
+        ("shipped", paths.shipped_dir("site-configs")),
+        ("user", paths.home() / "sites"),
+        ("project", cwd / "site-configs"),
+    ]
     seen: set[Path] = set()
     out = []
     for label, folder in dirs:
@@ -93,8 +95,10 @@ FLAG_KEYS = {
     "gpus": "resources.gpus",
     "workers_per_job": "worker.workers_per_job",
 }
-_NOT_SETTABLE = {"setup": "setup lines run as shell and may only come from a profile file",
-                 "extends": "choose another site with --site instead"}
+_NOT_SETTABLE = {
+    "setup": "setup lines run as shell and may only come from a profile file",
+    "extends": "choose another site with --site instead",
+}
 
 
 def parse_set(expr: str) -> Override:
@@ -102,8 +106,10 @@ def parse_set(expr: str) -> Override:
     key, sep, value = expr.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise UserError(f"--set {checks.show(expr)}: write --set key.path=value, "
-                        "e.g. --set resources.partition=gpu")
+        raise UserError(
+            f"--set {checks.show(expr)}: write --set key.path=value, "
+            "e.g. --set resources.partition=gpu"
+        )
     return Override(key, parse_scalar(value), "--set")
 
 
@@ -120,15 +126,22 @@ def _apply_override(tree: dict[str, Entry], ov: Override) -> dict[str, Entry]:
     parts = tuple(p for p in ov.key.split("."))
     where = Where(ov.label)
     if not all(parts):
-        raise UserError(f"{ov.label}: {checks.show(ov.key)} is not a key path like "
-                        "resources.partition")
+        raise UserError(
+            f"{ov.label}: {checks.show(ov.key)} is not a key path like resources.partition"
+        )
     if parts[0] in _NOT_SETTABLE:
         raise UserError(f"{ov.label}: {parts[0]} cannot be overridden: {_NOT_SETTABLE[parts[0]]}")
     return _set(tree, parts, ov.value, where, SCHEMA, ())
 
 
-def _set(tree: dict[str, Entry], parts: tuple[str, ...], value: Any, where: Where,
-         spec: Any, done: tuple[str, ...]) -> dict[str, Entry]:
+def _set(
+    tree: dict[str, Entry],
+    parts: tuple[str, ...],
+    value: Any,
+    where: Where,
+    spec: Any,
+    done: tuple[str, ...],
+) -> dict[str, Entry]:
     head, rest = parts[0], parts[1:]
     key = ".".join(done + (head,))
     if isinstance(spec, Section):
@@ -141,8 +154,9 @@ def _set(tree: dict[str, Entry], parts: tuple[str, ...], value: Any, where: Wher
     if not rest:
         if isinstance(child, Section | MapOf) and not isinstance(value, dict):
             example = next(iter(child.fields)) if isinstance(child, Section) else "NAME"
-            raise UserError(f"{where}: {key} is a section; set one of its keys, e.g. "
-                            f"{key}.{example}")
+            raise UserError(
+                f"{where}: {key} is a section; set one of its keys, e.g. {key}.{example}"
+            )
         new[head] = Entry(_entries(value, where), where)
         return new
     if isinstance(child, Field):
@@ -162,17 +176,25 @@ def _entries(value: Any, where: Where) -> Any:
 
 
 # --------------------------------------------------------------------------- merging
-def merge(base: dict[str, Entry], child: dict[str, Entry], spec: Section = SCHEMA
-          ) -> dict[str, Entry]:
+def merge(
+    base: dict[str, Entry], child: dict[str, Entry], spec: Section = SCHEMA
+) -> dict[str, Entry]:
     """Deep-merge ``child`` over ``base``: mappings merge, everything else replaces."""
     out = dict(base)
     for key, entry in child.items():
         sub = spec.fields.get(key)
         old = out.get(key)
-        if (old is not None and isinstance(old.value, dict) and isinstance(entry.value, dict)
-                and ((isinstance(sub, Section) and not sub.atomic) or isinstance(sub, MapOf))):
-            merged = merge(old.value, entry.value, sub) if isinstance(sub, Section) else \
-                {**old.value, **entry.value}
+        if (
+            old is not None
+            and isinstance(old.value, dict)
+            and isinstance(entry.value, dict)
+            and ((isinstance(sub, Section) and not sub.atomic) or isinstance(sub, MapOf))
+        ):
+            merged = (
+                merge(old.value, entry.value, sub)
+                if isinstance(sub, Section)
+                else {**old.value, **entry.value}
+            )
             out[key] = Entry(merged, entry.where)
         else:
             out[key] = entry
@@ -196,16 +218,22 @@ def _unknown(key: str, spec: Section, prefix: tuple[str, ...]) -> str:
     near = difflib.get_close_matches(key, list(spec.fields), n=1, cutoff=0.6)
     if near:
         return f"unknown key; did you mean {'.'.join(prefix + (near[0],))!r}?"
-    elsewhere = [p for p in _all_keys(SCHEMA)
-                 if difflib.get_close_matches(key, [p[-1]], n=1, cutoff=0.8)]
+    elsewhere = [
+        p for p in _all_keys(SCHEMA) if difflib.get_close_matches(key, [p[-1]], n=1, cutoff=0.8)
+    ]
     if elsewhere:
         return f"unknown key here; did you mean {'.'.join(elsewhere[0])!r}?"
     valid = ", ".join(spec.fields)
     return f"unknown key; valid keys here are: {valid}"
 
 
-def _check(tree: dict[str, Entry], spec: Section, prefix: tuple[str, ...],
-           values: dict[str, Any], prov: dict[str, str]) -> None:
+def _check(
+    tree: dict[str, Entry],
+    spec: Section,
+    prefix: tuple[str, ...],
+    values: dict[str, Any],
+    prov: dict[str, str],
+) -> None:
     """Convert ``tree`` per ``spec`` into ``values`` and record provenance; raise on error."""
     for key, entry in tree.items():
         path = prefix + (key,)
@@ -217,8 +245,10 @@ def _check(tree: dict[str, Entry], spec: Section, prefix: tuple[str, ...],
             if entry.value is None:
                 continue
             if not isinstance(entry.value, dict):
-                raise UserError(f"{entry.where}: {dotted}: expected a mapping of keys "
-                                f"({', '.join(sub.fields)}), got {checks.show(entry.value)}")
+                raise UserError(
+                    f"{entry.where}: {dotted}: expected a mapping of keys "
+                    f"({', '.join(sub.fields)}), got {checks.show(entry.value)}"
+                )
             inner: dict[str, Any] = {}
             _check(entry.value, sub, path, inner, prov)
             values[key] = inner
@@ -227,8 +257,10 @@ def _check(tree: dict[str, Entry], spec: Section, prefix: tuple[str, ...],
                 values[key] = {}
                 continue
             if not isinstance(entry.value, dict):
-                raise UserError(f"{entry.where}: {dotted}: expected a mapping of NAME: value, "
-                                f"got {checks.show(entry.value)}")
+                raise UserError(
+                    f"{entry.where}: {dotted}: expected a mapping of NAME: value, "
+                    f"got {checks.show(entry.value)}"
+                )
             out = {}
             for name, item in entry.value.items():
                 where = item.where
@@ -239,7 +271,8 @@ def _check(tree: dict[str, Entry], spec: Section, prefix: tuple[str, ...],
                 raw = item.value
                 try:
                     out[checked_name] = sub.value(
-                        {k: v.value for k, v in raw.items()} if isinstance(raw, dict) else raw)
+                        {k: v.value for k, v in raw.items()} if isinstance(raw, dict) else raw
+                    )
                 except Invalid as exc:
                     raise UserError(f"{where}: {dotted}.{name}: {exc}") from None
                 prov[f"{dotted}.{name}"] = str(where)
@@ -282,8 +315,9 @@ def _resolve_file(name: str, cwd: Path | None) -> Path:
         raise UserError(f"{checks.show(name)} is not a site name; use letters, digits, _ . -")
     found = candidates(name, cwd)
     if not found:
-        raise NotFound(f"no site profile named {name!r}{_suggest(name, cwd)}; "
-                       "'hpclaunch sites' lists them")
+        raise NotFound(
+            f"no site profile named {name!r}{_suggest(name, cwd)}; 'hpclaunch sites' lists them"
+        )
     return found[0]
 
 
@@ -308,10 +342,12 @@ def _chain(first: Path, cwd: Path | None) -> list[tuple[Path, dict[str, Entry]]]
         if parent_name == own_name:  # tweak a lower-priority profile of the same name
             resolved = [p.resolve() for p in found]
             here = path.resolve()
-            found = found[resolved.index(here) + 1:] if here in resolved else found
+            found = found[resolved.index(here) + 1 :] if here in resolved else found
         if not found:
-            raise UserError(f"{parent.where}: extends: no profile named {parent_name!r}"
-                            f"{_suggest(parent_name, cwd)}")
+            raise UserError(
+                f"{parent.where}: extends: no profile named {parent_name!r}"
+                f"{_suggest(parent_name, cwd)}"
+            )
         nxt = found[0]
         seen = [p.resolve() for p, _ in chain]
         if nxt.resolve() in seen:
@@ -322,8 +358,9 @@ def _chain(first: Path, cwd: Path | None) -> list[tuple[Path, dict[str, Entry]]]
         path = nxt
 
 
-def load_profile(name: str, overrides: list[Override] | tuple[Override, ...] = (),
-                 cwd: Path | None = None) -> model.Profile:
+def load_profile(
+    name: str, overrides: list[Override] | tuple[Override, ...] = (), cwd: Path | None = None
+) -> model.Profile:
     """The resolved profile ``name`` (or a path to a .yaml file), with overrides applied.
 
     Raises :class:`UserError` (one line: file, line, key, what to do) on any mistake.
@@ -339,44 +376,65 @@ def load_profile(name: str, overrides: list[Override] | tuple[Override, ...] = (
     return _build(first, [p for p, _ in chain], merged, values, prov)
 
 
-def _build(first: Path, chain: list[Path], merged: dict[str, Entry], values: dict[str, Any],
-           prov: dict[str, str]) -> model.Profile:
+def _build(
+    first: Path,
+    chain: list[Path],
+    merged: dict[str, Entry],
+    values: dict[str, Any],
+    prov: dict[str, str],
+) -> model.Profile:
     where = display(first)
     scheduler = values.get("scheduler")
     if scheduler is None:
-        raise UserError(f"{where}: scheduler: missing; add 'scheduler: slurm' "
-                        "(or pbs, torque, local) here or in the profile it extends")
+        raise UserError(
+            f"{where}: scheduler: missing; add 'scheduler: slurm' "
+            "(or pbs, torque, local) here or in the profile it extends"
+        )
     db = {k: v for k, v in values.get("database", {}).items() if v not in (None, False)}
     if len(db) != 1:
         db_where = merged["database"].where if "database" in merged else where
         if len(db) > 1:
-            raise UserError(f"{db_where}: database: set exactly one of env, file, url, local "
-                            f"(found {', '.join(sorted(db))})")
+            raise UserError(
+                f"{db_where}: database: set exactly one of env, file, url, local "
+                f"(found {', '.join(sorted(db))})"
+            )
         if "database" in merged:
             raise UserError(f"{db_where}: database: set one of env, file, url or local: true")
         db = {"local": True} if scheduler == "local" else {"env": "HPCLAUNCH_DATABASE_URL"}
-    (kind, value), = db.items()
+    ((kind, value),) = db.items()
     database = model.DatabaseAccess(kind, None if kind == "local" else value)
 
     def section(cls: type, key: str) -> Any:
         return cls(**values.get(key, {}))
 
     retry = tuple(
-        model.RetryRule(reason, "requeue_on", action["requeue_on"]) if isinstance(action, dict)
+        model.RetryRule(reason, "requeue_on", action["requeue_on"])
+        if isinstance(action, dict)
         else model.RetryRule(reason, action)
-        for reason, action in sorted(values.get("retry", {}).items()))
-    top_keys = ("description", "host", "workdir", "template", "extra_directives", "setup",
-                "required")
+        for reason, action in sorted(values.get("retry", {}).items())
+    )
+    top_keys = (
+        "description",
+        "host",
+        "workdir",
+        "template",
+        "extra_directives",
+        "setup",
+        "required",
+    )
     top = {k: values[k] for k in top_keys if values.get(k) is not None}
     name = first.name[: -len(SUFFIX)] if first.name.endswith(SUFFIX) else first.name
     return model.Profile(
-        name=name, path=where, scheduler=scheduler,
+        name=name,
+        path=where,
+        scheduler=scheduler,
         ssh=section(model.SSHOptions, "ssh"),
         resources=section(model.Resources, "resources"),
         arrays=section(model.Arrays, "arrays"),
         worker=section(model.WorkerOptions, "worker"),
         env=tuple(sorted(values.get("env", {}).items())),
-        database=database, retry=retry,
+        database=database,
+        retry=retry,
         chain=tuple(display(p) for p in chain),
         provenance=MappingProxyType(dict(sorted(prov.items()))),
         **top,

@@ -110,7 +110,8 @@ class Profile:
     required: tuple[str, ...] = ()  # keys that must be set before rendering
     chain: tuple[str, ...] = ()  # files, most specific first (the extends chain)
     provenance: MappingProxyType = field(
-        default_factory=lambda: MappingProxyType({}), compare=False, repr=False)
+        default_factory=lambda: MappingProxyType({}), compare=False, repr=False
+    )
 
     def source_of(self, key: str) -> str:
         """Where the value at dotted ``key`` came from (``file:line``, an override, or default)."""
@@ -125,14 +126,19 @@ class Profile:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (for ``--json`` and for hashing a launch)."""
-        data = {f.name: (asdict(v) if is_dataclass(v) else v)
-                for f in fields(self) if f.name != "provenance"
-                for v in [getattr(self, f.name)]}
+        data = {
+            f.name: (asdict(v) if is_dataclass(v) else v)
+            for f in fields(self)
+            if f.name != "provenance"
+            for v in [getattr(self, f.name)]
+        }
         data["env"] = dict(self.env)
-        data["retry"] = {r.reason: (r.action if r.site is None else {"requeue_on": r.site})
-                         for r in self.retry}
-        data["database"] = {self.database.kind: self.database.value
-                            if self.database.kind != "local" else True}
+        data["retry"] = {
+            r.reason: (r.action if r.site is None else {"requeue_on": r.site}) for r in self.retry
+        }
+        data["database"] = {
+            self.database.kind: self.database.value if self.database.kind != "local" else True
+        }
         for key in ("extra_directives", "setup", "chain", "required"):
             data[key] = list(data[key])
         data["worker"]["tags"] = list(self.worker.tags)

@@ -22,8 +22,15 @@ class Invalid(Exception):
 
 
 SCHEDULERS = ("slurm", "pbs", "torque", "local")
-RETRY_REASONS = ("TIMEOUT", "OUT_OF_MEMORY", "PREEMPTED", "NODE_FAIL", "BOOT_FAIL",
-                 "CANCELLED", "FAILED")
+RETRY_REASONS = (
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "PREEMPTED",
+    "NODE_FAIL",
+    "BOOT_FAIL",
+    "CANCELLED",
+    "FAILED",
+)
 RETRY_ACTIONS = ("requeue", "fail")
 
 
@@ -85,6 +92,7 @@ def _regex(regex: re.Pattern, what: str) -> Callable[[Any], str]:
         if not regex.fullmatch(text):
             raise Invalid(f"{show(text)} is not allowed; use {what}")
         return text
+
     return check
 
 
@@ -94,6 +102,7 @@ def _one_line(limit: int) -> Callable[[Any], str]:
         if len(text) > limit:
             raise Invalid(f"is {len(text)} characters long; keep it under {limit}")
         return text
+
     return check
 
 
@@ -107,6 +116,7 @@ def _int(minimum: int, maximum: int | None = None) -> Callable[[Any], int]:
             upper = f" and <= {maximum}" if maximum is not None else ""
             raise Invalid(f"expected a whole number >= {minimum}{upper}, got {raw}")
         return raw
+
     return check
 
 
@@ -128,6 +138,7 @@ def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
             hint = f"; did you mean {near[0]!r}?" if near else ""
             raise Invalid(f"{show(text)} is not one of {', '.join(options)}{hint}")
         return text
+
     return check
 
 
@@ -139,8 +150,10 @@ def walltime_seconds(raw: Any) -> int:
     text = _text(raw).strip()
     match = _WALLTIME.fullmatch(text)
     if not match:
-        raise Invalid(f"{show(text)} is not a walltime; write HH:MM:SS or D-HH:MM:SS, "
-                      "e.g. 04:00:00 or 2-00:00:00")
+        raise Invalid(
+            f"{show(text)} is not a walltime; write HH:MM:SS or D-HH:MM:SS, "
+            "e.g. 04:00:00 or 2-00:00:00"
+        )
     days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
     if match.group(1) is not None and hours >= 24:
         raise Invalid(f"{show(text)}: with days, hours must be below 24")
@@ -162,8 +175,10 @@ def _memory(raw: Any) -> str:
     text = _text(raw).strip()
     match = _MEMORY.fullmatch(text)
     if not match or int(match.group(1)) == 0:
-        raise Invalid(f"{show(text)} is not a memory size; write a whole number > 0 and a "
-                      "unit K, M, G or T, e.g. 4G or 500M")
+        raise Invalid(
+            f"{show(text)} is not a memory size; write a whole number > 0 and a "
+            "unit K, M, G or T, e.g. 4G or 500M"
+        )
     return f"{int(match.group(1))}{match.group(2).upper()}"
 
 
@@ -171,16 +186,20 @@ def _command(raw: Any) -> str:
     text = _text(raw).strip()
     words = text.split(" ")
     if not text or not all(checks.PATH.fullmatch(w) and w for w in words):
-        raise Invalid(f"{show(text)} is not a plain command; use words of "
-                      f"{checks.SHELL_WORD_CHARS} (a leading ~/ is fine), separated by spaces")
+        raise Invalid(
+            f"{show(text)} is not a plain command; use words of "
+            f"{checks.SHELL_WORD_CHARS} (a leading ~/ is fine), separated by spaces"
+        )
     return text
 
 
 def _directive(raw: Any) -> str:
     text = _text(raw).strip()
     if not text.startswith("-"):
-        raise Invalid(f"{show(text)} is not a scheduler option; write it as on the command "
-                      "line, e.g. --mail-type=END (SLURM) or -m abe (PBS)")
+        raise Invalid(
+            f"{show(text)} is not a scheduler option; write it as on the command "
+            "line, e.g. --mail-type=END (SLURM) or -m abe (PBS)"
+        )
     return text
 
 
@@ -191,8 +210,7 @@ def _setup_line(raw: Any) -> str:
         raise Invalid(f"expected a shell line, got a {_kind(raw)}")
     bad = checks.control_char(raw, allow_tab=True)
     if bad:
-        raise Invalid(f"contains the control character {bad}; write one shell line per "
-                      "list item")
+        raise Invalid(f"contains the control character {bad}; write one shell line per list item")
     return raw
 
 
@@ -206,8 +224,10 @@ def _url(raw: Any) -> str:
     except ValueError as exc:
         raise Invalid(f"is not a valid URL ({exc})") from None
     if password is not None:
-        raise Invalid("carries a password; a password must never be written into a batch "
-                      "script: use 'database: {env: VAR}' or 'database: {file: PATH}'")
+        raise Invalid(
+            "carries a password; a password must never be written into a batch "
+            "script: use 'database: {env: VAR}' or 'database: {file: PATH}'"
+        )
     return text
 
 
@@ -216,13 +236,17 @@ _SECRETS = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY", re.IGNORECASE)
 
 def _env_name(raw: str) -> str:
     if not checks.ENV_NAME.fullmatch(raw):
-        raise Invalid(f"{show(raw)} is not a variable name; use letters, digits and _, "
-                      "not starting with a digit")
+        raise Invalid(
+            f"{show(raw)} is not a variable name; use letters, digits and _, "
+            "not starting with a digit"
+        )
     if raw in ("HPCLAUNCH_DATABASE_URL", "HPCLAUNCH_DATABASE_FILE", "HPCLAUNCH_LAUNCH_ID"):
         raise Invalid(f"{raw} is set by hpclaunch; use the 'database:' section instead")
     if _SECRETS.search(raw):
-        raise Invalid(f"{raw} looks like a secret; secrets must not be written into batch "
-                      "scripts: keep them in the cluster environment")
+        raise Invalid(
+            f"{raw} looks like a secret; secrets must not be written into batch "
+            "scripts: keep them in the cluster environment"
+        )
     return raw
 
 
@@ -231,8 +255,9 @@ def _env_value(raw: Any) -> str:
     if len(text) > 4096:
         raise Invalid("is longer than 4096 characters")
     if re.search(r"://[^/@\s]*:[^/@\s]*@", text):
-        raise Invalid("looks like a URL with a password; passwords must not be written "
-                      "into batch scripts")
+        raise Invalid(
+            "looks like a URL with a password; passwords must not be written into batch scripts"
+        )
     return text
 
 
@@ -246,8 +271,10 @@ def _retry_action(raw: Any) -> Any:
     if isinstance(raw, dict):
         keys = set(raw)
         if keys != {"requeue_on"}:
-            raise Invalid("expected requeue, fail, or {requeue_on: OTHER_SITE}, got a mapping "
-                          f"with {', '.join(sorted(keys)) or 'no keys'}")
+            raise Invalid(
+                "expected requeue, fail, or {requeue_on: OTHER_SITE}, got a mapping "
+                f"with {', '.join(sorted(keys)) or 'no keys'}"
+            )
         site = raw["requeue_on"]
         site = site.value if isinstance(site, Entry) else site
         return {"requeue_on": _regex(checks.NAME, "a profile name")(site)}
@@ -267,6 +294,7 @@ def _list_of(item: Callable[[Any], Any], what: str) -> Callable[[Any], tuple]:
             except Invalid as exc:
                 raise Invalid(f"item {number}: {exc}") from None
         return tuple(out)
+
     return check
 
 
@@ -298,66 +326,98 @@ WORD = _regex(checks.SHELL_WORD, checks.SHELL_WORD_CHARS)
 PATH = _regex(checks.PATH, f"a path of {checks.SHELL_WORD_CHARS} (a leading ~/ is fine)")
 NAME = _regex(checks.NAME, "a profile name (letters, digits, _ . -)")
 
-SCHEMA = Section({
-    "description": Field(_one_line(200), default="", help="one line of text"),
-    "extends": Field(NAME),
-    "scheduler": Field(_choice(SCHEDULERS), help="slurm, pbs, torque or local"),
-    "host": Field(_regex(checks.HOST, "a host name or ~/.ssh/config alias")),
-    "ssh": Section({
-        "user": Field(WORD),
-        "port": Field(_int(1, 65535)),
-        "identity_file": Field(PATH),
-        "proxy_jump": Field(WORD),
-        "accept_new_host_key": Field(_bool, default=False, nullable=False, help="true or false"),
-    }),
-    "workdir": Field(PATH, default="~/hpclaunch", nullable=False, help="a path"),
-    "template": Field(PATH),
-    "resources": Section({
-        "partition": Field(WORD),
-        "account": Field(WORD),
-        "qos": Field(WORD),
-        "constraint": Field(_regex(
-            checks.DIRECTIVE_WORD, "a constraint without spaces or quotes, e.g. gpu&hbm80g")),
-        "walltime": Field(_walltime, default="01:00:00", nullable=False, help="HH:MM:SS"),
-        "nodes": Field(_int(1, 100000), default=1, nullable=False, help="a whole number"),
-        "cpus": Field(_int(1, 100000), default=1, nullable=False, help="a whole number"),
-        "memory": Field(_memory),
-        "gpus": Field(_int(0, 1024), default=0, nullable=False, help="a whole number"),
-        "filesystems": Field(WORD),
-        "place": Field(WORD),
-    }),
-    "extra_directives": Field(_list_of(_directive, "scheduler options"), default=()),
-    "setup": Field(_list_of(_setup_line, "shell lines"), default=()),
-    "env": MapOf(_env_name, _env_value),
-    "arrays": Section({
-        "enabled": Field(_bool, default=True, nullable=False, help="true or false"),
-        "max_array_size": Field(_int(1, 10_000_000), default=1001, nullable=False,
-                                help="a whole number"),
-        "max_concurrent": Field(_int(1, 10_000_000)),
-    }),
-    "worker": Section({
-        "mode": Field(_choice(("singleflow", "draining")), default="singleflow",
-                      nullable=False, help="singleflow or draining"),
-        "nitems_max": Field(_int(1)),
-        "close_on_empty_queue": Field(_bool, default=True, nullable=False, help="true or false"),
-        "wait_timeout": Field(_int(0)),
-        "tags": Field(_list_of(WORD, "tags"), default=("default",), nullable=False,
-                      help="a list of tags"),
-        "grace": Field(_int(0, 86400), default=30, nullable=False, help="seconds"),
-        "workers_per_job": Field(_int(1, 4096), default=1, nullable=False, help="a whole number"),
-        "command": Field(_command, default="hpclaunch", nullable=False, help="a command"),
-    }),
-    "database": Section({
-        "env": Field(_regex(checks.ENV_NAME, "a variable name")),
-        "file": Field(PATH),
-        "url": Field(_url),
-        "local": Field(_bool),
-    }, atomic=True),
-    "retry": MapOf(_retry_reason, _retry_action),
-    # hpclaunch addition: keys that must have a value before a script is rendered
-    # (e.g. the account on sites where -A is mandatory).
-    "required": Field(_list_of(_required_key, "profile keys"), default=()),
-})
+SCHEMA = Section(
+    {
+        "description": Field(_one_line(200), default="", help="one line of text"),
+        "extends": Field(NAME),
+        "scheduler": Field(_choice(SCHEDULERS), help="slurm, pbs, torque or local"),
+        "host": Field(_regex(checks.HOST, "a host name or ~/.ssh/config alias")),
+        "ssh": Section(
+            {
+                "user": Field(WORD),
+                "port": Field(_int(1, 65535)),
+                "identity_file": Field(PATH),
+                "proxy_jump": Field(WORD),
+                "accept_new_host_key": Field(
+                    _bool, default=False, nullable=False, help="true or false"
+                ),
+            }
+        ),
+        "workdir": Field(PATH, default="~/hpclaunch", nullable=False, help="a path"),
+        "template": Field(PATH),
+        "resources": Section(
+            {
+                "partition": Field(WORD),
+                "account": Field(WORD),
+                "qos": Field(WORD),
+                "constraint": Field(
+                    _regex(
+                        checks.DIRECTIVE_WORD,
+                        "a constraint without spaces or quotes, e.g. gpu&hbm80g",
+                    )
+                ),
+                "walltime": Field(_walltime, default="01:00:00", nullable=False, help="HH:MM:SS"),
+                "nodes": Field(_int(1, 100000), default=1, nullable=False, help="a whole number"),
+                "cpus": Field(_int(1, 100000), default=1, nullable=False, help="a whole number"),
+                "memory": Field(_memory),
+                "gpus": Field(_int(0, 1024), default=0, nullable=False, help="a whole number"),
+                "filesystems": Field(WORD),
+                "place": Field(WORD),
+            }
+        ),
+        "extra_directives": Field(_list_of(_directive, "scheduler options"), default=()),
+        "setup": Field(_list_of(_setup_line, "shell lines"), default=()),
+        "env": MapOf(_env_name, _env_value),
+        "arrays": Section(
+            {
+                "enabled": Field(_bool, default=True, nullable=False, help="true or false"),
+                "max_array_size": Field(
+                    _int(1, 10_000_000), default=1001, nullable=False, help="a whole number"
+                ),
+                "max_concurrent": Field(_int(1, 10_000_000)),
+            }
+        ),
+        "worker": Section(
+            {
+                "mode": Field(
+                    _choice(("singleflow", "draining")),
+                    default="singleflow",
+                    nullable=False,
+                    help="singleflow or draining",
+                ),
+                "nitems_max": Field(_int(1)),
+                "close_on_empty_queue": Field(
+                    _bool, default=True, nullable=False, help="true or false"
+                ),
+                "wait_timeout": Field(_int(0)),
+                "tags": Field(
+                    _list_of(WORD, "tags"),
+                    default=("default",),
+                    nullable=False,
+                    help="a list of tags",
+                ),
+                "grace": Field(_int(0, 86400), default=30, nullable=False, help="seconds"),
+                "workers_per_job": Field(
+                    _int(1, 4096), default=1, nullable=False, help="a whole number"
+                ),
+                "command": Field(_command, default="hpclaunch", nullable=False, help="a command"),
+            }
+        ),
+        "database": Section(
+            {
+                "env": Field(_regex(checks.ENV_NAME, "a variable name")),
+                "file": Field(PATH),
+                "url": Field(_url),
+                "local": Field(_bool),
+            },
+            atomic=True,
+        ),
+        "retry": MapOf(_retry_reason, _retry_action),
+        # hpclaunch addition: keys that must have a value before a script is rendered
+        # (e.g. the account on sites where -A is mandatory).
+        "required": Field(_list_of(_required_key, "profile keys"), default=()),
+    }
+)
 
 
 def lookup(path: tuple[str, ...]) -> Any:

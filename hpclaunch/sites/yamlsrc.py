@@ -41,8 +41,11 @@ class _Loader(yaml.SafeLoader):
 
 
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (
-        "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+    first: [
+        (tag, regexp)
+        for tag, regexp in resolvers
+        if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+    ]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(
@@ -52,8 +55,10 @@ _Loader.add_implicit_resolver(
 )
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?"
-               r"|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    re.compile(
+        r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?"
+        r"|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
     list("-+0123456789."),
 )
 
@@ -85,10 +90,13 @@ def load_tree(text: str, source: str) -> dict[str, Entry]:
         line = mark.line + 1 if mark else None
         raise UserError(
             f"{Where(source, line)}: not valid YAML: {_one_line(exc.problem or exc)}; "
-            "fix the syntax (indentation, quotes, colons)") from None
+            "fix the syntax (indentation, quotes, colons)"
+        ) from None
     except yaml.reader.ReaderError as exc:
-        raise UserError(f"{source}: contains the control character \\x{exc.character:02x} "
-                        f"(position {exc.position}); remove it") from None
+        raise UserError(
+            f"{source}: contains the control character \\x{exc.character:02x} "
+            f"(position {exc.position}); remove it"
+        ) from None
     except yaml.YAMLError as exc:
         raise UserError(f"{source}: not valid YAML: {_one_line(exc)}") from None
     finally:
@@ -99,7 +107,8 @@ def load_tree(text: str, source: str) -> dict[str, Entry]:
     if not isinstance(node, yaml.MappingNode):
         raise UserError(
             f"{Where(source, node.start_mark.line + 1)}: a profile must be a mapping of "
-            "keys (like 'scheduler: slurm'), not a list or a single value")
+            "keys (like 'scheduler: slurm'), not a list or a single value"
+        )
     return _mapping(node, source, _Loader(""))
 
 
@@ -114,8 +123,8 @@ def _mapping(node: yaml.MappingNode, source: str, loader: _Loader) -> dict[str, 
         key = str(_construct(key_node, source, loader))
         if key in out:
             raise UserError(
-                f"{where}: {key}: written twice (first on line {out[key].where.line}); "
-                "keep one")
+                f"{where}: {key}: written twice (first on line {out[key].where.line}); keep one"
+            )
         if isinstance(value_node, yaml.MappingNode):
             out[key] = Entry(_mapping(value_node, source, loader), where)
         else:

@@ -81,9 +81,7 @@ def call_payload(
 ) -> dict[str, Any]:
     """A call task: ``package.module:function`` with JSON-serialisable arguments."""
     if not isinstance(target, str) or not _TARGET.match(target):
-        raise UserError(
-            f"bad call target {target!r}: expected package.module:function"
-        )
+        raise UserError(f"bad call target {target!r}: expected package.module:function")
     args = list(args or [])
     kwargs = dict(kwargs or {})
     try:

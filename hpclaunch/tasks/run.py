@@ -68,11 +68,19 @@ def run(task: Claimed, control: Control, log_root: Path) -> RunResult:
         if task.kind in ("call", "pickle"):
             return _run_in_process(task, control, log_dir)
     except (ValueError, KeyError, TypeError) as exc:  # a malformed payload
-        return RunResult(Outcome(ok=False, reason="bad_payload",
-                                 error=f"cannot read the task's payload: {exc!r}"))
+        return RunResult(
+            Outcome(
+                ok=False, reason="bad_payload", error=f"cannot read the task's payload: {exc!r}"
+            )
+        )
     except OSError as exc:  # e.g. the log folder is full or read-only
-        return RunResult(Outcome(ok=False, reason="log_error",
-                                 error=f"cannot write the task's logs in {log_dir}: {exc}"))
+        return RunResult(
+            Outcome(
+                ok=False,
+                reason="log_error",
+                error=f"cannot write the task's logs in {log_dir}: {exc}",
+            )
+        )
     return RunResult(Outcome(ok=False, reason="unknown_kind", error=f"unknown kind {task.kind!r}"))
 
 
@@ -104,14 +112,24 @@ def _run_command(task: Claimed, control: Control, log_dir: Path) -> RunResult:
     try:
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             proc = subprocess.Popen(
-                args, shell="shell" in spec, cwd=spec.get("cwd"), env=env,
-                stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
+                args,
+                shell="shell" in spec,
+                cwd=spec.get("cwd"),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
             )
     except OSError as exc:
-        return RunResult(Outcome(
-            ok=False, reason="cannot_start", error=f"cannot start {args!r}: {exc}",
-            log_dir=str(log_dir),
-        ))
+        return RunResult(
+            Outcome(
+                ok=False,
+                reason="cannot_start",
+                error=f"cannot start {args!r}: {exc}",
+                log_dir=str(log_dir),
+            )
+        )
     started = time.monotonic()
     forwarded = False
     timed_out = False
@@ -124,8 +142,7 @@ def _run_command(task: Claimed, control: Control, log_dir: Path) -> RunResult:
         if control.stop_signal is not None and not forwarded:
             # USR1 is the scheduler's walltime warning to hpclaunch; the command gets
             # the conventional SIGTERM (what codes checkpoint on).
-            sig = signal.SIGTERM if control.stop_signal == signal.SIGUSR1 \
-                else control.stop_signal
+            sig = signal.SIGTERM if control.stop_signal == signal.SIGUSR1 else control.stop_signal
             _signal_group(proc, sig)
             forwarded = True
         lost = control.lease_lost is not None and control.lease_lost == task.token
@@ -150,24 +167,48 @@ def _run_command(task: Claimed, control: Control, log_dir: Path) -> RunResult:
         # whole job at once): an interruption, not the task's failure.
         return RunResult(None, released="stopped")
     if timed_out:
-        return RunResult(Outcome(
-            ok=False, reason="timeout", exit_code=code, stdout_tail=stdout_tail,
-            stderr_tail=stderr_tail, log_dir=str(log_dir),
-            error=f"timed out after {task.timeout:g} s",
-        ))
+        return RunResult(
+            Outcome(
+                ok=False,
+                reason="timeout",
+                exit_code=code,
+                stdout_tail=stdout_tail,
+                stderr_tail=stderr_tail,
+                log_dir=str(log_dir),
+                error=f"timed out after {task.timeout:g} s",
+            )
+        )
     if code != 0:
-        return RunResult(Outcome(
-            ok=False, reason="exit_code", exit_code=code, stdout_tail=stdout_tail,
-            stderr_tail=stderr_tail, log_dir=str(log_dir), error=f"exited with code {code}",
-        ))
-    return RunResult(Outcome(
-        ok=True, exit_code=0, stdout_tail=stdout_tail, stderr_tail=stderr_tail,
-        log_dir=str(log_dir),
-    ))
+        return RunResult(
+            Outcome(
+                ok=False,
+                reason="exit_code",
+                exit_code=code,
+                stdout_tail=stdout_tail,
+                stderr_tail=stderr_tail,
+                log_dir=str(log_dir),
+                error=f"exited with code {code}",
+            )
+        )
+    return RunResult(
+        Outcome(
+            ok=True,
+            exit_code=0,
+            stdout_tail=stdout_tail,
+            stderr_tail=stderr_tail,
+            log_dir=str(log_dir),
+        )
+    )
 
 
-STOP_CODES = {-signal.SIGTERM, -signal.SIGINT, -signal.SIGUSR1, 128 + signal.SIGTERM,
-              128 + signal.SIGINT, 128 + signal.SIGUSR1}
+STOP_CODES = {
+    -signal.SIGTERM,
+    -signal.SIGINT,
+    -signal.SIGUSR1,
+    128 + signal.SIGTERM,
+    128 + signal.SIGINT,
+    128 + signal.SIGUSR1,
+}
 SIGNAL_WINDOW = 1.0  # seconds: scancel/qdel signal the command and the worker together
 
 
@@ -212,17 +253,29 @@ def _run_in_process(task: Claimed, control: Control, log_dir: Path) -> RunResult
         if exc.reason == "stopped":
             return RunResult(None, released="stopped")
         if exc.reason == "lease_lost":
-            return _in_process_failure(task, log_dir, out, err, "lease_lost",
-                                       "stopped: the task was canceled or given to another "
-                                       "worker")
-        return _in_process_failure(task, log_dir, out, err, "timeout",
-                                   f"timed out after {task.timeout:g} s")
+            return _in_process_failure(
+                task,
+                log_dir,
+                out,
+                err,
+                "lease_lost",
+                "stopped: the task was canceled or given to another worker",
+            )
+        return _in_process_failure(
+            task, log_dir, out, err, "timeout", f"timed out after {task.timeout:g} s"
+        )
     except _ResolveError as exc:
         return _in_process_failure(task, log_dir, out, err, "import_error", str(exc))
     except (TypeError, ValueError) as exc:
         if result_json is None and result_pickled is None and _is_json_error(exc):
-            return _in_process_failure(task, log_dir, out, err, "result_not_json",
-                                       f"the result is not JSON-serialisable: {exc}")
+            return _in_process_failure(
+                task,
+                log_dir,
+                out,
+                err,
+                "result_not_json",
+                f"the result is not JSON-serialisable: {exc}",
+            )
         return _in_process_failure(task, log_dir, out, err, "exception", traceback.format_exc())
     except Exception:  # noqa: BLE001 - the task's own failure, recorded with its traceback
         return _in_process_failure(task, log_dir, out, err, "exception", traceback.format_exc())
@@ -230,11 +283,16 @@ def _run_in_process(task: Claimed, control: Control, log_dir: Path) -> RunResult
         signal.setitimer(signal.ITIMER_REAL, 0)
         control.call_running = False
     stdout_tail, stderr_tail = _save_streams(task, log_dir, out, err)
-    return RunResult(Outcome(
-        ok=True, result=result_json, result_pickled=result_pickled,
-        stdout_tail=stdout_tail, stderr_tail=stderr_tail,
-        log_dir=str(log_dir) if stdout_tail or stderr_tail else None,
-    ))
+    return RunResult(
+        Outcome(
+            ok=True,
+            result=result_json,
+            result_pickled=result_pickled,
+            stdout_tail=stdout_tail,
+            stderr_tail=stderr_tail,
+            log_dir=str(log_dir) if stdout_tail or stderr_tail else None,
+        )
+    )
 
 
 def _is_json_error(exc: Exception) -> bool:
@@ -243,10 +301,16 @@ def _is_json_error(exc: Exception) -> bool:
 
 def _in_process_failure(task, log_dir, out, err, reason: str, error: str) -> RunResult:
     stdout_tail, stderr_tail = _save_streams(task, log_dir, out, err)
-    return RunResult(Outcome(
-        ok=False, reason=reason, error=error, stdout_tail=stdout_tail, stderr_tail=stderr_tail,
-        log_dir=str(log_dir) if stdout_tail or stderr_tail else None,
-    ))
+    return RunResult(
+        Outcome(
+            ok=False,
+            reason=reason,
+            error=error,
+            stdout_tail=stdout_tail,
+            stderr_tail=stderr_tail,
+            log_dir=str(log_dir) if stdout_tail or stderr_tail else None,
+        )
+    )
 
 
 def _save_streams(task: Claimed, log_dir: Path, out: io.StringIO, err: io.StringIO):

@@ -98,8 +98,9 @@ class KnownHosts:
         path = self.user_files[0]
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         line = f"{name} {key.get_name()} {key.get_base64()}\n"
-        needs_newline = path.is_file() and path.stat().st_size > 0 and not path.read_bytes(
-        ).endswith(b"\n")
+        needs_newline = (
+            path.is_file() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+        )
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         with os.fdopen(fd, "a") as f:
             f.write(("\n" if needs_newline else "") + line)

@@ -56,9 +56,7 @@ def _check(name: str, value: Any, where: str) -> Any:
 
     if name in ("identity_file", "known_hosts"):
         items = [value] if isinstance(value, str) else value
-        if not isinstance(items, list | tuple) or not all(
-            isinstance(v, str) and v for v in items
-        ):
+        if not isinstance(items, list | tuple) or not all(isinstance(v, str) and v for v in items):
             raise bad("a path or a list of paths")
         return tuple(items)
     if name in ("accept_new_host_key", "allow_agent"):

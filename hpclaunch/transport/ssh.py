@@ -168,7 +168,9 @@ class SSHTransport:
         if via is not None:
             try:
                 return via.open_channel(
-                    "direct-tcpip", (endpoint.hostname, endpoint.port), ("127.0.0.1", 0),
+                    "direct-tcpip",
+                    (endpoint.hostname, endpoint.port),
+                    ("127.0.0.1", 0),
                     timeout=timeout,
                 )
             except paramiko.ChannelException as exc:

@@ -57,7 +57,9 @@ class Route:
     accept_new: bool
 
 
-_HOST_SPEC = re.compile(r"^(?:ssh://)?(?:(?P<user>[^@/\s]+)@)?(?P<host>[^@:/\s]+)(?::(?P<port>\d+))?$")
+_HOST_SPEC = re.compile(
+    r"^(?:ssh://)?(?:(?P<user>[^@/\s]+)@)?(?P<host>[^@:/\s]+)(?::(?P<port>\d+))?$"
+)
 
 
 def parse_host_spec(spec: str) -> tuple[str | None, str, int | None]:
@@ -103,9 +105,7 @@ def resolve(host: str, options: SSHOptions, config: paramiko.SSHConfig | None = 
     user_files = options.known_hosts or tuple(
         (entry.get("userknownhostsfile") or "~/.ssh/known_hosts ~/.ssh/known_hosts2").split()
     )
-    global_files = tuple(
-        (entry.get("globalknownhostsfile") or "/etc/ssh/ssh_known_hosts").split()
-    )
+    global_files = tuple((entry.get("globalknownhostsfile") or "/etc/ssh/ssh_known_hosts").split())
     strict = str(entry.get("stricthostkeychecking", "ask")).lower()
     return Route(
         jumps=jumps,

@@ -39,8 +39,11 @@ def run_cluster(count: int, database_url: str | None, worker_argv: list[str]) ->
                 env = {**os.environ, "HPCLAUNCH_CLUSTER_INDEX": str(index)}
                 # Own process group: a terminal's Ctrl-C reaches only the supervisor,
                 # which stops the workers exactly once.
-                procs.append(subprocess.Popen(base + ["worker", *worker_argv], env=env,
-                                              start_new_session=True))
+                procs.append(
+                    subprocess.Popen(
+                        base + ["worker", *worker_argv], env=env, start_new_session=True
+                    )
+                )
         except BaseException:
             forward(signal.SIGTERM, None)  # no orphans outside the terminal's reach
             raise

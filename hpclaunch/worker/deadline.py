@@ -72,8 +72,13 @@ def parse_squeue_end_time(output: str) -> float:
 def _squeue_end_time(job_id: str) -> str:
     import subprocess
 
-    done = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%e"], capture_output=True,
-                          text=True, timeout=15, check=False)
+    done = subprocess.run(
+        ["squeue", "-h", "-j", job_id, "-o", "%e"],
+        capture_output=True,
+        text=True,
+        timeout=15,
+        check=False,
+    )
     if done.returncode != 0:
         err = done.stderr.strip().splitlines()
         raise RuntimeError(err[-1] if err else f"exit code {done.returncode}")

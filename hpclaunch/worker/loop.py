@@ -133,12 +133,24 @@ class Worker:
     def _log(self, message: str) -> None:
         log(self.opts, message)
 
-    def _db(self, fn, *args, wait: float | None = None, what: str | None = None,
-            stoppable: bool = False, **kwargs):
+    def _db(
+        self,
+        fn,
+        *args,
+        wait: float | None = None,
+        what: str | None = None,
+        stoppable: bool = False,
+        **kwargs,
+    ):
         """``fn(conn, ...)`` retried through outages (see ``queue.retry``)."""
         return retry.call(
-            self.conn, fn, *args, wait=self.opts.db_wait if wait is None else wait,
-            log=self._log, what=what, stop=self.control.stop_requested if stoppable else None,
+            self.conn,
+            fn,
+            *args,
+            wait=self.opts.db_wait if wait is None else wait,
+            log=self._log,
+            what=what,
+            stop=self.control.stop_requested if stoppable else None,
             **kwargs,
         )
 
@@ -181,8 +193,9 @@ class Worker:
                 raise
 
         wait = FINISH_WAIT if self.opts.deadline is None else self.opts.deadline - time.time()
-        return self._db(attempt, wait=max(wait, self.opts.db_wait),
-                        what=f"recording task {task.id}")
+        return self._db(
+            attempt, wait=max(wait, self.opts.db_wait), what=f"recording task {task.id}"
+        )
 
     def _refresh_estimates(self, claimer: claims.Claimer) -> None:
         if self.opts.deadline is None:
@@ -207,32 +220,52 @@ class Worker:
         if opts.deadline is None:
             opts.deadline, note = deadline_from_environment(os.environ)
             if note:
-                log(opts, f"deadline {_fmt_epoch(opts.deadline)} {note}"
-                    if opts.deadline is not None else note)
+                log(
+                    opts,
+                    f"deadline {_fmt_epoch(opts.deadline)} {note}"
+                    if opts.deadline is not None
+                    else note,
+                )
         try:
             self.conn = conn = retry.call(
-                None, open_ready, opts.database_url, wait=opts.db_wait, log=self._log,
-                what="connect", stop=self.control.stop_requested)
+                None,
+                open_ready,
+                opts.database_url,
+                wait=opts.db_wait,
+                log=self._log,
+                what="connect",
+                stop=self.control.stop_requested,
+            )
             identity = scheduler_identity()
             self.worker_id = self._db(
-                claims.register_worker, what="register",
-                host=hostname(), pid=os.getpid(), tags=canonical_tags(opts.tags),
-                mode="singleflow" if opts.singleflow else "draining", lease=opts.lease,
+                claims.register_worker,
+                what="register",
+                host=hostname(),
+                pid=os.getpid(),
+                tags=canonical_tags(opts.tags),
+                mode="singleflow" if opts.singleflow else "draining",
+                lease=opts.lease,
                 launch_id=opts.launch_id or os.environ.get("HPCLAUNCH_LAUNCH_ID") or None,
-                version=__version__, **identity,
+                version=__version__,
+                **identity,
             )
         except Exception as exc:
             if not retry.is_transient(exc):
                 raise
             raise DatabaseError(
                 f"the database was unreachable for {opts.db_wait:g} s at start-up: "
-                f"{retry.first_line(exc)}") from exc
+                f"{retry.first_line(exc)}"
+            ) from exc
         log(opts, f"worker {self.worker_id} started (tags {canonical_tags(opts.tags)})")
         beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         beat.start()
         claimer = claims.Claimer(
-            conn, worker_id=self.worker_id, tag_sets=tag_sets, lease=opts.lease,
-            allow_pickle=opts.allow_pickle, fit_deadline=opts.deadline is not None,
+            conn,
+            worker_id=self.worker_id,
+            tag_sets=tag_sets,
+            lease=opts.lease,
+            allow_pickle=opts.allow_pickle,
+            fit_deadline=opts.deadline is not None,
         )
         log_root = opts.log_dir or _default_log_root()
         reason, detail, error = "crash", None, None
@@ -250,11 +283,14 @@ class Worker:
             else:
                 reason, detail = "database_unreachable", retry.first_line(exc)
                 if self.current is not None:
-                    log(opts, f"could not record task {self.current.id}: its lease will "
-                        "return it to the queue")
+                    log(
+                        opts,
+                        f"could not record task {self.current.id}: its lease will "
+                        "return it to the queue",
+                    )
                 error = DatabaseError(
-                    f"worker {self.worker_id} stopped: the database stayed unreachable "
-                    f"({detail})")
+                    f"worker {self.worker_id} stopped: the database stayed unreachable ({detail})"
+                )
         except BaseException as exc:
             detail = "".join(traceback.format_exception(exc))[-4000:]
             if self.current is not None:
@@ -269,8 +305,14 @@ class Worker:
                 except Exception:  # noqa: BLE001 - the lease returns it otherwise
                     pass
             try:
-                self._db(claims.record_worker_exit, self.worker_id, reason, detail,
-                         wait=min(EXIT_RECORD_WAIT, opts.db_wait), what="recording the exit")
+                self._db(
+                    claims.record_worker_exit,
+                    self.worker_id,
+                    reason,
+                    detail,
+                    wait=min(EXIT_RECORD_WAIT, opts.db_wait),
+                    what="recording the exit",
+                )
             except Exception as exc:  # noqa: BLE001 - the row then shows a stale heartbeat
                 if not retry.is_transient(exc):
                     raise
@@ -339,8 +381,10 @@ class Worker:
             return "deadline"
         waiting = self._db(claims.waiting_count, self.tag_sets, what="count")
         if waiting:
-            self.exit_detail = (f"{waiting} pending task(s) do not fit in the {remaining:.0f} s "
-                                "left before the deadline")
+            self.exit_detail = (
+                f"{waiting} pending task(s) do not fit in the {remaining:.0f} s "
+                "left before the deadline"
+            )
             log(self.opts, self.exit_detail)
             return "deadline"
         return "empty_queue"
@@ -353,8 +397,11 @@ class Worker:
             if task is not None:
                 return task
         exits_when_empty = opts.singleflow or opts.close_on_empty_queue
-        limit = opts.wait_timeout if opts.wait_timeout is not None else (
-            0.0 if exits_when_empty else None)
+        limit = (
+            opts.wait_timeout
+            if opts.wait_timeout is not None
+            else (0.0 if exits_when_empty else None)
+        )
         start = time.monotonic()
         delay = 0.05
         while limit is None or time.monotonic() - start < limit:
@@ -395,8 +442,9 @@ def _fmt_epoch(epoch: float | None) -> str:
 
 def _record_crash(conn, worker_id: int, task: claims.Claimed, detail: str) -> None:
     try:
-        claims.finish(conn, worker_id, task, claims.Outcome(
-            ok=False, reason="worker_crash", error=detail))
+        claims.finish(
+            conn, worker_id, task, claims.Outcome(ok=False, reason="worker_crash", error=detail)
+        )
     except Exception:  # noqa: BLE001 - the lease will return the task if this fails
         pass
 

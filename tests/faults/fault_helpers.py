@@ -20,16 +20,28 @@ def hpclaunch_cmd(*args: str) -> list[str]:
 
 def run_cli(*args: str, check: bool = False, timeout: float = 120, env=None):
     """The real CLI in a subprocess, the way a user runs it."""
-    return subprocess.run(hpclaunch_cmd(*args), capture_output=True, text=True, check=check,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        hpclaunch_cmd(*args),
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def start_worker(*args: str, stderr_path: Path | None = None, env=None, **kw) -> subprocess.Popen:
     """A real ``hpclaunch worker``; its stderr goes to a file when one is given."""
     err = open(stderr_path, "w") if stderr_path else subprocess.PIPE  # noqa: SIM115
     try:
-        return subprocess.Popen(hpclaunch_cmd("worker", *args), stdout=subprocess.DEVNULL,
-                                stderr=err, text=True, env={**os.environ, **(env or {})}, **kw)
+        return subprocess.Popen(
+            hpclaunch_cmd("worker", *args),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+            env={**os.environ, **(env or {})},
+            **kw,
+        )
     finally:
         if stderr_path:
             err.close()
@@ -59,15 +71,22 @@ def fault_table_row(url: str, fault: str, markers: Path | None = None) -> dict:
     """The closing table's row: tasks, completed, failed with a reason, completed
     more than once (attempt rows or marker lines), left running/pending (lost)."""
     counts = task_counts(url)
-    doubled = sql(url, "SELECT COUNT(*) FROM (SELECT task_id FROM task_attempts "
-                       "WHERE outcome = 'completed' GROUP BY task_id HAVING COUNT(*) > 1) d")[0][0]
-    failed_reason = sql(url, "SELECT COUNT(*) FROM tasks WHERE status = 'failed' "
-                             "AND reason IS NOT NULL")[0][0]
+    doubled = sql(
+        url,
+        "SELECT COUNT(*) FROM (SELECT task_id FROM task_attempts "
+        "WHERE outcome = 'completed' GROUP BY task_id HAVING COUNT(*) > 1) d",
+    )[0][0]
+    failed_reason = sql(
+        url, "SELECT COUNT(*) FROM tasks WHERE status = 'failed' AND reason IS NOT NULL"
+    )[0][0]
     if markers is not None and markers.exists():
         doubled = max(doubled, sum(1 for p in markers.iterdir() if len(lines(p)) > 1))
     row = {
-        "fault": fault, "tasks": sum(counts.values()), "completed": counts.get("completed", 0),
-        "failed_with_reason": failed_reason, "duplicated": doubled,
+        "fault": fault,
+        "tasks": sum(counts.values()),
+        "completed": counts.get("completed", 0),
+        "failed_with_reason": failed_reason,
+        "duplicated": doubled,
         "lost": counts.get("running", 0) + counts.get("pending", 0),
     }
     record = os.environ.get("HPCLAUNCH_FAULT_TABLE")
@@ -170,6 +189,7 @@ def _free_port() -> int:
 
 
 # ----------------------------------------------------------- PostgreSQL restart
+
 
 def pg_cluster() -> tuple[str, str]:
     versions = sorted(os.listdir("/etc/postgresql"))

@@ -25,8 +25,18 @@ def test_worker_skips_a_task_whose_p95_runtime_does_not_fit(queue, tmp_path):
     quick = queue.enqueue_command(f"echo quick >> {ran}", tags=["quick"])  # no history: fits
     told = queue.enqueue_command(f"echo told >> {ran}", tags=["slow"], expected_runtime=0.5)
     # About 3 s left after the grace period: less than the slow tasks' p95 (>= 4 s).
-    worker = start_worker("-t", "slow", "-t", "quick", "--walltime", "00:00:33", "--grace", "30",
-                          "--close-on-empty-queue", stderr_path=tmp_path / "worker.err")
+    worker = start_worker(
+        "-t",
+        "slow",
+        "-t",
+        "quick",
+        "--walltime",
+        "00:00:33",
+        "--grace",
+        "30",
+        "--close-on-empty-queue",
+        stderr_path=tmp_path / "worker.err",
+    )
     assert worker.wait(timeout=60) == 0
     assert quick.status == "completed"
     assert told.status == "completed"  # its own expected_runtime wins over the p95
@@ -51,7 +61,8 @@ def test_p95_needs_five_samples_and_is_nearest_rank():
 def test_deadline_from_slurm_job_end_time_wins_over_squeue():
     calls = []
     end, note = deadline_from_environment(
-        {"SLURM_JOB_ID": "7", "SLURM_JOB_END_TIME": "1795300000"}, squeue=calls.append)
+        {"SLURM_JOB_ID": "7", "SLURM_JOB_END_TIME": "1795300000"}, squeue=calls.append
+    )
     assert (end, note, calls) == (1795300000.0, "from SLURM_JOB_END_TIME", [])
 
 
@@ -65,8 +76,10 @@ def test_squeue_failure_leaves_no_deadline_and_says_why():
 
     end, note = deadline_from_environment({"SLURM_JOB_ID": "42"}, squeue=broken)
     assert end is None
-    assert note == ("no deadline: squeue -j 42 -o %e did not give one "
-                    "(slurm_load_jobs error: Invalid job id specified)")
+    assert note == (
+        "no deadline: squeue -j 42 -o %e did not give one "
+        "(slurm_load_jobs error: Invalid job id specified)"
+    )
 
 
 @pytest.mark.parametrize("text", ["", "Unknown\n", "N/A", "NONE"])

@@ -16,10 +16,12 @@ def test_task_failing_every_time_is_explained_attempt_by_attempt(queue, db_url):
     shown = run_cli("tasks", "why", str(handle.id), check=True).stdout.splitlines()
     assert shown[0] == f"task {handle.id}: failed: 3 of 3 attempts spent: exit code 7"
     assert [line.split()[:4] for line in shown[1:] if line.lstrip().startswith("#")] == [
-        [f"#{n}", "failed", "exit_code", "exit"] for n in (1, 2, 3)]
+        [f"#{n}", "failed", "exit_code", "exit"] for n in (1, 2, 3)
+    ]
     data = json.loads(run_cli("tasks", "why", str(handle.id), "--json", check=True).stdout)
     assert [(a["attempt"], a["exit_code"], a["error"]) for a in data["attempts"]] == [
-        (n, 7, "exited with code 7") for n in (1, 2, 3)]
+        (n, 7, "exited with code 7") for n in (1, 2, 3)
+    ]
     assert all(a["host"] and a["worker_id"] for a in data["attempts"])
     row = fault_table_row(db_url, f"task failing every time ({db_url.split(':')[0]})")
     assert (row["failed_with_reason"], row["lost"]) == (1, 0)

@@ -20,15 +20,15 @@ from waiting import wait_until
 def test_worker_paused_past_its_lease_has_its_late_result_rejected(queue, db_url, tmp_path):
     starts, ends = tmp_path / "starts", tmp_path / "ends"
     handle = queue.enqueue_command(
-        f"echo $$ >> {starts}; sleep 2; echo $$ >> {ends}", max_attempts=3)
+        f"echo $$ >> {starts}; sleep 2; echo $$ >> {ends}", max_attempts=3
+    )
     paused_err = tmp_path / "paused.err"
     paused = start_worker("--lease", "1", "--singleflow", stderr_path=paused_err)
     try:
         wait_until(lambda: lines(starts))
         os.kill(paused.pid, signal.SIGSTOP)
         # Nobody renews the lease now: another worker reaps the task and runs it.
-        other = start_worker("--lease", "1", "--nitems-max", "1", "--wait-timeout", "10",
-                             "-q")
+        other = start_worker("--lease", "1", "--nitems-max", "1", "--wait-timeout", "10", "-q")
         _, err = other.communicate(timeout=90)
         assert other.returncode == 0, err
         assert handle.info()["status"] == "completed"
@@ -45,7 +45,9 @@ def test_worker_paused_past_its_lease_has_its_late_result_rejected(queue, db_url
     assert lines(ends) == [first, second] or sorted(lines(ends)) == sorted([first, second])
     why = json.loads(run_cli("tasks", "why", str(handle.id), "--json", check=True).stdout)
     assert [(a["attempt"], a["outcome"]) for a in why["attempts"]] == [
-        (1, "lost"), (2, "completed")]
+        (1, "lost"),
+        (2, "completed"),
+    ]
     assert why["attempts"][0]["worker_id"] != why["attempts"][1]["worker_id"]
     assert task["worker_id"] == why["attempts"][1]["worker_id"]  # the replacing attempt's result
     assert why["verdict"].startswith("completed on attempt 2 after a lost lease on node ")

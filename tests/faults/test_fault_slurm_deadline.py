@@ -26,11 +26,28 @@ def test_worker_in_a_slurm_job_takes_its_deadline_from_squeue(slurm, tmp_path, m
     worker = shlex.join([sys.executable, "-m", "hpclaunch", "worker", "--singleflow"])
     before = time.time()
     env = {**slurm.env, "HPCLAUNCH_DATABASE_URL": url, "HPCLAUNCH_HOME": str(tmp_path / "home")}
-    job_id = subprocess.run(
-        ["sbatch", "--parsable", "--time=00:05:00", "-p", slurm.partition, "-o", str(out),
-         "--wrap", f"unset SLURM_JOB_END_TIME; {worker}"],
-        env=env, capture_output=True, text=True, check=True, timeout=30,
-    ).stdout.strip().split(";")[0]
+    job_id = (
+        subprocess.run(
+            [
+                "sbatch",
+                "--parsable",
+                "--time=00:05:00",
+                "-p",
+                slurm.partition,
+                "-o",
+                str(out),
+                "--wrap",
+                f"unset SLURM_JOB_END_TIME; {worker}",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
+        .stdout.strip()
+        .split(";")[0]
+    )
     wait_until(lambda: "stopped:" in (out.read_text() if out.exists() else ""), timeout=90)
     log = out.read_text()
     found = re.search(r"deadline (\S+) from squeue", log)
@@ -40,4 +57,5 @@ def test_worker_in_a_slurm_job_takes_its_deadline_from_squeue(slurm, tmp_path, m
     assert before + 300 - 1 <= deadline <= time.time() + 300 + 1
     workers = json.loads(run_cli("workers", "--all", "--json", check=True).stdout)
     assert [(w["scheduler"], w["job_id"], w["exit_reason"]) for w in workers] == [
-        ("slurm", job_id, "done")]
+        ("slurm", job_id, "done")
+    ]

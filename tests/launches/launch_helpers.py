@@ -19,11 +19,17 @@ def hpclaunch_exe() -> str:
 
 
 def cli(*args: str, check: bool = True, env: dict | None = None, timeout: float = 300):
-    out = subprocess.run([hpclaunch_exe(), *args], capture_output=True, text=True,
-                         timeout=timeout, env={**os.environ, **(env or {})})
+    out = subprocess.run(
+        [hpclaunch_exe(), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
     if check and out.returncode != 0:
-        raise AssertionError(f"hpclaunch {' '.join(args)} failed ({out.returncode}):\n"
-                             f"{out.stdout}\n{out.stderr}")
+        raise AssertionError(
+            f"hpclaunch {' '.join(args)} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}"
+        )
     return out
 
 
@@ -36,7 +42,7 @@ def enqueue_markers(tmp_path: Path, n: int, name: str = "work") -> Path:
     markers = tmp_path / "markers"
     markers.mkdir(exist_ok=True)
     batch = tmp_path / f"{name}.yaml"
-    batch.write_text(f"name: {name}\ncommand: \"echo ran >> {markers}/{{run}}\"\nn_runs: {n}\n")
+    batch.write_text(f'name: {name}\ncommand: "echo ran >> {markers}/{{run}}"\nn_runs: {n}\n')
     cli("enqueue", "--file", str(batch))
     return markers
 

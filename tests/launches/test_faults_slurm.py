@@ -11,8 +11,16 @@ FIXTURES = Path(__file__).resolve().parents[1] / "schedulers" / "fixtures" / "sl
 
 
 def common(tmp_path, pg_url):
-    return ["--set", f"workdir={tmp_path / 'work'}", "--set", f"worker.command={hpclaunch_exe()}",
-            "--set", f"database.url={pg_url}", "--set", "worker.mode=draining"]
+    return [
+        "--set",
+        f"workdir={tmp_path / 'work'}",
+        "--set",
+        f"worker.command={hpclaunch_exe()}",
+        "--set",
+        f"database.url={pg_url}",
+        "--set",
+        "worker.mode=draining",
+    ]
 
 
 def only_task():
@@ -22,9 +30,18 @@ def only_task():
 
 def test_walltime_gives_the_task_timeout_and_the_policy_decides(slurm, pg_queue_url, tmp_path):
     cli("enqueue", "--max-attempts", "1", "--", "sleep", "300")
-    out = cli_json("submit", "--site", "tests-slurm", "--workers", "1",
-                   *common(tmp_path, pg_queue_url),
-                   "--set", "resources.walltime=00:01:00", "--set", "worker.grace=10")
+    out = cli_json(
+        "submit",
+        "--site",
+        "tests-slurm",
+        "--workers",
+        "1",
+        *common(tmp_path, pg_queue_url),
+        "--set",
+        "resources.walltime=00:01:00",
+        "--set",
+        "worker.grace=10",
+    )
     wait_until(lambda: only_task()["status"] == "running", what="task running")
 
     def settled():
@@ -42,8 +59,9 @@ def test_walltime_gives_the_task_timeout_and_the_policy_decides(slurm, pg_queue_
 
 def test_scancel_of_a_running_element_gives_cancelled(slurm, pg_queue_url, tmp_path):
     cli("enqueue", "--", "sleep", "300")
-    out = cli_json("submit", "--site", "tests-slurm", "--workers", "1",
-                   *common(tmp_path, pg_queue_url))
+    out = cli_json(
+        "submit", "--site", "tests-slurm", "--workers", "1", *common(tmp_path, pg_queue_url)
+    )
     wait_until(lambda: only_task()["status"] == "running", what="task running")
     slurm.run(["scancel", out["jobs"][0]["job_id"]])
 
@@ -88,25 +106,60 @@ def oom_verdict(pg_queue_url, launch_id: str, retry_policy: dict):
     from hpclaunch.schedulers import slurm as slurm_adapter
 
     engine = get_engine(pg_queue_url)
-    records.create_launch(engine, launch_id=launch_id, site="tests-slurm", host=None,
-                          scheduler="slurm", workdir="/w", log_dir=f"/w/{launch_id}",
-                          workers_count=2, tags="default", profile={"retry": retry_policy},
-                          chunks=[{"chunk": 0, "job_name": f"hpcl-{launch_id}-0", "elements": 2,
-                                   "workers_per_element": 1, "array": 1, "script": "#!",
-                                   "script_path": f"/w/{launch_id}/hpcl-{launch_id}-0.sh"}])
+    records.create_launch(
+        engine,
+        launch_id=launch_id,
+        site="tests-slurm",
+        host=None,
+        scheduler="slurm",
+        workdir="/w",
+        log_dir=f"/w/{launch_id}",
+        workers_count=2,
+        tags="default",
+        profile={"retry": retry_policy},
+        chunks=[
+            {
+                "chunk": 0,
+                "job_name": f"hpcl-{launch_id}-0",
+                "elements": 2,
+                "workers_per_element": 1,
+                "array": 1,
+                "script": "#!",
+                "script_path": f"/w/{launch_id}/hpcl-{launch_id}-0.sh",
+            }
+        ],
+    )
     records.set_job_id(engine, launch_id, 0, "5000")
     records.set_status(engine, launch_id, "submitted")
     conn = driver.connect(pg_queue_url)
-    worker = claims.register_worker(conn, host="node7", pid=1, tags="default", mode="draining",
-                                    lease=60, scheduler="slurm", job_id="5002",
-                                    array_job_id="5000", array_index=1, launch_id=launch_id)
-    held = claims.Claimer(conn, worker_id=worker, tag_sets=["default"], lease=60,
-                          allow_pickle=True, fit_deadline=False).claim()
+    worker = claims.register_worker(
+        conn,
+        host="node7",
+        pid=1,
+        tags="default",
+        mode="draining",
+        lease=60,
+        scheduler="slurm",
+        job_id="5002",
+        array_job_id="5000",
+        array_index=1,
+        launch_id=launch_id,
+    )
+    held = claims.Claimer(
+        conn,
+        worker_id=worker,
+        tag_sets=["default"],
+        lease=60,
+        allow_pickle=True,
+        fit_deadline=False,
+    ).claim()
     conn.close()
     lines = (FIXTURES / "sacct_documented_reconstructed.txt").read_text().splitlines()
     text = "\n".join(line for line in lines if not line.startswith("#")) + "\n"
-    states = {track.element_key(s.array_job_id or s.job_id, s.array_index): s
-              for s in slurm_adapter.parse_accounting(text)}
+    states = {
+        track.element_key(s.array_job_id or s.job_id, s.array_index): s
+        for s in slurm_adapter.parse_accounting(text)
+    }
     launch = records.list_launches(engine, launch_id=launch_id)[0]
     view = track._launch_view(launch, states, records.launch_workers(engine, [launch_id]), {})
     return engine, launch, view, held
@@ -121,8 +174,9 @@ def test_out_of_memory_verdict_from_accounting_requeues_the_held_task(pg_queue_u
     engine, launch, view, held = oom_verdict(pg_queue_url, "oom", {})
     assert [e["state"] for e in view["elements"]] == ["COMPLETED", "OUT_OF_MEMORY"]
     result = reconcile.reconcile_views(engine, {"oom": launch}, [view])
-    assert [(a.task_id, a.state, a.outcome) for a in result.actions] == \
-        [(held.id, "OUT_OF_MEMORY", "requeued")]
+    assert [(a.task_id, a.state, a.outcome) for a in result.actions] == [
+        (held.id, "OUT_OF_MEMORY", "requeued")
+    ]
     task = only_task()
     assert task["status"] == "pending" and task["reason"] == "OUT_OF_MEMORY"
     # Reconciling again changes nothing: the element is settled.
@@ -150,12 +204,13 @@ def test_retry_policy_requeue_on_a_bigger_site(pg_queue_url):
     sites = Path(os.environ["HPCLAUNCH_HOME"]) / "sites"
     sites.mkdir(parents=True, exist_ok=True)
     (sites / "bigmem.yaml").write_text(
-        "extends: tests-slurm\nresources:\n  memory: 64G\nworker:\n  tags: [bigmem]\n")
+        "extends: tests-slurm\nresources:\n  memory: 64G\nworker:\n  tags: [bigmem]\n"
+    )
     cli("enqueue", "--", "sleep", "1")
-    engine, launch, view, _ = oom_verdict(pg_queue_url, "oombig",
-                                          {"OUT_OF_MEMORY": {"requeue_on": "bigmem"}})
+    engine, launch, view, _ = oom_verdict(
+        pg_queue_url, "oombig", {"OUT_OF_MEMORY": {"requeue_on": "bigmem"}}
+    )
     result = reconcile.reconcile_views(engine, {"oombig": launch}, [view])
     assert [a.outcome for a in result.actions] == ["requeued_for:bigmem"]
     task = only_task()
-    assert (task["status"], task["tags"], task["reason"]) == ("pending", "bigmem",
-                                                            "OUT_OF_MEMORY")
+    assert (task["status"], task["tags"], task["reason"]) == ("pending", "bigmem", "OUT_OF_MEMORY")

@@ -9,8 +9,9 @@ from launch_helpers import cli, cli_json, enqueue_markers, marker_counts, queue_
 
 def test_local_site_runs_the_queue_and_tracks_its_workers(queue_url, tmp_path):
     markers = enqueue_markers(tmp_path, 20)
-    out = cli_json("submit", "--site", "local", "--workers", "4",
-                   "--set", f"workdir={tmp_path / 'runs'}")
+    out = cli_json(
+        "submit", "--site", "local", "--workers", "4", "--set", f"workdir={tmp_path / 'runs'}"
+    )
     launch_id = out["launch_id"]
     pids = [j["job_id"] for j in out["jobs"]]
     assert len(pids) == 4 and all(p.isdigit() for p in pids)
@@ -37,10 +38,19 @@ def test_cancel_local_launch_returns_running_tasks(queue_url, tmp_path):
     started = tmp_path / "started"
     started.mkdir()
     batch = tmp_path / "slow.yaml"
-    batch.write_text(f"name: slow\ncommand: \"touch {started}/{{run}}; sleep 60\"\nn_runs: 2\n")
+    batch.write_text(f'name: slow\ncommand: "touch {started}/{{run}}; sleep 60"\nn_runs: 2\n')
     cli("enqueue", "--file", str(batch))
-    out = cli_json("submit", "--site", "local", "--workers", "2",
-                   "--set", f"workdir={tmp_path / 'runs'}", "--set", "worker.grace=1")
+    out = cli_json(
+        "submit",
+        "--site",
+        "local",
+        "--workers",
+        "2",
+        "--set",
+        f"workdir={tmp_path / 'runs'}",
+        "--set",
+        "worker.grace=1",
+    )
     wait_until(lambda: len(os.listdir(started)) == 2, what="both tasks started")
     result = cli_json("cancel", out["launch_id"])
     assert result["gone"]
@@ -64,8 +74,14 @@ def test_remote_site_refuses_a_sqlite_queue(tmp_path, monkeypatch):
 
 def test_a_typo_marks_the_launch_broken_and_blocks_resubmission(queue_url, tmp_path):
     enqueue_markers(tmp_path, 5)
-    site = ["--site", "local", "--set", f"workdir={tmp_path / 'runs'}",
-            "--set", "worker.command=/opt/nowhere/hpclaunch"]
+    site = [
+        "--site",
+        "local",
+        "--set",
+        f"workdir={tmp_path / 'runs'}",
+        "--set",
+        "worker.command=/opt/nowhere/hpclaunch",
+    ]
     out = cli_json("submit", *site, "--workers", "3")
 
     def broken():
@@ -83,8 +99,9 @@ def test_a_typo_marks_the_launch_broken_and_blocks_resubmission(queue_url, tmp_p
     forced = cli_json("submit", *site, "--workers", "1", "--force")
     assert forced["launch_id"] != out["launch_id"]
     # A fixed profile is accepted without --force.
-    fixed = cli_json("submit", "--site", "local", "--set", f"workdir={tmp_path / 'runs'}",
-                     "--workers", "1")
+    fixed = cli_json(
+        "submit", "--site", "local", "--set", f"workdir={tmp_path / 'runs'}", "--workers", "1"
+    )
     wait_until(lambda: queue_counts()["completed"] == 5, what="tasks done after the fix")
     assert fixed["launch_id"]
 
@@ -95,18 +112,32 @@ def test_a_forced_launch_that_works_clears_the_broken_mark(queue_url, tmp_path):
 
     enqueue_markers(tmp_path, 2)
     exe = tmp_path / "bin" / "hpclaunch"  # missing at first: every element fails
-    site = ["--site", "local", "--set", f"workdir={tmp_path / 'runs'}",
-            "--set", f"worker.command={exe}"]
+    site = [
+        "--site",
+        "local",
+        "--set",
+        f"workdir={tmp_path / 'runs'}",
+        "--set",
+        f"worker.command={exe}",
+    ]
     bad = cli_json("submit", *site, "--workers", "2")
-    wait_until(lambda: cli_json("status", "--launch", bad["launch_id"])["launches"][0]["status"]
-               == "broken", what="launch marked broken")
+    wait_until(
+        lambda: (
+            cli_json("status", "--launch", bad["launch_id"])["launches"][0]["status"] == "broken"
+        ),
+        what="launch marked broken",
+    )
     assert cli("submit", *site, "--workers", "1", check=False).returncode == 7
     exe.parent.mkdir()
     exe.symlink_to(hpclaunch_exe())  # the cluster-side problem is fixed
     good = cli_json("submit", *site, "--workers", "1", "--force")
     wait_until(lambda: queue_counts()["completed"] == 2, what="tasks done by the forced launch")
-    wait_until(lambda: cli_json("status", "--launch", good["launch_id"])["launches"][0]["status"]
-               == "finished", what="forced launch finished")
+    wait_until(
+        lambda: (
+            cli_json("status", "--launch", good["launch_id"])["launches"][0]["status"] == "finished"
+        ),
+        what="forced launch finished",
+    )
     again = cli("submit", *site, "--workers", "1", check=False)
     assert again.returncode == 0, again.stderr
 

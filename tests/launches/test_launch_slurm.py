@@ -35,9 +35,14 @@ def site_args(kind: str, request) -> list[str]:
 
 
 def common(tmp_path, pg_url: str) -> list[str]:
-    return ["--set", f"workdir={tmp_path / 'work'}",
-            "--set", f"worker.command={hpclaunch_exe()}",
-            "--set", f"database.url={pg_url}"]
+    return [
+        "--set",
+        f"workdir={tmp_path / 'work'}",
+        "--set",
+        f"worker.command={hpclaunch_exe()}",
+        "--set",
+        f"database.url={pg_url}",
+    ]
 
 
 def finished_launch(launch_id: str):
@@ -47,21 +52,31 @@ def finished_launch(launch_id: str):
 
 
 @pytest.mark.parametrize("kind", ["local", "ssh"])
-def test_singleflow_array_runs_every_task_exactly_once(kind, request, slurm, pg_queue_url,
-                                                       tmp_path):
+def test_singleflow_array_runs_every_task_exactly_once(
+    kind, request, slurm, pg_queue_url, tmp_path
+):
     markers = enqueue_markers(tmp_path, 40)
     # 8 singleflow elements drain 40 tasks only if elements keep coming: use draining
     # workers capped at 5 tasks each (40 = 8 x 5), so the test is deterministic.
-    out = cli_json("submit", *site_args(kind, request), "--workers", "8",
-                   *common(tmp_path, pg_queue_url),
-                   "--set", "worker.mode=draining", "--set", "worker.nitems_max=5")
+    out = cli_json(
+        "submit",
+        *site_args(kind, request),
+        "--workers",
+        "8",
+        *common(tmp_path, pg_queue_url),
+        "--set",
+        "worker.mode=draining",
+        "--set",
+        "worker.nitems_max=5",
+    )
     (job,) = out["jobs"]
     assert job["elements"] == 8 and job["job_id"].isdigit()
     wait_until(lambda: queue_counts()["completed"] == 40, timeout=240, what="40 completed")
     counts = marker_counts(markers)
     assert len(counts) == 40 and set(counts.values()) == {1}
-    launch = wait_until(lambda: finished_launch(out["launch_id"]), timeout=120,
-                        what="array left the queue")
+    launch = wait_until(
+        lambda: finished_launch(out["launch_id"]), timeout=120, what="array left the queue"
+    )
     assert {e["job_id"] for e in launch["elements"]} == {job["job_id"]}
     assert sorted(e["index"] for e in launch["elements"]) == list(range(8))
     assert all(e["state"] == "COMPLETED" for e in launch["elements"]), launch["elements"]
@@ -71,22 +86,38 @@ def test_singleflow_array_runs_every_task_exactly_once(kind, request, slurm, pg_
 
 
 @pytest.mark.parametrize("kind", ["local", "ssh"])
-def test_draining_workers_take_200_tasks_through_8_elements(kind, request, slurm,
-                                                           pg_queue_url, tmp_path):
+def test_draining_workers_take_200_tasks_through_8_elements(
+    kind, request, slurm, pg_queue_url, tmp_path
+):
     markers = enqueue_markers(tmp_path, 200)
-    out = cli_json("submit", *site_args(kind, request), "--workers", "8",
-                   *common(tmp_path, pg_queue_url), "--set", "worker.mode=draining")
+    out = cli_json(
+        "submit",
+        *site_args(kind, request),
+        "--workers",
+        "8",
+        *common(tmp_path, pg_queue_url),
+        "--set",
+        "worker.mode=draining",
+    )
     wait_until(lambda: queue_counts()["completed"] == 200, timeout=240, what="200 completed")
     assert set(marker_counts(markers).values()) == {1}
-    launch = wait_until(lambda: finished_launch(out["launch_id"]), timeout=120,
-                        what="array left the queue")
+    launch = wait_until(
+        lambda: finished_launch(out["launch_id"]), timeout=120, what="array left the queue"
+    )
     assert sum(e["tasks_completed"] for e in launch["elements"]) == 200
 
 
 def test_cancel_pending_array_removes_it_from_squeue(ssh_site, slurm, pg_queue_url, tmp_path):
     enqueue_markers(tmp_path, 3)
-    out = cli_json("submit", *ssh_site, "--workers", "5", *common(tmp_path, pg_queue_url),
-                   "--set", "extra_directives=[--begin=now+1hour]")
+    out = cli_json(
+        "submit",
+        *ssh_site,
+        "--workers",
+        "5",
+        *common(tmp_path, pg_queue_url),
+        "--set",
+        "extra_directives=[--begin=now+1hour]",
+    )
     job_id = out["jobs"][0]["job_id"]
     squeue = slurm.run(["squeue", "-h", "-r", "-j", job_id, "-o", "%i %T"]).stdout
     assert squeue.count("PENDING") == 5
@@ -98,11 +129,20 @@ def test_cancel_pending_array_removes_it_from_squeue(ssh_site, slurm, pg_queue_u
     assert launch["status"] == "canceled"
 
 
-def test_1000_workers_make_one_connection_and_four_sbatch_calls(ssh_site, slurm, pg_queue_url,
-                                                                tmp_path):
-    out = cli_json("submit", *ssh_site, "--workers", "1000", *common(tmp_path, pg_queue_url),
-                   "--set", "arrays.max_array_size=300",
-                   "--set", "extra_directives=[--begin=now+1hour]")
+def test_1000_workers_make_one_connection_and_four_sbatch_calls(
+    ssh_site, slurm, pg_queue_url, tmp_path
+):
+    out = cli_json(
+        "submit",
+        *ssh_site,
+        "--workers",
+        "1000",
+        *common(tmp_path, pg_queue_url),
+        "--set",
+        "arrays.max_array_size=300",
+        "--set",
+        "extra_directives=[--begin=now+1hour]",
+    )
     try:
         assert [j["elements"] for j in out["jobs"]] == [300, 300, 300, 100]
         assert out["ssh_connections"] == 1

@@ -43,8 +43,7 @@ class FifoScripts(SSHTransport):
             self.feeders.append(feeder)
 
 
-def test_lost_sbatch_reply_then_retry_leaves_exactly_one_job(sshd, slurm, pg_queue_url,
-                                                            tmp_path):
+def test_lost_sbatch_reply_then_retry_leaves_exactly_one_job(sshd, slurm, pg_queue_url, tmp_path):
     from hpclaunch.launches import records, submit
     from hpclaunch.queue.db import get_engine
     from hpclaunch.sites import load_profile, parse_set
@@ -52,8 +51,7 @@ def test_lost_sbatch_reply_then_retry_leaves_exactly_one_job(sshd, slurm, pg_que
     keys = [line for line in sshd.known_hosts.read_text().splitlines() if line.strip()]
     relay = TcpRelay((sshd.host, sshd.port))
     known = tmp_path / "known_hosts"
-    known.write_text("".join(f"[127.0.0.1]:{relay.port} {' '.join(k.split()[1:])}\n"
-                             for k in keys))
+    known.write_text("".join(f"[127.0.0.1]:{relay.port} {' '.join(k.split()[1:])}\n" for k in keys))
     job_seen = threading.Event()
 
     def hold_then_cut(path):
@@ -71,12 +69,27 @@ def test_lost_sbatch_reply_then_retry_leaves_exactly_one_job(sshd, slurm, pg_que
     def delayed_cut(path):
         threading.Thread(target=hold_then_cut, args=(path,), daemon=True).start()
 
-    options = {"user": sshd.user, "port": relay.port, "identity_file": str(sshd.key),
-               "known_hosts": str(known), "config_file": "none", "allow_agent": False}
+    options = {
+        "user": sshd.user,
+        "port": relay.port,
+        "identity_file": str(sshd.key),
+        "known_hosts": str(known),
+        "config_file": "none",
+        "allow_agent": False,
+    }
     transport = FifoScripts("127.0.0.1", options, on_read=delayed_cut)
-    profile = load_profile("tests-slurm", [parse_set(s) for s in (
-        f"workdir={tmp_path / 'work'}", f"worker.command={hpclaunch_exe()}",
-        f"database.url={pg_queue_url}", "extra_directives=[--begin=now+1hour]")])
+    profile = load_profile(
+        "tests-slurm",
+        [
+            parse_set(s)
+            for s in (
+                f"workdir={tmp_path / 'work'}",
+                f"worker.command={hpclaunch_exe()}",
+                f"database.url={pg_queue_url}",
+                "extra_directives=[--begin=now+1hour]",
+            )
+        ],
+    )
     engine = get_engine(pg_queue_url)
     try:
         result = submit.submit(engine, pg_queue_url, profile, 3, transport=transport)
@@ -91,6 +104,7 @@ def test_lost_sbatch_reply_then_retry_leaves_exactly_one_job(sshd, slurm, pg_que
         assert launch["status"] == "submitted"
         assert [j["job_id"] for j in launch["jobs"]] == [job["job_id"]]
     finally:
-        slurm.run(["scancel", "-n", f"hpcl-{result.plan.launch_id}-0"]) \
-            if "result" in locals() else None
+        slurm.run(
+            ["scancel", "-n", f"hpcl-{result.plan.launch_id}-0"]
+        ) if "result" in locals() else None
         relay.close()

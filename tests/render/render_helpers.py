@@ -12,8 +12,7 @@ def plan(site="tests-slurm", workers=1, *, sets=(), launch_id="L1", tags=None, *
 
 
 def directives(script: str, prefix: str) -> list[str]:
-    return [line[len(prefix):].strip() for line in script.splitlines()
-            if line.startswith(prefix)]
+    return [line[len(prefix) :].strip() for line in script.splitlines() if line.startswith(prefix)]
 
 
 def first_command_line(script: str) -> int:

@@ -62,11 +62,11 @@ def test_polaris_scripts_follow_pbs_pro_and_alcf_rules(home, workers):
 def test_polaris_refuses_to_render_without_an_account(home):
     """-A is mandatory on Polaris: a profile lists it under 'required:' and render refuses."""
     (home / "sites" / "polaris.yaml").write_text(
-        "extends: polaris\nrequired: [resources.account, resources.filesystems]\n")
+        "extends: polaris\nrequired: [resources.account, resources.filesystems]\n"
+    )
     with pytest.raises(UserError, match=r"polaris requires resources.account.*--account"):
         plan("polaris", workers=8)
-    assert "-A p1" in directives(plan("polaris", workers=8, account="p1").chunks[0].script,
-                                 "#PBS")
+    assert "-A p1" in directives(plan("polaris", workers=8, account="p1").chunks[0].script, "#PBS")
 
 
 def test_derecho_scripts_follow_pbs_pro_rules_and_carry_the_account(home):
@@ -93,8 +93,11 @@ def test_pbs_array_throttle_and_index_paths(home):
 
 @pytest.mark.parametrize("workers", [1, 5, 25])
 def test_torque_scripts_follow_torque_rules(home, workers):
-    p = plan("tests-slurm", workers=workers,
-             sets=["scheduler=torque", "arrays.max_array_size=10", "arrays.max_concurrent=3"])
+    p = plan(
+        "tests-slurm",
+        workers=workers,
+        sets=["scheduler=torque", "arrays.max_array_size=10", "arrays.max_concurrent=3"],
+    )
     for chunk in p.chunks:
         d = directives(chunk.script, "#PBS")
         (t,) = [x[3:] for x in d if x.startswith("-t ")]

@@ -8,9 +8,14 @@ from hpclaunch.render.planner import plan_shapes
 
 
 def shapes(scheduler="slurm", workers=1, per=1, arrays=True, max_size=1001, conc=None):
-    out, warnings = plan_shapes(scheduler=scheduler, workers=workers, workers_per_job=per,
-                                arrays_enabled=arrays, max_array_size=max_size,
-                                max_concurrent=conc)
+    out, warnings = plan_shapes(
+        scheduler=scheduler,
+        workers=workers,
+        workers_per_job=per,
+        arrays_enabled=arrays,
+        max_array_size=max_size,
+        max_concurrent=conc,
+    )
     return [(s.elements, s.workers, s.array) for s in out], warnings
 
 
@@ -27,7 +32,10 @@ def test_slurm_single_worker_is_a_one_element_array():
 def test_pbs_one_element_chunk_becomes_a_plain_job():
     assert shapes("pbs", workers=1)[0] == [(1, 1, False)]
     assert shapes("pbs", workers=21, max_size=10)[0] == [
-        (10, 1, True), (10, 1, True), (1, 1, False)]
+        (10, 1, True),
+        (10, 1, True),
+        (1, 1, False),
+    ]
 
 
 def test_workers_per_job_packs_and_remainder_gets_its_own_job():

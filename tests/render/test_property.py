@@ -20,27 +20,71 @@ from hpclaunch.render import plan_launch
 from hpclaunch.sites import Override, load_profile, parse_set
 
 BASE = [
-    "resources.partition=p", "resources.account=a", "resources.qos=q", "resources.constraint=c",
-    "resources.memory=1G", "resources.gpus=1", "resources.filesystems=home",
-    "resources.place=scatter", "extra_directives=[--x=y]", "env.E=v", "env.OTHER=w",
+    "resources.partition=p",
+    "resources.account=a",
+    "resources.qos=q",
+    "resources.constraint=c",
+    "resources.memory=1G",
+    "resources.gpus=1",
+    "resources.filesystems=home",
+    "resources.place=scatter",
+    "extra_directives=[--x=y]",
+    "env.E=v",
+    "env.OTHER=w",
     "database.env=DBVAR",
-    "worker.mode=draining", "worker.nitems_max=1", "worker.wait_timeout=1",
-    "worker.grace=1", "arrays.max_concurrent=2",
+    "worker.mode=draining",
+    "worker.nitems_max=1",
+    "worker.wait_timeout=1",
+    "worker.grace=1",
+    "arrays.max_concurrent=2",
 ]
 FIELDS = [
-    "resources.partition", "resources.account", "resources.qos", "resources.constraint",
-    "resources.walltime", "resources.nodes", "resources.cpus", "resources.memory",
-    "resources.gpus", "resources.filesystems", "resources.place", "workdir", "host",
-    "description", "ssh.user", "ssh.port", "ssh.identity_file", "ssh.proxy_jump",
-    "worker.command", "worker.tags", "worker.mode", "worker.nitems_max", "worker.wait_timeout",
-    "worker.grace", "worker.workers_per_job", "worker.close_on_empty_queue",
-    "arrays.max_array_size", "arrays.max_concurrent", "arrays.enabled", "database.env",
-    "database.file", "database.url", "env.E", "env.OTHER", "extra_directives", "retry.TIMEOUT",
-    "required", "template",
+    "resources.partition",
+    "resources.account",
+    "resources.qos",
+    "resources.constraint",
+    "resources.walltime",
+    "resources.nodes",
+    "resources.cpus",
+    "resources.memory",
+    "resources.gpus",
+    "resources.filesystems",
+    "resources.place",
+    "workdir",
+    "host",
+    "description",
+    "ssh.user",
+    "ssh.port",
+    "ssh.identity_file",
+    "ssh.proxy_jump",
+    "worker.command",
+    "worker.tags",
+    "worker.mode",
+    "worker.nitems_max",
+    "worker.wait_timeout",
+    "worker.grace",
+    "worker.workers_per_job",
+    "worker.close_on_empty_queue",
+    "arrays.max_array_size",
+    "arrays.max_concurrent",
+    "arrays.enabled",
+    "database.env",
+    "database.file",
+    "database.url",
+    "env.E",
+    "env.OTHER",
+    "extra_directives",
+    "retry.TIMEOUT",
+    "required",
+    "template",
 ]
 SCHEDULERS = ["slurm", "pbs", "torque", "local"]
-NASTY = st.text(alphabet=st.sampled_from(list(
-    "ab1 -=:/.~%@,;|&$`'\"\\\n\r\x00\x0b\x1b\t#(){}<>*?!\u2028\u0085\u00e9")), max_size=24)
+NASTY = st.text(
+    alphabet=st.sampled_from(
+        list("ab1 -=:/.~%@,;|&$`'\"\\\n\r\x00\x0b\x1b\t#(){}<>*?!\u2028\u0085\u00e9")
+    ),
+    max_size=24,
+)
 ANY_TEXT = st.one_of(NASTY, st.text(max_size=24))
 PUNCT = set(";&|<>()")
 
@@ -62,7 +106,7 @@ def substitutions(line: str) -> tuple[int, int]:
             double = not double
         elif ch == "`":
             tick += 1
-        elif ch == "$" and line[i + 1:i + 2] == "(":
+        elif ch == "$" and line[i + 1 : i + 2] == "(":
             dollar += 1
     return dollar, tick
 
@@ -88,16 +132,16 @@ def signature(line: str, loose: bool = False) -> tuple:
     return ("shell", kind, punct, *substitutions(line))
 
 
-def render_all(scheduler: str, extra: list[Override], tags=None, launch_id="L1"
-               ) -> list[list[str]]:
+def render_all(scheduler: str, extra: list[Override], tags=None, launch_id="L1") -> list[list[str]]:
     overrides = [parse_set(s) for s in BASE + [f"scheduler={scheduler}"]] + extra
     profile = load_profile("tests-slurm", overrides)
     plan = plan_launch(profile, 3, launch_id, tags=tags)
     return [chunk.script.split("\n") for chunk in plan.chunks]
 
 
-def assert_no_new_lines(scripts: list[list[str]], baseline: list[list[str]],
-                        loose: bool = False) -> None:
+def assert_no_new_lines(
+    scripts: list[list[str]], baseline: list[list[str]], loose: bool = False
+) -> None:
     """Each script (chunk) has only line shapes of the baseline's one script."""
     (reference,) = baseline
     allowed = Counter(signature(line, loose) for line in reference)
@@ -118,10 +162,17 @@ def baseline(scheduler: str) -> list[list[str]]:
     return _BASELINES[scheduler]
 
 
-@settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
-@given(field=st.sampled_from(FIELDS), value=ANY_TEXT, scheduler=st.sampled_from(SCHEDULERS),
-       via_set=st.booleans())
+@settings(
+    max_examples=700,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    field=st.sampled_from(FIELDS),
+    value=ANY_TEXT,
+    scheduler=st.sampled_from(SCHEDULERS),
+    via_set=st.booleans(),
+)
 def test_field_values_never_add_lines(home, field, value, scheduler, via_set):
     override = parse_set(f"{field}={value}") if via_set else Override(field, value, "--flag")
     try:
@@ -132,10 +183,14 @@ def test_field_values_never_add_lines(home, field, value, scheduler, via_set):
     assert_no_new_lines(lines, baseline(scheduler), loose=field == "extra_directives")
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
-@given(tags=st.lists(ANY_TEXT, max_size=3), launch_id=ANY_TEXT,
-       scheduler=st.sampled_from(SCHEDULERS))
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    tags=st.lists(ANY_TEXT, max_size=3), launch_id=ANY_TEXT, scheduler=st.sampled_from(SCHEDULERS)
+)
 def test_tags_and_launch_id_never_add_lines(home, tags, launch_id, scheduler):
     try:
         lines = render_all(scheduler, [], tags=tags or None, launch_id=launch_id)
@@ -145,8 +200,11 @@ def test_tags_and_launch_id_never_add_lines(home, tags, launch_id, scheduler):
     assert_no_new_lines(lines, baseline(scheduler))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(setup=st.lists(ANY_TEXT, min_size=1, max_size=3))
 def test_each_setup_item_is_exactly_one_line(home, setup):
     """Setup lines are the user's shell, copied verbatim, but each stays one line."""

@@ -40,7 +40,10 @@ def test_job_names_are_unique_per_chunk(home):
     for chunk in p.chunks:
         assert f"--job-name={chunk.job_name}" in directives(chunk.script, "#SBATCH")
     assert [directives(c.script, "#SBATCH --array=") for c in p.chunks] == [
-        ["0-9"], ["0-9"], ["0-4"]]
+        ["0-9"],
+        ["0-9"],
+        ["0-4"],
+    ]
 
 
 def test_max_concurrent_throttles_each_array(home):
@@ -49,8 +52,15 @@ def test_max_concurrent_throttles_each_array(home):
 
 
 def test_draining_worker_options(home):
-    p = plan(sets=["worker.mode=draining", "worker.nitems_max=7", "worker.wait_timeout=60",
-                   "worker.close_on_empty_queue=false"], tags=["gpu", "big"])
+    p = plan(
+        sets=[
+            "worker.mode=draining",
+            "worker.nitems_max=7",
+            "worker.wait_timeout=60",
+            "worker.close_on_empty_queue=false",
+        ],
+        tags=["gpu", "big"],
+    )
     worker = [line for line in p.chunks[0].script.splitlines() if " worker " in line][0]
     assert "--singleflow" not in worker and "--close-on-empty-queue" not in worker
     assert "--nitems-max 7 --wait-timeout 60 -t gpu -t big" in worker
@@ -58,11 +68,14 @@ def test_draining_worker_options(home):
 
 def test_unset_optional_directives_render_no_line(home):
     script = plan().chunks[0].script
-    assert not any(d.startswith(("--account", "--qos", "--partition", "--constraint",
-                                 "--gpus")) for d in directives(script, "#SBATCH"))
+    assert not any(
+        d.startswith(("--account", "--qos", "--partition", "--constraint", "--gpus"))
+        for d in directives(script, "#SBATCH")
+    )
     script = plan(account="proj", qos="high", partition="debug", gpus="2").chunks[0].script
     assert {"--account=proj", "--qos=high", "--partition=debug", "--gpus-per-node=2"} <= set(
-        directives(script, "#SBATCH"))
+        directives(script, "#SBATCH")
+    )
 
 
 def test_database_password_never_reaches_the_script(home):
@@ -70,29 +83,37 @@ def test_database_password_never_reaches_the_script(home):
         plan(sets=["database.url=postgresql://u:secret@db/q"])
     script = plan(sets=["database.env=MY_QUEUE_URL"]).chunks[0].script
     assert 'export HPCLAUNCH_DATABASE_URL="${MY_QUEUE_URL:-}"' in script
-    script = plan(sets=["database.url=postgresql://u@db.example.org/q?sslmode=require"]
-                  ).chunks[0].script
-    assert "export HPCLAUNCH_DATABASE_URL='postgresql://u@db.example.org/q?sslmode=require'" \
-        in script
+    script = (
+        plan(sets=["database.url=postgresql://u@db.example.org/q?sslmode=require"]).chunks[0].script
+    )
+    assert (
+        "export HPCLAUNCH_DATABASE_URL='postgresql://u@db.example.org/q?sslmode=require'" in script
+    )
 
 
 def test_required_keys_must_be_set_before_rendering(home):
     with pytest.raises(UserError, match=r"requires resources.account .*pass --account VALUE"):
         plan(sets=["required=[resources.account]"])
     assert "--account=p" in directives(
-        plan(sets=["required=[resources.account]"], account="p").chunks[0].script, "#SBATCH")
+        plan(sets=["required=[resources.account]"], account="p").chunks[0].script, "#SBATCH"
+    )
 
 
 def test_rendering_is_byte_identical_across_processes(home, tmp_path):
-    code = ("from hpclaunch.render import plan_launch; from hpclaunch.sites import *;"
-            "p = load_profile('tests-slurm', [parse_set('env.B=2'), parse_set('env.A=1')]);"
-            "import sys; sys.stdout.write(''.join(c.script for c in "
-            "plan_launch(p, 30, None, tags=['x', 'y']).chunks))")
+    code = (
+        "from hpclaunch.render import plan_launch; from hpclaunch.sites import *;"
+        "p = load_profile('tests-slurm', [parse_set('env.B=2'), parse_set('env.A=1')]);"
+        "import sys; sys.stdout.write(''.join(c.script for c in "
+        "plan_launch(p, 30, None, tags=['x', 'y']).chunks))"
+    )
     outputs = set()
     for seed in ("1", "2", "3"):
         env = dict(os.environ, PYTHONHASHSEED=seed)
-        outputs.add(subprocess.run([sys.executable, "-c", code], env=env, check=True,
-                                   capture_output=True, text=True).stdout)
+        outputs.add(
+            subprocess.run(
+                [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+            ).stdout
+        )
     assert len(outputs) == 1
     assert "export A=1\nexport B=2\n" in outputs.pop()
 
@@ -140,8 +161,11 @@ def test_script_starts_k_workers_and_forwards_the_warning_signal(home, tmp_path)
     worker.write_text(FAKE_WORKER)
     worker.chmod(0o755)
     log = tmp_path / "workers.log"
-    p = plan(workers=3, workers_per_job="3",
-             sets=[f"worker.command={worker}", f"workdir={tmp_path / 'work'}"])
+    p = plan(
+        workers=3,
+        workers_per_job="3",
+        sets=[f"worker.command={worker}", f"workdir={tmp_path / 'work'}"],
+    )
     script = tmp_path / "job.sh"
     script.write_text(p.chunks[0].script)
     env = dict(os.environ, HPCL_TEST_LOG=str(log), HPCLAUNCH_DATABASE_URL="sqlite:///x")
@@ -177,8 +201,9 @@ def test_local_scheduler_script_runs_all_workers(home, tmp_path):
     assert len(p.chunks) == 1 and p.chunks[0].workers == 2
     script = tmp_path / "run.sh"
     script.write_text(p.chunks[0].script)
-    out = subprocess.run(["bash", str(script)], check=True, timeout=60, capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(
+        ["bash", str(script)], check=True, timeout=60, capture_output=True, text=True
+    ).stdout
     assert out.count("ran worker") == 2 and "--walltime 24:00:00" in out
     assert (tmp_path / "L1").is_dir()  # the launch folder the workers log into
 
@@ -191,7 +216,8 @@ def test_a_failing_setup_line_ends_the_job_before_any_worker(home, tmp_path):
     sites.mkdir(exist_ok=True)
     (sites / "broken.yaml").write_text(
         f"extends: local\nworkdir: {tmp_path}\nworker:\n  command: {worker}\n"
-        "setup:\n  - echo setting up\n  - module_load_that_does_not_exist gromacs\n")
+        "setup:\n  - echo setting up\n  - module_load_that_does_not_exist gromacs\n"
+    )
     from hpclaunch.render import plan_launch
     from hpclaunch.sites import load_profile
 

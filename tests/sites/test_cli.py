@@ -39,16 +39,44 @@ def test_sites_show_reports_where_values_came_from(home, capsys):
 
 def test_render_writes_every_script_or_refuses_a_single_file(home, tmp_path, capsys):
     out_dir = tmp_path / "scripts"
-    code, _, err = run(["render", "--site", "tests-slurm", "-n", "25", "--launch-id", "x1",
-                        "--set", "arrays.max_array_size=10", "--out-dir", str(out_dir)], capsys)
+    code, _, err = run(
+        [
+            "render",
+            "--site",
+            "tests-slurm",
+            "-n",
+            "25",
+            "--launch-id",
+            "x1",
+            "--set",
+            "arrays.max_array_size=10",
+            "--out-dir",
+            str(out_dir),
+        ],
+        capsys,
+    )
     assert code == 0
     assert sorted(p.name for p in out_dir.iterdir()) == [
-        "hpcl-x1-0.sh", "hpcl-x1-1.sh", "hpcl-x1-2.sh"]
+        "hpcl-x1-0.sh",
+        "hpcl-x1-1.sh",
+        "hpcl-x1-2.sh",
+    ]
     assert "split into 3 arrays" in err
     target = tmp_path / "one.sh"
-    code, _, err = run(["render", "--site", "tests-slurm", "-n", "25", "--set",
-                        "arrays.max_array_size=10", "-o", str(target)], capsys)
+    code, _, err = run(
+        [
+            "render",
+            "--site",
+            "tests-slurm",
+            "-n",
+            "25",
+            "--set",
+            "arrays.max_array_size=10",
+            "-o",
+            str(target),
+        ],
+        capsys,
+    )
     assert code != 0 and "use --out-dir" in err and not target.exists()
-    code, out, _ = run(["render", "--site", "tests-slurm", "-n", "1", "--launch-id", "x2"],
-                       capsys)
+    code, out, _ = run(["render", "--site", "tests-slurm", "-n", "1", "--launch-id", "x2"], capsys)
     assert code == 0 and out.startswith("#!/bin/bash\n") and "--job-name=hpcl-x2-0" in out

@@ -32,10 +32,17 @@ def test_user_then_project_profiles_override_shipped_ones(home, tmp_path):
 
 def test_extends_deep_merges_mappings_and_replaces_lists(home):
     sites = home / "sites"
-    write(sites, "base", "scheduler: slurm\nresources:\n  partition: general\n  cpus: 4\n"
-          "setup: [module load a, module load b]\nenv: {A: '1', B: '2'}\n")
-    write(sites, "child", "extends: base\nresources:\n  cpus: 8\nsetup: [module load c]\n"
-          "env: {B: '3'}\n")
+    write(
+        sites,
+        "base",
+        "scheduler: slurm\nresources:\n  partition: general\n  cpus: 4\n"
+        "setup: [module load a, module load b]\nenv: {A: '1', B: '2'}\n",
+    )
+    write(
+        sites,
+        "child",
+        "extends: base\nresources:\n  cpus: 8\nsetup: [module load c]\nenv: {B: '3'}\n",
+    )
     profile = load_profile("child")
     assert profile.resources.partition == "general"
     assert profile.resources.cpus == 8
@@ -76,14 +83,34 @@ def test_unknown_site_suggests_the_nearest(home):
 
 
 def test_flag_and_set_overrides_win_and_are_recorded(home):
-    profile = load_profile("tests-slurm", flag_overrides(
-        partition="debug", account="p1", qos="high", walltime="2-00:00:00", cpus="4",
-        mem="16g", gpus="1", workers_per_job="3") + [
-        parse_set("arrays.max_concurrent=5"), parse_set("env.OMP_NUM_THREADS=4"),
-        parse_set("worker.tags=[gpu, big]"), parse_set("database.file=~/db.yaml")])
+    profile = load_profile(
+        "tests-slurm",
+        flag_overrides(
+            partition="debug",
+            account="p1",
+            qos="high",
+            walltime="2-00:00:00",
+            cpus="4",
+            mem="16g",
+            gpus="1",
+            workers_per_job="3",
+        )
+        + [
+            parse_set("arrays.max_concurrent=5"),
+            parse_set("env.OMP_NUM_THREADS=4"),
+            parse_set("worker.tags=[gpu, big]"),
+            parse_set("database.file=~/db.yaml"),
+        ],
+    )
     r = profile.resources
     assert (r.partition, r.account, r.qos, r.cpus, r.memory, r.gpus) == (
-        "debug", "p1", "high", 4, "16G", 1)
+        "debug",
+        "p1",
+        "high",
+        4,
+        "16G",
+        1,
+    )
     assert r.walltime_slurm == "2-00:00:00" and r.walltime_hms == "48:00:00"
     assert profile.worker.workers_per_job == 3
     assert profile.worker.tags == ("gpu", "big")
@@ -95,14 +122,20 @@ def test_flag_and_set_overrides_win_and_are_recorded(home):
     assert profile.source_of("resources.walltime") == "--walltime"
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("resources.partiton=x", "resources.partiton: unknown key; did you mean 'resources.partition'"),
-    ("setup=[echo hi]", "setup cannot be overridden"),
-    ("resources=gpu", "resources is a section"),
-    ("resources.cpus=lots", "resources.cpus: expected a whole number"),
-    ("noequals", "write --set key.path=value"),
-    ("resources.partition=a b", "resources.partition: 'a b' is not allowed"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "resources.partiton=x",
+            "resources.partiton: unknown key; did you mean 'resources.partition'",
+        ),
+        ("setup=[echo hi]", "setup cannot be overridden"),
+        ("resources=gpu", "resources is a section"),
+        ("resources.cpus=lots", "resources.cpus: expected a whole number"),
+        ("noequals", "write --set key.path=value"),
+        ("resources.partition=a b", "resources.partition: 'a b' is not allowed"),
+    ],
+)
 def test_bad_overrides_are_user_errors(home, override, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(".", r"\.")):
         load_profile("tests-slurm", [parse_set(override)])

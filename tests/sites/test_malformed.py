@@ -18,7 +18,7 @@ CORPUS = sorted((Path(__file__).parent / "malformed").glob("*.yaml"))
 def _expected(path: Path) -> str:
     first = path.read_text(encoding="utf-8").splitlines()[0]
     assert first.startswith("# expect: "), f"{path.name} needs an '# expect:' first line"
-    return first[len("# expect: "):]
+    return first[len("# expect: ") :]
 
 
 def _run(args, capsys) -> tuple[int, str, str]:
@@ -35,8 +35,11 @@ def test_corpus_is_big_enough():
 @pytest.mark.parametrize("path", CORPUS, ids=[p.stem for p in CORPUS])
 @pytest.mark.parametrize("command", ["show", "render"])
 def test_malformed_profile_gives_one_clear_line(path, command, home, capsys):
-    args = (["sites", "show", str(path)] if command == "show"
-            else ["render", "--site", str(path), "--workers", "2"])
+    args = (
+        ["sites", "show", str(path)]
+        if command == "show"
+        else ["render", "--site", str(path), "--workers", "2"]
+    )
     code, out, err = _run(args, capsys)
     assert code != 0
     assert out == ""

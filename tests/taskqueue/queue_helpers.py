@@ -14,13 +14,25 @@ def hpclaunch_cmd(*args: str) -> list[str]:
 
 def run_cli(*args: str, check: bool = False, timeout: float = 120, **kw):
     """Run the real CLI in a subprocess (the way a user does)."""
-    return subprocess.run(hpclaunch_cmd(*args), capture_output=True, text=True, check=check,
-                          timeout=timeout, env={**os.environ, **kw.pop("env", {})}, **kw)
+    return subprocess.run(
+        hpclaunch_cmd(*args),
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=timeout,
+        env={**os.environ, **kw.pop("env", {})},
+        **kw,
+    )
 
 
 def start_worker(*args: str, **kw) -> subprocess.Popen:
-    return subprocess.Popen(hpclaunch_cmd("worker", *args), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        hpclaunch_cmd("worker", *args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def marker_counts(folder: Path) -> dict[str, int]:

@@ -55,8 +55,12 @@ def test_cli_enqueue_command_call_and_listing(queue_url):
     out = run_cli("enqueue", "-t", "small", "--priority", "2", "--", "echo", "hi", check=True)
     assert "task 1 enqueued (tags small)" in out.stdout
     run_cli("enqueue", "--call", "math:pow", "--args", "[3, 2]", check=True)
-    assert start_worker("-t", "small", "-t", "default", "--close-on-empty-queue",
-                        "-q").wait(timeout=60) == 0
+    assert (
+        start_worker("-t", "small", "-t", "default", "--close-on-empty-queue", "-q").wait(
+            timeout=60
+        )
+        == 0
+    )
     rows = json.loads(run_cli("tasks", "--json", check=True).stdout)
     assert [(r["id"], r["status"]) for r in rows] == [(1, "completed"), (2, "completed")]
     show = run_cli("tasks", "show", "1", check=True).stdout
@@ -103,8 +107,10 @@ BAD_BATCHES = {
     "bad_yaml": ("name: a\ncommand: [ls\n", "not valid YAML"),
     "no_name": ("command: ls\n", "`name` is required"),
     "both_kinds": ("name: a\ncommand: ls\ncall: m:f\n", "exactly one of `command` or `call`"),
-    "placeholder": ("name: a\ncommand: 'run {x} {y}'\nparams:\n  x: [1, 2]\n",
-                    "placeholder {y} is not a parameter"),
+    "placeholder": (
+        "name: a\ncommand: 'run {x} {y}'\nparams:\n  x: [1, 2]\n",
+        "placeholder {y} is not a parameter",
+    ),
     "n_runs": ("name: a\ncommand: ls\nn_runs: -3\n", "n_runs"),
     "bad_tag": ("name: a\ncommand: ls\ntags: ['a b']\n", "bad tag"),
     "bad_call": ("name: a\ncall: not-a-target\n", "bad call target"),

@@ -20,10 +20,17 @@ def conn(queue_url):
 
 
 def claimer(conn, tags=("default",), allow_pickle=True, fit_deadline=False):
-    worker_id = claims.register_worker(conn, host="h", pid=1, tags=",".join(tags),
-                                       mode="draining", lease=30)
-    return claims.Claimer(conn, worker_id=worker_id, tag_sets=worker_tag_sets(tags), lease=30,
-                          allow_pickle=allow_pickle, fit_deadline=fit_deadline)
+    worker_id = claims.register_worker(
+        conn, host="h", pid=1, tags=",".join(tags), mode="draining", lease=30
+    )
+    return claims.Claimer(
+        conn,
+        worker_id=worker_id,
+        tag_sets=worker_tag_sets(tags),
+        lease=30,
+        allow_pickle=allow_pickle,
+        fit_deadline=fit_deadline,
+    )
 
 
 def test_worker_takes_only_tasks_whose_tags_it_has(queue, conn):
@@ -108,8 +115,13 @@ def test_worker_records_its_scheduler_identity(queue_url):
     import json
 
     (row,) = json.loads(out.stdout)
-    assert (row["scheduler"], row["job_id"], row["array_job_id"], row["array_index"],
-            row["launch_id"]) == ("slurm", "4321", "4300", 21, "abc123")
+    assert (
+        row["scheduler"],
+        row["job_id"],
+        row["array_job_id"],
+        row["array_index"],
+        row["launch_id"],
+    ) == ("slurm", "4321", "4300", 21, "abc123")
 
 
 def test_too_many_worker_tags_is_a_clear_error():
@@ -129,8 +141,9 @@ def test_cluster_runs_n_workers_and_ctrl_c_stops_them_gracefully(queue, tmp_path
     started.mkdir()
     handles = [queue.enqueue_command(f"touch {started}/{i}; sleep 60") for i in range(3)]
     spare = queue.enqueue_command(["true"])
-    cluster = subprocess.Popen(hpclaunch_cmd("cluster", "3", "--grace", "1", "-q"),
-                               stderr=subprocess.PIPE, text=True)
+    cluster = subprocess.Popen(
+        hpclaunch_cmd("cluster", "3", "--grace", "1", "-q"), stderr=subprocess.PIPE, text=True
+    )
     wait_until(lambda: len(list(started.iterdir())) == 3, what="three tasks running")
     cluster.send_signal(signal.SIGINT)  # what Ctrl-C sends to the supervisor
     assert cluster.wait(timeout=60) == 0, cluster.stderr.read()

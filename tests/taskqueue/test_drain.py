@@ -15,15 +15,19 @@ def test_eight_workers_drain_2000_tasks_exactly_once(queue_url, tmp_path):
     markers.mkdir()
     batch = tmp_path / "batch.yaml"
     batch.write_text(
-        "name: markers\n"
-        f"command: \"echo ran >> {markers}/{{run}}\"\n"
-        f"n_runs: {N_TASKS}\n"
+        f'name: markers\ncommand: "echo ran >> {markers}/{{run}}"\nn_runs: {N_TASKS}\n'
     )
     out = run_cli("enqueue", "--file", str(batch), check=True)
     assert f"{N_TASKS} tasks enqueued" in out.stdout
 
-    procs = [subprocess.Popen(hpclaunch_cmd("worker", "--close-on-empty-queue", "-q"),
-                              stderr=subprocess.PIPE, text=True) for _ in range(N_WORKERS)]
+    procs = [
+        subprocess.Popen(
+            hpclaunch_cmd("worker", "--close-on-empty-queue", "-q"),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(N_WORKERS)
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err

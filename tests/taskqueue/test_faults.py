@@ -67,8 +67,8 @@ def test_sigterm_lets_a_task_finish_within_grace(queue, tmp_path):
     marker = tmp_path / "started"
     # A command that handles TERM itself and finishes cleanly.
     handle = queue.enqueue_command(
-        f"trap 'echo cleaning up; sleep 0.5; exit 0' TERM; touch {marker}; "
-        "sleep 30 & wait")
+        f"trap 'echo cleaning up; sleep 0.5; exit 0' TERM; touch {marker}; sleep 30 & wait"
+    )
     proc = start_worker("--grace", "10", "--singleflow")
     wait_until(marker.exists)
     proc.send_signal(signal.SIGTERM)
@@ -124,16 +124,30 @@ def test_late_result_of_a_replaced_attempt_is_rejected(queue_url, queue):
     handle = queue.enqueue_command(["true"])
     conn = driver.connect(queue_url)
     try:
-        w1 = claims.register_worker(conn, host="a", pid=1, tags="default", mode="draining",
-                                    lease=0.01)
-        w2 = claims.register_worker(conn, host="b", pid=2, tags="default", mode="draining",
-                                    lease=30)
-        stale = claims.Claimer(conn, worker_id=w1, tag_sets=["default"], lease=0.01,
-                               allow_pickle=True, fit_deadline=False).claim()
+        w1 = claims.register_worker(
+            conn, host="a", pid=1, tags="default", mode="draining", lease=0.01
+        )
+        w2 = claims.register_worker(
+            conn, host="b", pid=2, tags="default", mode="draining", lease=30
+        )
+        stale = claims.Claimer(
+            conn,
+            worker_id=w1,
+            tag_sets=["default"],
+            lease=0.01,
+            allow_pickle=True,
+            fit_deadline=False,
+        ).claim()
         time.sleep(0.05)
         assert claims.reap(conn) == [(handle.id, "pending")]
-        fresh = claims.Claimer(conn, worker_id=w2, tag_sets=["default"], lease=30,
-                               allow_pickle=True, fit_deadline=False).claim()
+        fresh = claims.Claimer(
+            conn,
+            worker_id=w2,
+            tag_sets=["default"],
+            lease=30,
+            allow_pickle=True,
+            fit_deadline=False,
+        ).claim()
         assert fresh.id == stale.id and fresh.attempt == 2
         assert claims.finish(conn, w1, stale, claims.Outcome(ok=False, reason="late")) is None
         assert claims.heartbeat(conn, w1, 30, stale) is False
@@ -194,8 +208,9 @@ def test_a_malformed_payload_fails_its_task_not_the_worker(queue_url, queue):
     fine = queue.enqueue_command(["true"])
     conn = driver.connect(queue_url)
     try:
-        conn.execute("UPDATE tasks SET payload = :p WHERE id = :id",
-                     {"p": "{not json", "id": broken.id})
+        conn.execute(
+            "UPDATE tasks SET payload = :p WHERE id = :id", {"p": "{not json", "id": broken.id}
+        )
     finally:
         conn.close()
     assert start_worker("--close-on-empty-queue", "-q").wait(timeout=60) == 0

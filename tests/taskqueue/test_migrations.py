@@ -32,8 +32,11 @@ def test_migrated_database_matches_schema_module(queue_url):
     engine.dispose()
     # Reflection cannot compare expression indexes (SQLite): check their SQL instead.
     expression_indexes = {"ix_tasks_pending"}
-    diff = [d for d in diff if not (d[0] in ("add_index", "remove_index")
-                                    and d[1].name in expression_indexes)]
+    diff = [
+        d
+        for d in diff
+        if not (d[0] in ("add_index", "remove_index") and d[1].name in expression_indexes)
+    ]
     assert diff == []
     pending = re.sub(r"[()]|::text", "", indexes["ix_tasks_pending"].lower())
     assert "priority desc, id" in pending and "where status = 'pending'" in pending
@@ -43,11 +46,13 @@ def _index_sql(conn) -> dict[str, str]:
     from sqlalchemy import text
 
     if conn.dialect.name == "sqlite":
-        rows = conn.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
-                                 "AND sql IS NOT NULL"))
+        rows = conn.execute(
+            text("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+        )
     else:
-        rows = conn.execute(text("SELECT indexname, indexdef FROM pg_indexes "
-                                 "WHERE tablename = 'tasks'"))
+        rows = conn.execute(
+            text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'tasks'")
+        )
     return dict(rows.all())
 
 

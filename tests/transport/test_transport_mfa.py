@@ -36,6 +36,6 @@ def test_prompt_without_terminal_is_one_clear_line(mfa_sshd):
 
 def test_wrong_answer_is_refused(mfa_sshd):
     with pytest.raises(AuthenticationError, match="were rejected"):
-        SSHTransport(
-            "127.0.0.1", mfa_sshd.options(), prompter=lambda text, echo: "wrong"
-        ).run(["true"])
+        SSHTransport("127.0.0.1", mfa_sshd.options(), prompter=lambda text, echo: "wrong").run(
+            ["true"]
+        )

@@ -127,8 +127,9 @@ def agent(sshd, tmp_path, monkeypatch):
                 break
             subprocess.run(["sleep", "0.05"])
         env = dict(os.environ, SSH_AUTH_SOCK=str(sock))
-        subprocess.run(["ssh-add", "-q", str(sshd.key)], env=env, check=True,
-                       stderr=subprocess.DEVNULL)
+        subprocess.run(
+            ["ssh-add", "-q", str(sshd.key)], env=env, check=True, stderr=subprocess.DEVNULL
+        )
         monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
         yield sock
     finally:
@@ -137,8 +138,6 @@ def agent(sshd, tmp_path, monkeypatch):
 
 
 def test_agent_key_is_used(agent, ssh_options, tmp_path):
-    options = dict(
-        ssh_options, allow_agent=True, identity_file=str(tmp_path / "absent_key")
-    )
+    options = dict(ssh_options, allow_agent=True, identity_file=str(tmp_path / "absent_key"))
     with SSHTransport("127.0.0.1", options) as t:
         assert t.run(["true"]).ok

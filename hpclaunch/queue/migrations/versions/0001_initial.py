@@ -81,15 +81,27 @@ def upgrade() -> None:
     )
     pending = sa.text("status = 'pending'")
     running = sa.text("status = 'running'")
-    op.create_index("ix_tasks_pending", "tasks", [sa.text("priority DESC"), "id"],
-                    postgresql_where=pending, sqlite_where=pending)
-    op.create_index("ix_tasks_running_lease", "tasks", ["lease_expires_at"],
-                    postgresql_where=running, sqlite_where=running)
+    op.create_index(
+        "ix_tasks_pending",
+        "tasks",
+        [sa.text("priority DESC"), "id"],
+        postgresql_where=pending,
+        sqlite_where=pending,
+    )
+    op.create_index(
+        "ix_tasks_running_lease",
+        "tasks",
+        ["lease_expires_at"],
+        postgresql_where=running,
+        sqlite_where=running,
+    )
     op.create_index("ix_tasks_status", "tasks", ["status"])
     if op.get_context().dialect.name == "postgresql":
         # A queue table churns: vacuum and re-plan it early, not after 20% dead rows.
-        op.execute("ALTER TABLE tasks SET (autovacuum_vacuum_scale_factor = 0.02, "
-                   "autovacuum_analyze_scale_factor = 0.02)")
+        op.execute(
+            "ALTER TABLE tasks SET (autovacuum_vacuum_scale_factor = 0.02, "
+            "autovacuum_analyze_scale_factor = 0.02)"
+        )
     op.create_index("ix_tasks_batch", "tasks", ["batch_id"])
     op.create_index("ix_tasks_worker", "tasks", ["worker_id"])
     op.create_table(

@@ -61,8 +61,9 @@ def upgrade() -> None:
         sa.Column("seen_at", sa.Float, nullable=False),
         sa.Column("settled", sa.Integer, nullable=False, server_default="0"),
     )
-    op.create_index("ux_launch_elements", "launch_elements",
-                    ["launch_id", "job_id", "array_index"], unique=True)
+    op.create_index(
+        "ux_launch_elements", "launch_elements", ["launch_id", "job_id", "array_index"], unique=True
+    )
 
 
 def downgrade() -> None:
