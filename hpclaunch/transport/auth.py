@@ -97,12 +97,12 @@ class Authenticator:
                 agent_keys = paramiko.Agent().get_keys()
             except paramiko.SSHException:
                 agent_keys = ()
-            for key in agent_keys:
-                yield f"agent key {fingerprint(key)}", key
+            for agent_key in agent_keys:
+                yield f"agent key {fingerprint(agent_key)}", agent_key
         for path in endpoint.identity_files:
-            key = self._load(path, endpoint.identities_explicit, notes)
-            if key is not None:
-                yield f"key {path}", key
+            file_key = self._load(path, endpoint.identities_explicit, notes)
+            if file_key is not None:
+                yield f"key {path}", file_key
 
     def _load(self, path: Path, explicit: bool, notes: list[str]) -> paramiko.PKey | None:
         if path in self._keys:
@@ -111,6 +111,7 @@ class Authenticator:
             if explicit:
                 notes.append(f"identity file {path} does not exist")
             return None
+        key: paramiko.PKey | None
         try:
             key = paramiko.PKey.from_path(path)
         except TypeError:  # encrypted: paramiko needs the passphrase
@@ -134,7 +135,8 @@ class Authenticator:
                 )
                 return None
             try:
-                return paramiko.PKey.from_path(path, passphrase.encode())
+                # paramiko wants bytes here; its type stubs say str
+                return paramiko.PKey.from_path(path, passphrase.encode())  # type: ignore[arg-type]
             except (ValueError, TypeError, paramiko.SSHException):
                 continue
         notes.append(f"wrong passphrase for identity file {path}")

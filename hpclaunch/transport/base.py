@@ -9,7 +9,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 from hpclaunch.errors import UserError
 
@@ -89,8 +89,11 @@ def decode(data: bytes) -> str:
 class Transport(Protocol):
     """Run commands and move files on one machine, over one connection."""
 
-    #: ``None`` for this machine, else the host as the user named it.
-    host: str | None
+    @property
+    def host(self) -> str | None:
+        """``None`` for this machine, else the host as the user named it."""
+        ...
+
     #: How many connections were opened (0 for local; reconnects count).
     connections_opened: int
 
@@ -115,6 +118,6 @@ class Transport(Protocol):
 
     def close(self) -> None: ...
 
-    def __enter__(self) -> Transport: ...
+    def __enter__(self) -> Self: ...
 
     def __exit__(self, *exc: object) -> None: ...

@@ -44,7 +44,7 @@ class KnownHosts:
 
     def lookup(self, name: str) -> list[tuple[Path, paramiko.PKey]]:
         """Every recorded key for ``name``, with the file it came from."""
-        found = []
+        found: list[tuple[Path, paramiko.PKey]] = []
         for path, keys in self._entries:
             entry = keys.lookup(name)
             if entry:

@@ -32,7 +32,9 @@ class SSHOptions:
     keepalive: float = 30.0
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any] | None, *, where: str = "ssh options"):
+    def from_mapping(
+        cls, values: SSHOptions | Mapping[str, Any] | None, *, where: str = "ssh options"
+    ) -> SSHOptions:
         """Build from a plain dict (e.g. a profile's ``ssh:`` block), validating it."""
         if values is None:
             return cls()

@@ -16,8 +16,8 @@ import select
 import socket
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import paramiko
 import tenacity
@@ -84,7 +84,10 @@ class _Connection:
 
     def sftp(self) -> paramiko.SFTPClient:
         if self._sftp is None:
-            self._sftp = paramiko.SFTPClient.from_transport(self.target)
+            sftp = paramiko.SFTPClient.from_transport(self.target)
+            if sftp is None:  # paramiko returns None when the channel cannot open
+                raise paramiko.SSHException("could not open an SFTP channel")
+            self._sftp = sftp
         return self._sftp
 
     def close(self) -> None:
@@ -102,7 +105,7 @@ class SSHTransport:
     def __init__(
         self,
         host: str,
-        options: SSHOptions | dict | None = None,
+        options: SSHOptions | Mapping[str, Any] | None = None,
         *,
         prompter: Prompter = terminal_prompter,
     ):
@@ -185,7 +188,7 @@ class SSHTransport:
     def _handshake(self, endpoint: Endpoint, sock) -> paramiko.Transport:
         transport = paramiko.Transport(sock)
         try:
-            timeout = self.options.connect_timeout or None
+            timeout: Any = self.options.connect_timeout or None  # paramiko takes None: no limit
             transport.banner_timeout = timeout
             transport.handshake_timeout = timeout
             transport.auth_timeout = timeout
