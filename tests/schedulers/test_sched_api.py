@@ -121,3 +121,11 @@ def test_log_paths_agree_with_the_templates(home, site, sets, job_id, expanded):
     scheduler = get_scheduler(profile.scheduler)
     out, _ = scheduler.log_paths("/w/L1", chunk.job_name, job_id, 1)
     assert out == written
+
+
+@pytest.mark.parametrize("name", SCHEDULERS)
+def test_every_script_tells_its_workers_which_scheduler_runs_them(home, name):
+    sets = ["workdir=/w", "resources.account=a1", f"scheduler={name}"]
+    profile = load_profile("derecho", [parse_set(s) for s in sets])
+    for chunk in plan_launch(profile, 2, "L1").chunks:
+        assert f"\nexport HPCLAUNCH_SCHEDULER={name}\n" in chunk.script
