@@ -331,7 +331,7 @@ def cancel(
             index = targets[0]["index"] if element is not None else None
             calls += 1
             result = pool.get(launch).run(scheduler.cancel_argv(job_ids, index), idempotent=True)
-            if not result.ok and not scheduler.already_gone(result.stderr):
+            if not result.ok and not scheduler.already_gone(result.stderr + result.stdout):
                 raise UserError(
                     f"cancel of launch {launch_id} failed: "
                     f"{result.stderr.strip() or result.returncode}"

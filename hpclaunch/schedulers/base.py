@@ -128,9 +128,12 @@ class Scheduler(ABC):
         """True when the status command failed only because no given job is known any more."""
         return False
 
-    def already_gone(self, stderr: str) -> bool:
-        """True when a cancel failed because the job had already left the queue."""
-        text = (stderr or "").lower()
+    def already_gone(self, output: str) -> bool:
+        """True when a cancel failed because the job had already left the queue.
+
+        ``output`` is all the cancel command printed: some schedulers say it on stdout.
+        """
+        text = (output or "").lower()
         return "invalid job id" in text or "unknown job id" in text or "already completed" in text
 
     @abstractmethod
