@@ -28,6 +28,7 @@ REGISTRY: tuple[Entry, ...] = (
     Entry("pbs", "hpclaunch.schedulers.pbs:Pbs", Env("PBS_JOBID", None, "PBS_ARRAY_INDEX", array_job_from_id=True, detect="PBS_JOBID"), ("openpbs", "pbspro", "pbs_pro")),  # noqa: E501
     Entry("torque", "hpclaunch.schedulers.torque:Torque", Env("PBS_JOBID", None, "PBS_ARRAYID", array_job_from_id=True)),  # noqa: E501
     Entry("local", "hpclaunch.schedulers.local:Local", Env("HPCLAUNCH_LOCAL_JOB_ID", None, "HPCLAUNCH_LOCAL_INDEX", detect="HPCLAUNCH_LOCAL_JOB_ID")),  # noqa: E501
+    Entry("sge", "hpclaunch.schedulers.sge:Sge", Env("JOB_ID", "JOB_ID", "SGE_TASK_ID", index_base=1, detect="SGE_TASK_ID"), ("gridengine", "sog", "soge")),  # noqa: E501
 )
 # fmt: on
 
