@@ -36,6 +36,7 @@ PARSERS = [
     torque.parse_accounting,
     torque.parse_find_by_name,
     local.parse_exit_record,
+    local.parse_status,
     sge.parse_submit,
     sge.parse_status,
     sge.parse_accounting,
