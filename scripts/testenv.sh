@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The test environment: PostgreSQL, munge, a one-node SLURM and an sshd on
-# 127.0.0.1, all configured under $HPCLAUNCH_TESTENV_DIR (default
-# /tmp/hpclaunch-testenv). Needs root (it starts slurmctld/slurmd as root).
+# The test environment: PostgreSQL, munge, a one-node SLURM, a one-node Grid
+# Engine cell and an sshd on 127.0.0.1, configured under $HPCLAUNCH_TESTENV_DIR
+# (default /tmp/hpclaunch-testenv; Grid Engine uses Debian's fixed cell in
+# /var/lib/gridengine). Needs root (it starts slurmctld/slurmd and the SGE
+# daemons as root).
 #
 #   scripts/testenv.sh up      start what is missing (idempotent), write env.sh
 #   scripts/testenv.sh env     print env.sh
@@ -25,6 +27,9 @@ SLURM_DIR=$DIR/slurm
 SSH_DIR=$DIR/ssh
 LEASES=$DIR/leases
 SLURM_CONF_FILE=$SLURM_DIR/slurm.conf
+SGE_ROOT=/var/lib/gridengine # Debian's gridengine packages fix the root and cell
+SGE_CELL=default
+SGE_SPOOL=/var/spool/gridengine
 
 log() { printf 'testenv: %s\n' "$*" >&2; }
 die() { printf 'testenv: error: %s\n' "$*" >&2; exit 1; }
@@ -57,6 +62,9 @@ ensure_packages() {
     command -v ssh-keygen >/dev/null || missing+=(openssh-client)
     command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
     command -v psql >/dev/null || missing+=(postgresql-client)
+    [[ -x /usr/lib/gridengine/sge_qmaster ]] || missing+=(gridengine-master)
+    [[ -x /usr/lib/gridengine/sge_execd ]] || missing+=(gridengine-exec)
+    command -v qacct >/dev/null || missing+=(gridengine-client)
     ((${#missing[@]})) || return 0
     # slurm-wlm is the metapackage that carries slurmctld, slurmd and the client.
     if [[ " ${missing[*]} " =~ \ (slurmctld|slurmd|slurm-client)\  ]]; then missing+=(slurm-wlm); fi
@@ -290,6 +298,90 @@ stop_slurm() {
 }
 
 # --------------------------------------------------------------------------
+# Grid Engine (Son of Grid Engine 8.1.9 from Debian): one cell, one host, queue all.q
+
+sge() { SGE_ROOT=$SGE_ROOT SGE_CELL=$SGE_CELL "$@"; }
+sge_host() { hostname; }
+sge_answers() { sge qstat -xml >/dev/null 2>&1; }
+sge_queue_up() { # the host's all.q instance exists and is not in an alarm/unknown state
+    local line
+    line=$(sge qstat -f -q all.q 2>/dev/null | grep '^all\.q@' | head -n1)
+    [[ -n $line ]] && [[ $(awk '{print $6}' <<<"$line") == "" ]]
+}
+
+sge_edit_script() { # sge_edit_script FILE SED-EXPRESSION...: an $EDITOR for qconf -a*/-m*
+    local file=$1; shift
+    { echo '#!/bin/sh'; printf 'sed -i'; printf " -e '%s'" "$@"; echo ' "$1"'; } >"$file"
+    chmod 0755 "$file"
+}
+
+sge_configure() {
+    local host dir=$DIR/sge
+    host=$(sge_host)
+    mkdir -p "$dir"
+    sge qconf -ss 2>/dev/null | grep -qx "$host" || sge qconf -as "$host" >/dev/null
+    if ! sge qconf -sel 2>/dev/null | grep -qx "$host"; then
+        printf 'hostname %s\nload_scaling NONE\ncomplex_values NONE\nuser_lists NONE\nxuser_lists NONE\nprojects NONE\nxprojects NONE\nusage_scaling NONE\nreport_variables NONE\n' \
+            "$host" >"$dir/exechost"
+        sge qconf -Ae "$dir/exechost" >/dev/null
+    fi
+    # The tests run as root: let root submit (the default min_uid/min_gid is 1000).
+    if sge qconf -sconf global | grep -Eq '^min_(uid|gid) +[1-9]'; then
+        sge_edit_script "$dir/edit-conf" 's/^min_uid .*/min_uid 0/' 's/^min_gid .*/min_gid 0/'
+        EDITOR=$dir/edit-conf sge qconf -mconf global >/dev/null
+    fi
+    if ! sge qconf -sp smp >/dev/null 2>&1; then
+        printf 'pe_name smp\nslots 999\nuser_lists NONE\nxuser_lists NONE\nstart_proc_args NONE\nstop_proc_args NONE\nallocation_rule $pe_slots\ncontrol_slaves FALSE\njob_is_first_task TRUE\nurgency_slots min\naccounting_summary FALSE\nqsort_args NONE\n' \
+            >"$dir/pe-smp"
+        sge qconf -Ap "$dir/pe-smp" >/dev/null
+    fi
+    if ! sge qconf -sq all.q >/dev/null 2>&1; then
+        sge_edit_script "$dir/edit-queue" 's/^qname .*/qname all.q/' "s/^hostlist .*/hostlist $host/" \
+            's/^slots .*/slots 4/' 's/^pe_list .*/pe_list make smp/' \
+            's/^shell_start_mode .*/shell_start_mode posix_compliant/'
+        EDITOR=$dir/edit-queue sge qconf -aq all.q >/dev/null
+    fi
+}
+
+ensure_sge() {
+    local host common=$SGE_ROOT/$SGE_CELL/common
+    host=$(sge_host)
+    # Debian's postinst leaves act_qmaster empty without a debconf answer.
+    [[ -s $common/act_qmaster ]] || echo "$host" >"$common/act_qmaster"
+    # 127.0.0.1 resolves to "localhost" first: tell the cell both names are this host.
+    grep -qx "$host localhost" "$common/host_aliases" 2>/dev/null || echo "$host localhost" >>"$common/host_aliases"
+    if [[ ! -e $SGE_SPOOL/spooldb/sge ]]; then
+        su -s /bin/sh sgeadmin -c "/usr/share/gridengine/scripts/init_cluster $SGE_ROOT $SGE_CELL $SGE_SPOOL/spooldb sgeadmin" >/dev/null
+    fi
+    if ! sge_answers; then
+        log "starting sge_qmaster"
+        sge /usr/sbin/sge_qmaster 9>&-
+        echo 1 >"$DIR/sge.started"
+        wait_for 60 "sge_qmaster" sge_answers ||
+            die "sge_qmaster does not answer (see $SGE_SPOOL/qmaster/messages)"
+    fi
+    sge_configure
+    if ! pidfile_alive "$SGE_SPOOL/execd/localhost/execd.pid" && ! pidfile_alive "$SGE_SPOOL/execd/$host/execd.pid"; then
+        log "starting sge_execd"
+        sge /usr/sbin/sge_execd 9>&-
+        echo 1 >"$DIR/sge.started"
+    fi
+    wait_for 90 "Grid Engine queue all.q" sge_queue_up ||
+        die "the Grid Engine queue is not up: $(sge qstat -f 2>&1 | tail -n2) (see $SGE_SPOOL/execd/)"
+}
+
+stop_sge() {
+    [[ -f $DIR/sge.started ]] || return 0 # only a cell this script started
+    if sge_answers; then
+        sge qdel -u root '*' >/dev/null 2>&1 || true
+        log "stopping the Grid Engine daemons"
+        sge qconf -ke "$(sge_host)" >/dev/null 2>&1 || true
+        sge qconf -km >/dev/null 2>&1 || true
+    fi
+    rm -f "$DIR/sge.started"
+}
+
+# --------------------------------------------------------------------------
 # sshd
 
 sshd_ok() {
@@ -398,6 +490,8 @@ export HPCLAUNCH_TEST_SSH_KEY=$SSH_DIR/id_ed25519
 export HPCLAUNCH_TEST_KNOWN_HOSTS=$SSH_DIR/known_hosts
 export HPCLAUNCH_TEST_MFA_USER=$MFA_USER
 export HPCLAUNCH_TEST_MFA_PASSWORD_FILE=$SSH_DIR/mfa_password
+export SGE_ROOT=$SGE_ROOT
+export SGE_CELL=$SGE_CELL
 export HPCLAUNCH_TESTENV_DIR=$DIR
 EOF
     chmod 0644 "$tmp"
@@ -423,6 +517,7 @@ cmd_up() {
     ensure_postgres
     ensure_munge
     ensure_slurm
+    ensure_sge
     ensure_sshd
     ensure_mfa_user
     local lease=$LEASES/$OWNER.db db=""
@@ -465,6 +560,7 @@ cmd_down() {
     stop_sshd
     stop_mfa_user
     stop_slurm
+    stop_sge
     stop_munge
     rm -f "$DIR/env.sh"
     log "stopped"

@@ -136,6 +136,38 @@ def slurm() -> SlurmCluster:
     return SlurmCluster(conf=Path(conf), partition=partition, env=env)
 
 
+# ---------------------------------------------------------------- Grid Engine
+
+
+@dataclass(frozen=True)
+class GridEngineCell:
+    """The local one-node Grid Engine cell (SGE_ROOT/SGE_CELL from env.sh)."""
+
+    root: Path
+    cell: str
+    env: dict[str, str] = field(repr=False)
+
+    def run(self, argv: Sequence[str], timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run a Grid Engine client command against this cell (not checked)."""
+        return subprocess.run(
+            list(argv), env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+
+
+@pytest.fixture(scope="session")
+def sge() -> GridEngineCell:
+    root = testenv_value("SGE_ROOT")
+    cell = testenv_value("SGE_CELL") or "default"
+    if not root or not (Path(root) / cell / "common" / "act_qmaster").is_file():
+        missing("no Grid Engine cell: SGE_ROOT is unset or has no act_qmaster")
+    env = dict(os.environ, SGE_ROOT=str(root), SGE_CELL=cell)
+    try:
+        subprocess.run(["qstat", "-xml"], env=env, capture_output=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        missing(f"the Grid Engine cell at {root} does not answer: {exc}")
+    return GridEngineCell(root=Path(str(root)), cell=cell, env=env)
+
+
 # ----------------------------------------------------------------------- sshd
 
 

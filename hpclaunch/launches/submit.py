@@ -8,12 +8,10 @@ is ever sent again.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import posixpath
 import secrets
 import shlex
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,9 +82,10 @@ def submit(
     check_database_reachable(profile, url)
     check_not_broken(engine, profile, force=force)
     launch_id = new_launch_id()
-    if profile.scheduler == "local":
-        return _submit_local(engine, url, profile, workers, launch_id, tags)
-    plan = plan_launch(profile, workers, launch_id, tags=tags)
+    scheduler = get_scheduler(profile.scheduler)
+    plan = plan_launch(
+        scheduler.submit_profile(profile), workers, launch_id, tags=tags, submitting=True
+    )
     if transport is None:
         from hpclaunch.transport import open_transport
 
@@ -95,7 +94,6 @@ def submit(
         # Workers inherit the submitting environment (sbatch/qsub export it); the
         # URL itself never goes into a script.
         os.environ["HPCLAUNCH_DATABASE_URL"] = url
-    scheduler = get_scheduler(profile.scheduler)
     result = Submitted(plan=plan, workdir="")
     with transport:
         workdir = _absolute(transport, plan.workdir)
@@ -168,7 +166,8 @@ def _submit_chunk(transport, scheduler, workdir: str, row: dict) -> tuple[str, i
                 raise Unverified(
                     f"the reply to submitting {row['job_name']} was lost and the scheduler "
                     f"could not be asked whether it arrived ({found.stderr.strip()[:200]}); "
-                    f"check `squeue -n {row['job_name']}` before submitting again"
+                    f"check `{shlex.join(scheduler.find_by_name_argv(row['job_name']))}` "
+                    "before submitting again"
                 ) from lost
             ids = scheduler.parse_find_by_name(found.stdout)
             if ids:
@@ -179,86 +178,13 @@ def _submit_chunk(transport, scheduler, workdir: str, row: dict) -> tuple[str, i
         if not result.ok:
             detail = (result.stderr or result.stdout).strip().splitlines()
             raise UserError(
-                f"{scheduler.NAME} refused {row['job_name']}: "
+                f"{scheduler.name} refused {row['job_name']}: "
                 f"{detail[-1] if detail else f'exit code {result.returncode}'} "
                 f"(script kept at {row['script_path']})",
                 exit_code=6,
             )
         return scheduler.parse_submit(result.stdout).job_id, calls
     raise AssertionError("unreachable")
-
-
-def _submit_local(
-    engine, url: str, profile: Profile, workers: int, launch_id: str, tags
-) -> Submitted:
-    """The local 'scheduler': N detached worker processes, their PIDs the job IDs."""
-    from hpclaunch.schedulers import local
-
-    recorded = profile.to_dict()  # as the user wrote it (the breaker compares it)
-    if profile.worker.command == "hpclaunch":
-        # Same machine: run the workers with the very installation that submits,
-        # whether or not its venv is on PATH.
-        command = f"{shlex.quote(sys.executable)} -m hpclaunch"
-        profile = dataclasses.replace(
-            profile, worker=dataclasses.replace(profile.worker, command=command)
-        )
-    plan = plan_launch(profile, 1, launch_id, tags=tags)  # one worker per process
-    (chunk,) = plan.chunks
-    workdir = os.path.expanduser(plan.workdir)
-    log_dir = os.path.expanduser(plan.log_dir)
-    if not os.path.isabs(log_dir):
-        log_dir = os.path.join(workdir, log_dir)
-    os.makedirs(log_dir, exist_ok=True)
-    script_path = os.path.join(log_dir, chunk.filename)
-    with open(script_path, "w") as fh:
-        fh.write(chunk.script)
-    os.chmod(script_path, 0o755)
-    env = dict(os.environ)
-    if profile.database.kind == "local":
-        env["HPCLAUNCH_DATABASE_URL"] = url
-    rows = [
-        {
-            "chunk": i,
-            "job_name": chunk.job_name,
-            "elements": 1,
-            "workers_per_element": 1,
-            "array": 0,
-            "script": chunk.script,
-            "script_path": script_path,
-        }
-        for i in range(workers)
-    ]
-    records.create_launch(
-        engine,
-        launch_id=launch_id,
-        site=profile.name,
-        host=None,
-        scheduler="local",
-        workdir=workdir,
-        log_dir=log_dir,
-        workers_count=workers,
-        tags=",".join(_tags(profile, tags)),
-        profile=recorded,
-        chunks=rows,
-    )
-    try:
-        pids = local.submit(
-            ["bash", script_path],
-            workers,
-            log_dir=log_dir,
-            env=env,
-            cwd=workdir,
-            name=chunk.job_name,
-        )
-    except BaseException:
-        records.set_status(engine, launch_id, "failed")
-        raise
-    for i, pid in enumerate(pids):
-        records.set_job_id(engine, launch_id, i, pid)
-    records.set_status(engine, launch_id, "submitted")
-    result = Submitted(plan=plan, workdir=workdir)
-    result.jobs = [{**row, "job_id": pid} for row, pid in zip(rows, pids, strict=True)]
-    return result
 
 
 def _tags(profile: Profile, tags) -> list[str]:

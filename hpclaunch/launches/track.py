@@ -8,7 +8,6 @@ workers wrote to the database.
 
 from __future__ import annotations
 
-import posixpath
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from sqlalchemy import and_, insert, select, update
 from hpclaunch.errors import UserError
 from hpclaunch.launches import records
 from hpclaunch.queue.schema import task_attempts, tasks, workers
-from hpclaunch.schedulers import TERMINAL_STATES, JobState, get_scheduler
+from hpclaunch.schedulers import JobState, get_scheduler
 
 ACTIVE = ("PENDING", "RUNNING", "COMPLETING", "SUSPENDED")
 
@@ -57,7 +56,7 @@ def expected_elements(launch: dict) -> list[dict[str, Any]]:
 
 
 def worker_key(scheduler: str, worker: dict) -> tuple[str, int | None]:
-    if scheduler == "local" or worker["array_index"] is None or not worker["array_job_id"]:
+    if worker["array_index"] is None or not worker["array_job_id"]:
         return element_key(worker["job_id"], None)
     return element_key(worker["array_job_id"], worker["array_index"])
 
@@ -105,16 +104,6 @@ def scheduler_states(
     for launch in launches:
         groups[(launch["host"], launch["scheduler"])].append(launch)
     for (host, name), group in groups.items():
-        if name == "local":
-            from hpclaunch.schedulers import local
-
-            for launch in group:
-                ids = [j["job_id"] for j in launch["jobs"] if j["job_id"]]
-                per_launch[launch["id"]] = {
-                    element_key(s.job_id, None): s
-                    for s in local.status(ids, log_dir=launch["log_dir"])
-                }
-            continue
         scheduler = get_scheduler(name)
         transport = pool.get(group[0])
         job_ids = sorted({j["job_id"] for launch in group for j in launch["jobs"] if j["job_id"]})
@@ -124,7 +113,7 @@ def scheduler_states(
         result = transport.run(scheduler.status_argv(job_ids), idempotent=True)
         if result.ok:
             states = scheduler.parse_status(result.stdout)
-        elif name == "slurm" and scheduler.no_such_jobs(result.stderr):
+        elif scheduler.no_such_jobs(result.stderr):
             states = []
         else:
             raise UserError(
@@ -337,16 +326,12 @@ def cancel(
     pool = pool or TransportPool()
     calls = 0
     try:
-        if launch["scheduler"] == "local":
-            from hpclaunch.schedulers import local
-
-            local.cancel(job_ids)
-        elif job_ids:
+        if job_ids:
             scheduler = get_scheduler(launch["scheduler"])
             index = targets[0]["index"] if element is not None else None
             calls += 1
             result = pool.get(launch).run(scheduler.cancel_argv(job_ids, index), idempotent=True)
-            if not result.ok and not _already_gone(result.stderr):
+            if not result.ok and not scheduler.already_gone(result.stderr + result.stdout):
                 raise UserError(
                     f"cancel of launch {launch_id} failed: "
                     f"{result.stderr.strip() or result.returncode}"
@@ -388,24 +373,8 @@ def cancel(
     }
 
 
-def _already_gone(stderr: str) -> bool:
-    text = stderr.lower()
-    return "invalid job id" in text or "unknown job id" in text or "already completed" in text
-
-
 def _wait_gone(engine, launch, targets, pool, wait: float) -> tuple[bool, int]:
     """Poll (one call each) until the canceled elements have left the queue."""
-    if launch["scheduler"] == "local":
-        from hpclaunch.schedulers import local
-
-        end = time.monotonic() + wait
-        ids = [t["job_id"] for t in targets if t["job_id"]]
-        while time.monotonic() < end:
-            states = local.status(ids, log_dir=launch["log_dir"])
-            if all(s.state in TERMINAL_STATES for s in states):
-                return True, 0
-            time.sleep(0.2)
-        return False, 0
     scheduler = get_scheduler(launch["scheduler"])
     keys = {element_key(t["job_id"], t["index"]) for t in targets if t["job_id"]}
     ids = sorted({t["job_id"] for t in targets if t["job_id"]})
@@ -494,19 +463,9 @@ def return_tasks(engine, launch: dict, targets: list[dict] | None) -> list[int]:
 
 
 def log_paths(launch: dict, el: dict) -> tuple[str, str]:
-    """Where an element's stdout/stderr are, per the templates' naming."""
-    base = posixpath.join(launch["log_dir"], el["job_name"])
-    name, job_id, index = launch["scheduler"], el["job_id"], el["index"]
-    if name == "slurm":
-        stem = f"{base}_{job_id}_{index}" if index is not None else f"{base}_{job_id}"
-        return stem + ".out", stem + ".err"
-    if name == "pbs":
-        stem = f"{base}.{index}" if index is not None else base
-        return stem + ".out", stem + ".err"
-    if name == "torque":
-        suffix = f"-{index}" if index is not None else ""
-        return f"{base}.out{suffix}", f"{base}.err{suffix}"
-    return f"{base}-{el['chunk']}.out", f"{base}-{el['chunk']}.err"
+    """Where an element's stdout/stderr are, as its scheduler names them."""
+    scheduler = get_scheduler(launch["scheduler"])
+    return scheduler.log_paths(launch["log_dir"], el["job_name"], el["job_id"], el["index"])
 
 
 def logs(

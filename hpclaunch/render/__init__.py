@@ -21,20 +21,13 @@ from typing import Any
 from hpclaunch.errors import UserError
 from hpclaunch.render import context, jinja_env
 from hpclaunch.render.planner import ChunkShape, plan_shapes
+from hpclaunch.schedulers import get_scheduler
 from hpclaunch.sites import checks, schema
 from hpclaunch.sites.model import Profile
 
 __all__ = ["Chunk", "LaunchPlan", "default_launch_id", "plan_launch"]
 
 MAX_WORKERS = 1_000_000
-
-# profile fields a scheduler has no use for: rendering them would be a lie, so warn.
-_IGNORED = {
-    "pbs": ("qos", "constraint"),
-    "torque": ("qos", "constraint", "filesystems", "place"),
-    "local": ("partition", "account", "qos", "constraint", "memory", "filesystems", "place"),
-    "slurm": ("filesystems", "place"),
-}
 
 
 @dataclass(frozen=True)
@@ -119,7 +112,7 @@ def _check_tags(tags: Any) -> tuple[str, ...]:
 
 
 def _template(profile: Profile) -> Any:
-    name = profile.template or f"{profile.scheduler}.sh.j2"
+    name = profile.template or get_scheduler(profile.scheduler).template
     extra = None
     if "/" in name:  # a path, relative to the profile's folder
         path = Path(name).expanduser()
@@ -130,11 +123,18 @@ def _template(profile: Profile) -> Any:
 
 
 def plan_launch(
-    profile: Profile, workers: int, launch_id: str | None = None, tags: Any = None
+    profile: Profile,
+    workers: int,
+    launch_id: str | None = None,
+    tags: Any = None,
+    *,
+    submitting: bool = False,
 ) -> LaunchPlan:
     """Plan and render the scripts that start ``workers`` workers on ``profile``'s site.
 
     Pure: the same inputs give byte-identical scripts. Raises UserError for bad input.
+    ``submitting``: plan the jobs ``submit`` sends, which a scheduler may pack
+    differently from the preview (``local`` submits one job per worker).
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
         raise UserError(
@@ -148,13 +148,14 @@ def plan_launch(
         else _check_launch_id(launch_id)
     )
     shapes, warnings = plan_shapes(
-        scheduler=profile.scheduler,
+        scheduler=get_scheduler(profile.scheduler),
         workers=workers,
         workers_per_job=profile.worker.workers_per_job,
         arrays_enabled=profile.arrays.enabled,
         max_array_size=profile.arrays.max_array_size,
         max_concurrent=profile.arrays.max_concurrent,
         site=profile.name,
+        submitting=submitting,
     )
     warnings = list(warnings) + _ignored(profile)
     template = _template(profile)
@@ -187,12 +188,13 @@ def _check_required(profile: Profile) -> None:
 
 def _ignored(profile: Profile) -> list[str]:
     r = profile.resources
+    scheduler = get_scheduler(profile.scheduler)
     out = [
         f"resources.{key} is not used by {profile.scheduler} scripts and is ignored"
-        for key in _IGNORED[profile.scheduler]
+        for key in scheduler.ignored_resources
         if getattr(r, key) is not None
     ]
-    if profile.scheduler == "local" and profile.extra_directives:
+    if not scheduler.takes_directives and profile.extra_directives:
         out.append("extra_directives are not used without a scheduler and are ignored")
     return out
 

@@ -12,6 +12,8 @@ import shlex
 from typing import Any
 
 from hpclaunch.render.planner import ChunkShape
+from hpclaunch.schedulers import get_scheduler
+from hpclaunch.schedulers.base import Scheduler
 from hpclaunch.sites.model import Profile
 
 
@@ -35,11 +37,6 @@ def directive_log_dir(workdir: str, launch_id: str) -> str:
     if workdir.startswith("/"):
         return posixpath.join(workdir, launch_id)
     return launch_id
-
-
-def pbs_memory(memory: str | None) -> str | None:
-    """``4G`` -> ``4gb`` (PBS size units)."""
-    return None if memory is None else memory[:-1] + memory[-1].lower() + "b"
 
 
 def worker_command(profile: Profile, launch_id: str, tags: tuple[str, ...], log_dir: str) -> str:
@@ -69,11 +66,21 @@ def worker_command(profile: Profile, launch_id: str, tags: tuple[str, ...], log_
     return " ".join(argv)
 
 
-def array_range(shape: ChunkShape, max_concurrent: int | None) -> str | None:
+def array_range(scheduler: Scheduler, shape: ChunkShape, max_concurrent: int | None) -> str | None:
+    """The array directive's value in the scheduler's syntax; None for a plain job."""
     if not shape.array:
         return None
-    spec = "0" if shape.elements == 1 else f"0-{shape.elements - 1}"
-    return f"{spec}%{max_concurrent}" if max_concurrent else spec
+    return scheduler.array_range(shape.elements, max_concurrent)
+
+
+def _database_value(profile: Profile) -> str | None:
+    """How the script names the database: a path, a quoted URL, or a variable's name."""
+    kind, value = profile.database.kind, profile.database.value
+    if value is None:  # database: {local: true}
+        return None
+    if kind == "file":
+        return shell_path(value)
+    return shlex.quote(value) if kind == "url" else value
 
 
 def build(
@@ -81,9 +88,9 @@ def build(
 ) -> dict[str, Any]:
     """The template context for one chunk."""
     r = profile.resources
+    scheduler = get_scheduler(profile.scheduler)
     per_job_cpus = r.cpus * shape.workers
     log_dir_shell = shell_path(posixpath.join(profile.workdir, launch_id))
-    memory = r.memory if profile.scheduler == "slurm" else pbs_memory(r.memory)
     return {
         "site": profile.name,
         "scheduler": profile.scheduler,
@@ -93,16 +100,19 @@ def build(
         "elements": shape.elements,
         "workers_per_element": shape.workers,
         "array": shape.array,
-        "array_range": array_range(shape, profile.arrays.max_concurrent),
+        "array_range": array_range(scheduler, shape, profile.arrays.max_concurrent),
+        "array_throttle": (
+            scheduler.array_throttle(profile.arrays.max_concurrent) if shape.array else None
+        ),
         "r": {
             "partition": r.partition,
             "account": r.account,
             "qos": r.qos,
             "constraint": r.constraint,
-            "walltime": r.walltime_slurm if profile.scheduler == "slurm" else r.walltime_hms,
+            "walltime": scheduler.format_walltime(r),
             "nodes": r.nodes,
             "cpus": per_job_cpus,
-            "memory": memory,
+            "memory": scheduler.format_memory(r.memory),
             "gpus": r.gpus,
             "filesystems": r.filesystems,
             "place": r.place,
@@ -111,16 +121,7 @@ def build(
         "extra_directives": list(profile.extra_directives),
         "setup": list(profile.setup),
         "env": [(name, shlex.quote(value)) for name, value in profile.env],
-        "database": {
-            "kind": profile.database.kind,
-            "value": (
-                shell_path(profile.database.value)
-                if profile.database.kind == "file"
-                else shlex.quote(profile.database.value)
-                if profile.database.kind == "url"
-                else profile.database.value
-            ),
-        },
+        "database": {"kind": profile.database.kind, "value": _database_value(profile)},
         "log_dir": directive_log_dir(profile.workdir, launch_id),
         "log_dir_shell": log_dir_shell,
         "worker_command": worker_command(profile, launch_id, tags, log_dir_shell),

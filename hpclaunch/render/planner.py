@@ -1,19 +1,24 @@
 """Split N workers into the jobs and job arrays a site accepts (pure arithmetic).
 
-* SLURM: MaxArraySize caps the array *index* (indices stay below it), so an
-  array has at most ``max_array_size`` elements, indexed 0..n-1; more workers
-  become several arrays, each indexed from 0.
-* PBS Pro: ``-J`` needs at least two elements, so a one-element chunk is a
-  plain job. Torque: ``-t`` (any size).
+* An array has at most ``max_array_size`` elements (SLURM's MaxArraySize caps
+  the *index*, so arrays are indexed from the first index); more workers
+  become several arrays, each indexed from the start again.
+* A chunk smaller than the scheduler's ``array_min_elements`` is a plain job
+  (PBS Pro's ``-J`` needs at least two elements).
 * ``arrays.enabled: false``: one plain job per element.
 * ``workers_per_job`` K: each element runs K workers; N not divisible by K
   leaves a remainder that gets its own plain job with fewer workers.
-* ``local``: one script that runs all N workers.
+* The scheduler may change the packing (:meth:`Scheduler.packing`): ``local``
+  renders one script that runs all N workers and submits one job per worker.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hpclaunch.schedulers.base import Scheduler
 
 MANY_JOBS = 50  # warn when a site without arrays needs more separate jobs than this
 
@@ -34,21 +39,26 @@ class ChunkShape:
 
 def plan_shapes(
     *,
-    scheduler: str,
+    scheduler: Scheduler,
     workers: int,
     workers_per_job: int,
     arrays_enabled: bool,
     max_array_size: int,
     max_concurrent: int | None = None,
     site: str = "this site",
+    submitting: bool = False,
 ) -> tuple[list[ChunkShape], list[str]]:
-    """The chunks for ``workers`` workers, and warnings a user should read."""
+    """The chunks for ``workers`` workers, and warnings a user should read.
+
+    ``submitting``: the plan is for ``submit`` rather than ``render`` (see
+    :meth:`Scheduler.packing`).
+    """
     if workers < 1:
         raise ValueError("workers must be >= 1")
     warnings: list[str] = []
-    if scheduler == "local":
-        return [ChunkShape(0, 1, workers, False)], warnings
-    per = workers_per_job
+    per, arrays_enabled = scheduler.packing(
+        workers, workers_per_job, arrays_enabled, submitting=submitting
+    )
     full, remainder = divmod(workers, per)
     sizes: list[tuple[int, int]] = []  # (elements, workers per element)
     if arrays_enabled:
@@ -63,11 +73,11 @@ def plan_shapes(
         sizes.append((1, remainder))
     shapes = []
     for index, (elements, each) in enumerate(sizes):
-        is_array = arrays_enabled and not (scheduler == "pbs" and elements < 2)
+        is_array = arrays_enabled and elements >= scheduler.array_min_elements
         if each != per:
             is_array = False
         shapes.append(ChunkShape(index, elements, each, is_array))
-    if not arrays_enabled and len(shapes) > MANY_JOBS:
+    if not arrays_enabled and len(shapes) > MANY_JOBS and scheduler.has_arrays:
         warnings.append(
             f"{site} does not allow job arrays: {workers} workers become {len(shapes)} separate "
             f"jobs; consider --workers-per-job to pack several workers into each job"

@@ -1,69 +1,40 @@
 """Scheduler adapters: build scheduler command lines and parse what they print.
 
-One module per scheduler (``slurm``, ``pbs``, ``torque``, ``local``). The first
-three are pure: argv builders return lists of strings for a transport to run,
-parsers take the command's stdout and return dataclasses. ``local`` is the only
-one that touches processes, because on a laptop there is no scheduler command to
-run. Every parser either returns results or raises :class:`ParseError`, so a
-caller never has to guard against anything else coming out of scheduler output.
+One module per scheduler, each with one :class:`~hpclaunch.schedulers.base.Scheduler`
+subclass; :mod:`hpclaunch.schedulers.registry` lists them (one line each) and
+:func:`get_scheduler` hands out the instance for a name. Argv builders return
+lists of strings for a transport to run; parsers take the command's stdout and
+return dataclasses or raise :class:`ParseError`, so a caller never has to guard
+against anything else coming out of scheduler output. ``local`` runs its jobs
+through ``python -m hpclaunch.schedulers._localrun``, a command like any other.
 
-Shape shared by ``slurm``, ``pbs`` and ``torque`` (see each module)::
-
-    NAME, ARRAY_MIN_ELEMENTS, ARRAY_MAX_ELEMENTS_DEFAULT,
-    JOB_ID_ENV, ARRAY_JOB_ID_ENV, ARRAY_INDEX_ENV
-    submit_argv(script_path, *, extra=()) -> list[str]
-    parse_submit(stdout) -> SubmittedJob
-    status_argv(job_ids) -> list[str]            # one command for many jobs
-    parse_status(stdout) -> list[JobState]       # array elements expanded
-    accounting_argv(job_ids) -> list[str]
-    parse_accounting(stdout) -> list[JobState]
-    cancel_argv(job_ids, element=None) -> list[str]
-    find_by_name_argv(job_name) -> list[str]
-    parse_find_by_name(stdout) -> list[str]
+This package stays light (stdlib only) on import: the worker imports
+:mod:`hpclaunch.schedulers.environment` and must not pay for the parsers.
 """
 
 from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from types import ModuleType
+from typing import TYPE_CHECKING
 
 from hpclaunch.errors import UserError
+from hpclaunch.schedulers import registry
+from hpclaunch.states import ACTIVE_JOB_STATES, TERMINAL_JOB_STATES, JobStateName
 
-# The normalised states, in the order of docs/ARCHITECTURE.md.
-STATES: tuple[str, ...] = (
-    "PENDING",
-    "RUNNING",
-    "COMPLETING",
-    "COMPLETED",
-    "FAILED",
-    "TIMEOUT",
-    "OUT_OF_MEMORY",
-    "PREEMPTED",
-    "NODE_FAIL",
-    "BOOT_FAIL",
-    "CANCELLED",
-    "SUSPENDED",
-    "UNKNOWN",
-)
+if TYPE_CHECKING:
+    from hpclaunch.schedulers.base import Scheduler
+
+# The normalised states (hpclaunch.states.JobStateName), in the order of docs/ARCHITECTURE.md.
+STATES: tuple[str, ...] = tuple(JobStateName)
 # States after which the job will not run again by itself.
-TERMINAL_STATES: frozenset[str] = frozenset(
-    {
-        "COMPLETED",
-        "FAILED",
-        "TIMEOUT",
-        "OUT_OF_MEMORY",
-        "PREEMPTED",
-        "NODE_FAIL",
-        "BOOT_FAIL",
-        "CANCELLED",
-    }
-)
+TERMINAL_STATES: frozenset[str] = frozenset(TERMINAL_JOB_STATES)
 # States in which the job (or element) may still start or is running.
-ACTIVE_STATES: frozenset[str] = frozenset({"PENDING", "RUNNING", "COMPLETING", "SUSPENDED"})
+ACTIVE_STATES: frozenset[str] = frozenset(ACTIVE_JOB_STATES)
 
-SCHEDULERS: tuple[str, ...] = ("slurm", "pbs", "torque", "local")
+SCHEDULERS: tuple[str, ...] = registry.NAMES
 
 
 class ParseError(UserError):
@@ -119,17 +90,21 @@ class JobState:
         return self.state in TERMINAL_STATES
 
 
-def get_scheduler(name: str) -> ModuleType:
-    """Return the adapter module for ``name`` (``slurm``, ``pbs``, ``torque``, ``local``)."""
-    key = (name or "").strip().lower()
-    aliases = {"openpbs": "pbs", "pbspro": "pbs", "pbs_pro": "pbs"}
-    key = aliases.get(key, key)
-    if key not in SCHEDULERS:
+_INSTANCES: dict[str, Scheduler] = {}
+
+
+def get_scheduler(name: str) -> Scheduler:
+    """The scheduler called ``name`` (or an alias such as ``openpbs``), one instance each."""
+    found = registry.entry(name)
+    if found is None:
         raise UserError(
             f"unknown scheduler {name!r}: use one of {', '.join(SCHEDULERS)} "
             "(the site profile's 'scheduler' key)"
         )
-    return importlib.import_module(f"hpclaunch.schedulers.{key}")
+    if found.name not in _INSTANCES:
+        module, _, cls = found.target.partition(":")
+        _INSTANCES[found.name] = getattr(importlib.import_module(module), cls)()
+    return _INSTANCES[found.name]
 
 
 # --- small helpers shared by the adapters -------------------------------------------
@@ -154,9 +129,7 @@ def check_job_name(job_name: str) -> str:
     return job_name
 
 
-def check_ids(
-    job_ids: list[str] | tuple[str, ...], pattern: re.Pattern[str], what: str
-) -> list[str]:
+def check_ids(job_ids: Sequence[str], pattern: re.Pattern[str], what: str) -> list[str]:
     """Validate job IDs before they go on a command line; at least one is required."""
     if isinstance(job_ids, str):
         job_ids = [job_ids]

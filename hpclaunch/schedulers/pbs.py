@@ -1,6 +1,7 @@
 """PBS Professional / OpenPBS: qsub / qstat -F json / qdel / qselect.
 
-Pure functions only. Facts from the Altair PBS Professional Reference Guide
+Pure functions, bound together by the :class:`Pbs` scheduler at the end.
+Facts from the Altair PBS Professional Reference Guide
 (job_state letters; Table 11-1 exit status ranges; Table 11-2 negative
 JOB_EXEC codes) and the User's Guide (job array IDs ``1234[].server``,
 subjobs ``1234[7].server``); the JSON layout from the OpenPBS design page
@@ -13,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from hpclaunch.errors import UserError
 from hpclaunch.schedulers import (
@@ -36,6 +37,7 @@ from hpclaunch.schedulers._pbs_common import (
     parse_qsub,
     positive_exit_verdict,
 )
+from hpclaunch.schedulers.base import Scheduler
 
 NAME = "pbs"
 # PBS job arrays need at least two subjobs (qsub -J X-Y with Y > X).
@@ -257,3 +259,32 @@ def _load_json(stdout: str | bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ParseError(f"qstat -F json printed JSON that is not an object: {excerpt(text)!r}")
     return data
+
+
+class Pbs(Scheduler):
+    """PBS Pro / OpenPBS: ``-J`` arrays of at least two subjobs; logs ``NAME.<index>.out``."""
+
+    name = "pbs"
+    template = "pbs.sh.j2"
+    ignored_resources: ClassVar[tuple[str, ...]] = ("qos", "constraint")
+    array_min_elements = ARRAY_MIN_ELEMENTS
+    array_max_elements_default: ClassVar[int | None] = ARRAY_MAX_ELEMENTS_DEFAULT
+
+    def format_memory(self, memory: str | None) -> str | None:
+        """``4G`` -> ``4gb`` (PBS size units)."""
+        return None if memory is None else memory[:-1] + memory[-1].lower() + "b"
+
+    submit_argv = staticmethod(submit_argv)
+    parse_submit = staticmethod(parse_submit)
+    status_argv = staticmethod(status_argv)
+    parse_status = staticmethod(parse_status)
+    accounting_argv = staticmethod(accounting_argv)
+    parse_accounting = staticmethod(parse_accounting)
+    cancel_argv = staticmethod(cancel_argv)
+    find_by_name_argv = staticmethod(find_by_name_argv)
+    parse_find_by_name = staticmethod(parse_find_by_name)
+
+    def log_paths(
+        self, log_dir: str, job_name: str, job_id: str, index: int | None
+    ) -> tuple[str, str]:
+        return self._log_pair(log_dir, f"{job_name}.{index}" if index is not None else job_name)

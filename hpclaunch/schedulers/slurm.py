@@ -1,6 +1,7 @@
 """SLURM: sbatch / squeue / sacct / scancel command lines and their output.
 
-Pure functions only. Facts used here are from the SLURM 22.05 man pages
+Pure functions, bound together by the :class:`Slurm` scheduler at the end.
+Facts used here are from the SLURM 22.05 man pages
 (squeue "JOB STATE CODES", sacct "JOB STATE CODES", squeue ``-o`` field list).
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from hpclaunch.errors import UserError
 from hpclaunch.schedulers import (
@@ -20,6 +22,10 @@ from hpclaunch.schedulers import (
     excerpt,
     signal_name,
 )
+from hpclaunch.schedulers.base import Scheduler
+
+if TYPE_CHECKING:
+    from hpclaunch.sites.model import Resources
 
 NAME = "slurm"
 ARRAY_MIN_ELEMENTS = 1
@@ -203,16 +209,16 @@ def parse_accounting(stdout: str) -> list[JobState]:
                 order.append(js.job_id)
             jobs[js.job_id] = js
     for key, raw in step_oom.items():
-        js = jobs.get(key)
-        if js is not None and js.state == "FAILED":
+        found = jobs.get(key)
+        if found is not None and found.state == "FAILED":
             jobs[key] = JobState(
-                js.job_id,
-                js.array_job_id,
-                js.array_index,
+                found.job_id,
+                found.array_job_id,
+                found.array_index,
                 "OUT_OF_MEMORY",
                 "a job step ran out of memory",
-                js.exit_code,
-                f"{js.raw_state} ({raw} step)",
+                found.exit_code,
+                f"{found.raw_state} ({raw} step)",
             )
     return [jobs[k] for k in order]
 
@@ -351,3 +357,35 @@ def _lines(stdout: str | bytes) -> list[str]:
     if not isinstance(stdout, str):
         raise ParseError(f"scheduler output must be text, got {type(stdout).__name__}")
     return [ln for ln in stdout.splitlines() if ln.strip()]
+
+
+class Slurm(Scheduler):
+    """SLURM: ``--array=0-N%M`` arrays; element logs ``NAME_<array job>_<index>.out``."""
+
+    name = "slurm"
+    template = "slurm.sh.j2"
+    ignored_resources = ("filesystems", "place")
+    array_min_elements = ARRAY_MIN_ELEMENTS
+    array_max_elements_default = ARRAY_MAX_ELEMENTS_DEFAULT
+
+    def format_walltime(self, resources: Resources) -> str:
+        return resources.walltime_slurm
+
+    submit_argv = staticmethod(submit_argv)
+    parse_submit = staticmethod(parse_submit)
+    status_argv = staticmethod(status_argv)
+    parse_status = staticmethod(parse_status)
+    accounting_argv = staticmethod(accounting_argv)
+    parse_accounting = staticmethod(parse_accounting)
+    cancel_argv = staticmethod(cancel_argv)
+    find_by_name_argv = staticmethod(find_by_name_argv)
+    parse_find_by_name = staticmethod(parse_find_by_name)
+
+    def no_such_jobs(self, stderr: str) -> bool:
+        return no_such_jobs(stderr)
+
+    def log_paths(
+        self, log_dir: str, job_name: str, job_id: str, index: int | None
+    ) -> tuple[str, str]:
+        stem = f"{job_name}_{job_id}_{index}" if index is not None else f"{job_name}_{job_id}"
+        return self._log_pair(log_dir, stem)

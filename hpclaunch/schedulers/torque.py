@@ -1,6 +1,8 @@
 """Torque: qsub / qstat -f / qdel / qselect.
 
-Pure functions only. Torque has no JSON output: ``qstat -f -1`` prints one
+Pure functions, bound together by :class:`Torque` (a :class:`~hpclaunch.schedulers.pbs.Pbs`
+with its own states, status command and log names) at the end.
+Torque has no JSON output: ``qstat -f -1`` prints one
 ``key = value`` per line (``-1`` stops folding), which is what is parsed;
 ``qstat -x`` (XML) is parsed too for sites that wrap qstat. Facts from the
 Adaptive Computing Torque Administrator Guide: "Job Exit Status" (negative
@@ -36,6 +38,7 @@ from hpclaunch.schedulers._pbs_common import (
     parse_qsub,
     positive_exit_verdict,
 )
+from hpclaunch.schedulers.pbs import Pbs
 
 NAME = "torque"
 ARRAY_MIN_ELEMENTS = 1
@@ -214,3 +217,31 @@ def find_by_name_argv(job_name: str) -> list[str]:
 
 def parse_find_by_name(stdout: str) -> list[str]:
     return parse_job_id_lines(stdout, "qselect")
+
+
+class Torque(Pbs):
+    """Torque: PBS's qsub/qdel and job IDs, ``-t`` arrays of any size, ``qstat -f -1`` text.
+
+    Torque appends ``-<index>`` to array elements' output file names.
+    """
+
+    name = "torque"
+    template = "torque.sh.j2"
+    ignored_resources = ("qos", "constraint", "filesystems", "place")
+    array_min_elements = ARRAY_MIN_ELEMENTS
+    array_max_elements_default = ARRAY_MAX_ELEMENTS_DEFAULT
+
+    status_argv = staticmethod(status_argv)
+    parse_status = staticmethod(parse_status)
+    accounting_argv = staticmethod(accounting_argv)
+    parse_accounting = staticmethod(parse_accounting)
+    cancel_argv = staticmethod(cancel_argv)
+    find_by_name_argv = staticmethod(find_by_name_argv)
+    parse_find_by_name = staticmethod(parse_find_by_name)
+
+    def log_paths(
+        self, log_dir: str, job_name: str, job_id: str, index: int | None
+    ) -> tuple[str, str]:
+        out, err = self._log_pair(log_dir, job_name)
+        suffix = f"-{index}" if index is not None else ""
+        return out + suffix, err + suffix

@@ -17,6 +17,7 @@ from typing import Any
 
 from hpclaunch import paths
 from hpclaunch.errors import NotFound, UserError
+from hpclaunch.schedulers import SCHEDULERS, get_scheduler
 from hpclaunch.sites import checks, model
 from hpclaunch.sites.schema import SCHEMA, Field, Invalid, MapOf, Section
 from hpclaunch.sites.yamlsrc import Entry, Where, load_tree, parse_scalar
@@ -387,8 +388,8 @@ def _build(
     scheduler = values.get("scheduler")
     if scheduler is None:
         raise UserError(
-            f"{where}: scheduler: missing; add 'scheduler: slurm' "
-            "(or pbs, torque, local) here or in the profile it extends"
+            f"{where}: scheduler: missing; add 'scheduler: {SCHEDULERS[0]}' "
+            f"(or {', '.join(SCHEDULERS[1:])}) here or in the profile it extends"
         )
     db = {k: v for k, v in values.get("database", {}).items() if v not in (None, False)}
     if len(db) != 1:
@@ -400,7 +401,8 @@ def _build(
             )
         if "database" in merged:
             raise UserError(f"{db_where}: database: set one of env, file, url or local: true")
-        db = {"local": True} if scheduler == "local" else {"env": "HPCLAUNCH_DATABASE_URL"}
+        local_db = get_scheduler(scheduler).database_local_by_default
+        db = {"local": True} if local_db else {"env": "HPCLAUNCH_DATABASE_URL"}
     ((kind, value),) = db.items()
     database = model.DatabaseAccess(kind, None if kind == "local" else value)
 

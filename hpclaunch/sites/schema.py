@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from hpclaunch.schedulers import registry
 from hpclaunch.sites import checks
 from hpclaunch.sites.checks import show
 
@@ -21,7 +22,7 @@ class Invalid(Exception):
     """A bad value; the message says what was expected (no location yet)."""
 
 
-SCHEDULERS = ("slurm", "pbs", "torque", "local")
+SCHEDULERS = registry.NAMES  # the registry is the one list of schedulers
 RETRY_REASONS = (
     "TIMEOUT",
     "OUT_OF_MEMORY",
@@ -330,7 +331,9 @@ SCHEMA = Section(
     {
         "description": Field(_one_line(200), default="", help="one line of text"),
         "extends": Field(NAME),
-        "scheduler": Field(_choice(SCHEDULERS), help="slurm, pbs, torque or local"),
+        "scheduler": Field(
+            _choice(SCHEDULERS), help=", ".join(SCHEDULERS[:-1]) + " or " + SCHEDULERS[-1]
+        ),
         "host": Field(_regex(checks.HOST, "a host name or ~/.ssh/config alias")),
         "ssh": Section(
             {

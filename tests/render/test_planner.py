@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from hpclaunch.render.planner import plan_shapes
+from hpclaunch.schedulers import get_scheduler
 
 
 def shapes(scheduler="slurm", workers=1, per=1, arrays=True, max_size=1001, conc=None):
     out, warnings = plan_shapes(
-        scheduler=scheduler,
+        scheduler=get_scheduler(scheduler),
         workers=workers,
         workers_per_job=per,
         arrays_enabled=arrays,

@@ -15,6 +15,7 @@ from hpclaunch.schedulers import (
     SubmittedJob,
     local,
     pbs,
+    sge,
     slurm,
     torque,
 )
@@ -35,6 +36,11 @@ PARSERS = [
     torque.parse_accounting,
     torque.parse_find_by_name,
     local.parse_exit_record,
+    local.parse_status,
+    sge.parse_submit,
+    sge.parse_status,
+    sge.parse_accounting,
+    sge.parse_find_by_name,
 ]
 
 # Text that looks a little like scheduler output, so fuzzing reaches past the first check.
@@ -89,6 +95,22 @@ _pieces = st.sampled_from(
         "exit",
         "signal",
         "cancelled",
+        "<job_info>",
+        "<job_list>",
+        "</job_list>",
+        "<JB_job_number>",
+        "</JB_job_number>",
+        "<state>",
+        "</state>",
+        "hqw",
+        "<tasks>",
+        "1-6:1",
+        "==============",
+        "failed       100 : assumedly after job",
+        "jobnumber   ",
+        "taskid      ",
+        "category     -l h_rt=5",
+        "137   (Killed)",
     ]
 )
 scheduler_like = st.lists(_pieces, max_size=40).map("".join)
@@ -132,6 +154,9 @@ ARGV_BUILDERS = [
     torque.status_argv,
     torque.accounting_argv,
     torque.cancel_argv,
+    sge.status_argv,
+    sge.accounting_argv,
+    sge.cancel_argv,
 ]
 
 
@@ -152,7 +177,7 @@ def test_argv_builders_accept_only_job_ids(build, ids):
         assert job_id.strip()[:1].isdigit()
 
 
-@pytest.mark.parametrize("module", [slurm, pbs, torque], ids=lambda m: m.NAME)
+@pytest.mark.parametrize("module", [slurm, pbs, torque, sge], ids=lambda m: m.NAME)
 @settings(max_examples=100, deadline=None)
 @given(name=st.text(max_size=30))
 def test_job_names_are_validated(module, name):

@@ -6,13 +6,12 @@ import contextlib
 import os
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from hpclaunch.errors import UserError
-from hpclaunch.schedulers import ParseError, get_scheduler
-
-local = get_scheduler("local")
+from hpclaunch.schedulers import ParseError, local
 
 
 def wait_terminal(ids, log_dir, limit_s=30.0):
@@ -94,3 +93,33 @@ def test_bad_requests_are_user_errors(tmp_path):
         local.submit([], 1, log_dir=tmp_path)
     with pytest.raises(UserError, match="invalid local job ID"):
         local.status(["12; rm"], log_dir=tmp_path)
+
+
+def test_the_local_scheduler_is_driven_by_commands_like_any_other(tmp_path, monkeypatch):
+    """submit/status/cancel are argv run through the local transport, then parsed."""
+    from hpclaunch.schedulers import get_scheduler
+    from hpclaunch.transport.local import LocalTransport
+
+    monkeypatch.setenv("HPCLAUNCH_HOME", str(tmp_path / "home"))
+    scheduler, transport = get_scheduler("local"), LocalTransport()
+    done = tmp_path / "hpcl-L-0.sh"
+    done.write_text("echo hello from the job; exit 3\n")
+    slow = tmp_path / "hpcl-L-1.sh"
+    slow.write_text("sleep 300\n")
+    ids = []
+    for script in (done, slow):
+        result = transport.run(scheduler.submit_argv(str(script)))
+        assert result.ok, result.stderr
+        ids.append(scheduler.parse_submit(result.stdout).job_id)
+    found = transport.run(scheduler.find_by_name_argv("hpcl-L-1"))
+    assert scheduler.parse_find_by_name(found.stdout) == [ids[1]]
+    assert transport.run(scheduler.cancel_argv([ids[1]])).ok
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        states = scheduler.parse_status(transport.run(scheduler.status_argv(ids)).stdout)
+        if all(s.terminal for s in states):
+            break
+        time.sleep(0.1)
+    assert [(s.state, s.exit_code) for s in states] == [("FAILED", 3), ("CANCELLED", None)]
+    out, _ = scheduler.log_paths(str(tmp_path), "hpcl-L-0", ids[0], None)
+    assert Path(out).read_text() == "hello from the job\n"

@@ -8,9 +8,7 @@ import pytest
 from conftest import fixture_header, load_fixture
 
 from hpclaunch.errors import UserError
-from hpclaunch.schedulers import ParseError, get_scheduler
-
-pbs = get_scheduler("pbs")
+from hpclaunch.schedulers import ParseError, pbs
 
 
 def by_id(states):

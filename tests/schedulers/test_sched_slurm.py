@@ -6,9 +6,8 @@ import pytest
 from conftest import fixture_header, load_fixture
 
 from hpclaunch.errors import UserError
-from hpclaunch.schedulers import STATES, ParseError, get_scheduler
+from hpclaunch.schedulers import STATES, ParseError, slurm
 
-slurm = get_scheduler("slurm")
 CAPTURED = [
     "slurm/sbatch_parsable.txt",
     "slurm/squeue_pending_array_r.txt",

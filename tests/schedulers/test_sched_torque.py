@@ -6,9 +6,7 @@ import pytest
 from conftest import fixture_header, load_fixture
 
 from hpclaunch.errors import UserError
-from hpclaunch.schedulers import ParseError, get_scheduler
-
-torque = get_scheduler("torque")
+from hpclaunch.schedulers import ParseError, torque
 
 
 def by_id(states):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hpclaunch.errors import NotFound, UserError
+from hpclaunch.schedulers import SCHEDULERS
 from hpclaunch.sites import available, flag_overrides, load_profile, parse_set
 
 
@@ -18,7 +19,7 @@ def test_shipped_profiles_are_found_and_valid(home):
     assert {"local", "tests-slurm"} <= set(names)
     for name in names:
         profile = load_profile(name)
-        assert profile.scheduler in ("slurm", "pbs", "torque", "local")
+        assert profile.scheduler in SCHEDULERS  # the registry, the one list
 
 
 def test_user_then_project_profiles_override_shipped_ones(home, tmp_path):

@@ -6,6 +6,7 @@
 
 mkdir -p "$HOME"/.hpclaunch/local-runs/golden
 export HPCLAUNCH_LAUNCH_ID=golden
+export HPCLAUNCH_SCHEDULER=local
 
 # Start 7 worker(s) in the background and wait: the batch shell then
 # runs its trap when a signal arrives and passes it on. USR1 (the scheduler's warning

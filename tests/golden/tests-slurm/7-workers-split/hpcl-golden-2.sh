@@ -15,6 +15,7 @@
 
 mkdir -p /tmp/hpclaunch-tests/work/golden
 export HPCLAUNCH_LAUNCH_ID=golden
+export HPCLAUNCH_SCHEDULER=slurm
 if [ -z "${HPCLAUNCH_DATABASE_URL:-}" ]; then
   echo "hpclaunch: HPCLAUNCH_DATABASE_URL is not set in the job environment; workers cannot find the queue" >&2
   exit 78

@@ -1,0 +1,49 @@
+#!/bin/bash
+# hpclaunch batch script for site sge-example (Grid Engine): launch golden, chunk 2.
+# 2 element(s) x 1 worker(s). Generated: re-render instead of editing.
+#$ -N hpcl-golden-2
+#$ -S /bin/bash
+#$ -cwd
+#$ -q all.q
+#$ -A golden-acct
+#$ -l h_rt=04:00:00
+#$ -l h_vmem=4G
+#$ -t 1-2
+#$ -tc 1
+#$ -o golden/hpcl-golden-2.$TASK_ID.out
+#$ -e golden/hpcl-golden-2.$TASK_ID.err
+#$ -v HPCLAUNCH_DATABASE_URL
+
+mkdir -p "$HOME"/hpclaunch/golden
+export HPCLAUNCH_LAUNCH_ID=golden
+export HPCLAUNCH_SCHEDULER=sge
+if [ -z "${HPCLAUNCH_DATABASE_URL:-}" ]; then
+  echo "hpclaunch: HPCLAUNCH_DATABASE_URL is not set in the job environment; workers cannot find the queue" >&2
+  exit 78
+fi
+
+# Start 1 worker(s) in the background and wait: the batch shell then
+# runs its trap when a signal arrives and passes it on. USR1 (the scheduler's warning
+# before the walltime) stays USR1 so they know the time is up; TERM and INT become
+# TERM. Either way each one stops claiming and lets its running task finish within
+# the grace period, or puts it back on the queue.
+hpcl_pids=()
+hpcl_forward() { [ -n "${hpcl_pids[*]:-}" ] && kill -"$1" ${hpcl_pids[*]} 2>/dev/null; }
+trap 'hpcl_forward USR1' USR1
+trap 'hpcl_forward TERM' TERM INT
+for hpcl_slot in $(seq 1); do
+  hpclaunch worker --close-on-empty-queue -t default --walltime 04:00:00 --launch-id golden --grace 30 --log-dir "$HOME"/hpclaunch/golden &
+  hpcl_pids+=("$!")
+done
+hpcl_status=0
+for hpcl_pid in "${hpcl_pids[@]}"; do
+  while :; do
+    wait "$hpcl_pid"
+    hpcl_rc=$?
+    # wait returns early (status > 128) when a trapped signal arrives: wait again.
+    if [ "$hpcl_rc" -gt 128 ] && kill -0 "$hpcl_pid" 2>/dev/null; then continue; fi
+    break
+  done
+  [ "$hpcl_rc" -eq 0 ] || hpcl_status=$hpcl_rc
+done
+exit "$hpcl_status"
