@@ -27,7 +27,7 @@ from pathlib import Path
 
 from hpclaunch import __version__
 from hpclaunch.errors import DatabaseError
-from hpclaunch.queue import claims, driver, retry
+from hpclaunch.queue import claims, driver, operations, retry
 from hpclaunch.queue.migrate import open_ready
 from hpclaunch.tasks.payloads import canonical_tags, worker_tag_sets
 from hpclaunch.tasks.run import CallInterrupted, Control, run
@@ -428,7 +428,7 @@ class Worker:
         if not force and now - self._last_reap < max(self.opts.lease / 2, 1.0):
             return 0
         self._last_reap = now
-        reaped = self._db(claims.reap, what="reap", stoppable=True)
+        reaped = self._db(operations.reap, what="reap", stoppable=True)
         for task_id, status in reaped:
             log(self.opts, f"reaped task {task_id} (lease expired): now {status}")
         return len(reaped)
