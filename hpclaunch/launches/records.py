@@ -59,7 +59,7 @@ def create_launch(
         )
         for chunk in chunks:
             row = {**chunk, "launch_id": launch_id}
-            columns = ", ".join(row)
+            columns = ", ".join(f'"{c}"' for c in row)  # "array" is a reserved word
             values = ", ".join(":" + c for c in row)
             conn.execute(f"INSERT INTO launch_jobs ({columns}) VALUES ({values})", row)
 
