@@ -11,46 +11,14 @@ cannot overwrite the attempt that replaced it (fencing).
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from typing import Any
 
 from hpclaunch.queue import transitions as tr
 from hpclaunch.queue.driver import Connection
+from hpclaunch.queue.session import Claimed, Outcome
 from hpclaunch.states import AttemptOutcome, TaskStatus, WorkerStatus
 
 WALLTIME_RELEASE = tr.WALLTIME_RELEASE
-
-
-@dataclass(frozen=True)
-class Claimed:
-    """A task this worker holds, with the token that proves it."""
-
-    id: int
-    kind: str
-    payload: str
-    pickled: bytes | None
-    timeout: float | None
-    expected_runtime: float | None
-    attempt: int
-    max_attempts: int
-    tags: str
-    token: str
-    started_at: float
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How an attempt ended, as the worker records it."""
-
-    ok: bool
-    reason: str | None = None  # why it failed: exit_code, exception, timeout, ...
-    exit_code: int | None = None
-    result: str | None = None  # JSON text
-    result_pickled: bytes | None = None
-    error: str | None = None
-    stdout_tail: str | None = None
-    stderr_tail: str | None = None
-    log_dir: str | None = None
 
 
 def register_worker(conn: Connection, **fields: Any) -> int:
@@ -86,7 +54,7 @@ def record_worker_exit(conn: Connection, worker_id: int, reason: str, detail: st
             "exit_detail = :detail WHERE id = :id",
             {
                 "id": worker_id,
-                "reason": reason,
+                "reason": str(reason),
                 "detail": detail,
                 "exited": WorkerStatus.EXITED.value,
             },

@@ -166,7 +166,7 @@ def _open_raw(url: str) -> Any:
 
     conninfo = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", url)
     try:
-        raw = psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
+        pg: Any = psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as exc:
         text = str(exc).strip()
         first = text.splitlines()[0] if text else type(exc).__name__
@@ -177,5 +177,5 @@ def _open_raw(url: str) -> Any:
     # enqueue, before autovacuum has analysed the table, the planner would read the
     # whole pending index as a bitmap and sort it for each claim: O(queue) per task.
     # (A SET, not a startup option: connection poolers may refuse those.)
-    raw.execute("SET enable_bitmapscan = off")
-    return raw
+    pg.execute("SET enable_bitmapscan = off")
+    return pg

@@ -120,7 +120,7 @@ def _retry(conn, fn, full, kwargs, first, *, wait, log, what, stop):
             f"next in {state.next_action.sleep:.1f} s"
         )
 
-    stop_rule = stop_after_delay(max(wait - (time.monotonic() - started), 0))
+    stop_rule: Any = stop_after_delay(max(wait - (time.monotonic() - started), 0))
     if stop is not None:
         stop_rule = stop_rule | (lambda state: stop())
     for attempt in Retrying(

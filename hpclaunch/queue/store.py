@@ -115,7 +115,8 @@ def list_tasks(
     batch_id: int | None = None,
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    where, params = [], {}
+    where: list[str] = []
+    params: dict[str, Any] = {}
     if status:
         where.append("status = :status")
         params["status"] = str(status)

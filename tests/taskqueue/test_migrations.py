@@ -121,6 +121,21 @@ def test_runtime_commands_run_without_sqlalchemy(queue_url, argv):
     assert out.stdout.strip().splitlines()[-1] == "HEAVY:"
 
 
+def test_worker_loop_reaches_the_queue_only_through_its_session():
+    """The loop imports the session interface, not the driver, SQL or retries:
+    another QueueSession (over HTTP) needs no change to it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, hpclaunch.worker.loop\n"
+        "print('QUEUE:' + ','.join(sorted(m for m in sys.modules "
+        "if m.startswith('hpclaunch.queue.'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "QUEUE:hpclaunch.queue.session"
+
+
 def test_migration_files_are_numbered_like_their_revision():
     for path in (migrate.MIGRATIONS_DIR / "versions").glob("*.py"):
         revision = re.search(r'^revision = "(\w+)"', Path(path).read_text(), re.M).group(1)
