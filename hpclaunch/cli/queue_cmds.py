@@ -196,7 +196,7 @@ TASK_COLUMNS = (
 @click.group(invoke_without_command=True)
 @click.option(
     "--status",
-    type=click.Choice(["pending", "running", "completed", "failed", "canceled"]),
+    type=click.Choice([s.value for s in TaskStatus]),
     default=None,
 )
 @click.option("--tag", default=None, help="Only tasks with this tag.")

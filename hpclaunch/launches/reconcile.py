@@ -20,7 +20,13 @@ from typing import Any
 from hpclaunch.errors import UserError
 from hpclaunch.launches import records
 from hpclaunch.queue import operations
-from hpclaunch.states import FAILURE_JOB_STATES, JobStateName, LaunchStatus, TaskStatus
+from hpclaunch.states import (
+    FAILURE_JOB_STATES,
+    ExitReason,
+    JobStateName,
+    LaunchStatus,
+    TaskStatus,
+)
 
 FAILURE_STATES = FAILURE_JOB_STATES
 TERMINAL = FAILURE_STATES | {JobStateName.COMPLETED, JobStateName.UNKNOWN}
@@ -99,7 +105,7 @@ def _is_broken(view: dict) -> bool:
 def _never_worked(element: dict) -> bool:
     if element["state"] == JobStateName.COMPLETED and element["workers"]:
         return False  # workers started and found nothing to do: not broken
-    return all(w["exit_reason"] in (None, "crash") for w in element["workers"]) and (
+    return all(w["exit_reason"] in (None, ExitReason.CRASH) for w in element["workers"]) and (
         element["state"] != JobStateName.COMPLETED or not element["workers"]
     )
 

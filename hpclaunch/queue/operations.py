@@ -257,5 +257,5 @@ def return_launch_tasks(conn: Connection, worker_ids: list[int]) -> list[int]:
             for a in tr.held(conn, f"t.worker_id IN {workers_sql}", params)
             if tr.release_uncounted(conn, a, tr.LAUNCH_CANCELED)
         ]
-        tr.mark_workers_lost(conn, "canceled", worker_ids)
+        tr.mark_workers_lost(conn, TaskStatus.CANCELED.value, worker_ids)
     return returned
