@@ -9,6 +9,7 @@ h.result(timeout=600)
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 from hpclaunch.errors import UserError
 from hpclaunch.queue import db, operations, store
 from hpclaunch.queue.batches import Batch, TaskSpec, load_batch_file
+from hpclaunch.queue.driver import Connection
+from hpclaunch.queue.urls import resolve_database_url
 from hpclaunch.states import FINISHED_TASK_STATUSES, TaskStatus
 from hpclaunch.tasks.payloads import call_payload, canonical_tags, check_limits, command_payload
 
@@ -94,14 +97,32 @@ class Queue:
         priority: int = 0,
         max_attempts: int = 3,
     ):
-        self.conn = db.connect(database)
+        self.url = resolve_database_url(database)
+        self._local = threading.local()
+        self._opened: list[Connection] = []
+        self._lock = threading.Lock()
+        self.conn  # noqa: B018 - connect (and check the schema) now, not at first use
         self.tags = list(tags or [])
         self.priority = priority
         self.max_attempts = max_attempts
 
+    @property
+    def conn(self) -> Connection:
+        """This thread's connection: a Queue may be shared by threads, a connection not."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = db.connect(self.url)
+            with self._lock:
+                self._opened.append(conn)
+        return conn
+
     def close(self) -> None:
-        """Close the queue's database connection (also done when it is collected)."""
-        self.conn.close()
+        """Close the queue's database connections."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            conn.close()
+        self._local = threading.local()
 
     def _insert(self, specs: list[TaskSpec], pickled: bytes | None = None) -> int:
         return db.call(self.conn, store.insert_tasks, specs, pickled=pickled)[0]

@@ -31,6 +31,7 @@ from hpclaunch import __version__
 from hpclaunch.errors import DatabaseError
 from hpclaunch.queue.session import (
     Claimed,
+    Outcome,
     QueueSession,
     QueueUnavailable,
     WorkerInfo,
@@ -143,7 +144,7 @@ class Worker:
             self.session.refresh_estimates()
         return self.session.claim(remaining)
 
-    def _finish(self, task: Claimed, outcome) -> str | None:
+    def _finish(self, task: Claimed, outcome: Outcome) -> str | None:
         wait = FINISH_WAIT if self.opts.deadline is None else self.opts.deadline - time.time()
         return self.session.finish(task, outcome, wait=max(wait, self.opts.db_wait))
 
