@@ -53,7 +53,7 @@ def fresh_database(kind: str, pg_url: str | None, workdir: Path) -> str:
 def enqueue_noops(url: str, n: int) -> None:
     from hpclaunch.queue import store
     from hpclaunch.queue.batches import TaskSpec
-    from hpclaunch.queue.db import get_engine
+    from hpclaunch.queue.db import connect
 
     spec = TaskSpec(
         kind="call",
@@ -64,9 +64,10 @@ def enqueue_noops(url: str, n: int) -> None:
         timeout=None,
         expected_runtime=None,
     )
-    engine = get_engine(url)
+    conn = connect(url)
     for start in range(0, n, 5000):
-        store.insert_tasks(engine, [spec] * min(5000, n - start))
+        store.insert_tasks(conn, [spec] * min(5000, n - start))
+    conn.close()
 
 
 def median_time(argv: list[str], runs: int, env: dict, before=None) -> float:

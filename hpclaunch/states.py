@@ -54,6 +54,8 @@ class ExitReason(StrEnum):
     DEADLINE = "deadline"
     SIGNAL = "signal"
     NONE = "none"
+    DATABASE_UNREACHABLE = "database_unreachable"  # the queue stayed unreachable (exit 4)
+    CRASH = "crash"  # an unexpected error in the worker itself
 
 
 class LaunchStatus(StrEnum):

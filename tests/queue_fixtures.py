@@ -43,9 +43,6 @@ def _fresh_queue(request, kind: str, tmp_path, monkeypatch) -> str:
         finally:
             conn.close()
     monkeypatch.setenv("HPCLAUNCH_DATABASE_URL", url)
-    from hpclaunch.queue.db import get_engine
-
-    get_engine.cache_clear()
     return url
 
 

@@ -108,7 +108,7 @@ def _describe(exc: BaseException) -> str | None:
     if isinstance(exc, UserError):
         return str(exc)
     module = type(exc).__module__
-    if module.startswith("sqlalchemy"):
+    if module.startswith(("psycopg", "sqlite3")):
         from hpclaunch.queue.db import describe_db_error
 
         return describe_db_error(exc)

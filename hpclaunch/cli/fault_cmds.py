@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import click
 
-
-def _say(message: str) -> None:
-    """Retry progress for a person at a terminal; scripts get only the final error line."""
-    import sys
-
-    if sys.stderr.isatty():
-        click.echo(f"hpclaunch: {message}", err=True)
+from hpclaunch.states import TaskStatus
 
 
 def _connect(ctx: click.Context):
-    from hpclaunch.queue import retry
-    from hpclaunch.queue.urls import resolve_database_url
+    from hpclaunch.queue import db
 
-    return retry.open_conn(resolve_database_url(ctx.obj["database_url"]), log=_say)
+    return db.connect(ctx.obj["database_url"])
 
 
 def _db(conn, fn, *args, **kwargs):
-    from hpclaunch.queue import retry
+    from hpclaunch.queue import db
 
-    return retry.call(conn, fn, *args, wait=retry.CLI_WAIT, log=_say, **kwargs)
+    return db.call(conn, fn, *args, **kwargs)
 
 
 @click.command()
@@ -42,14 +35,14 @@ def lost(ctx: click.Context, requeue: bool, as_json: bool) -> None:
     gives them back through the same fenced path as the lease reaper.
     """
     from hpclaunch.cli.output import fmt_time, print_json, print_table
-    from hpclaunch.queue import claims, history
+    from hpclaunch.queue import history, operations
 
     conn = _connect(ctx)
     try:
-        rows = _db(conn, claims.find_lost)
+        rows = _db(conn, operations.find_lost)
         requeued: dict[int, str] = {}
         if requeue and rows:
-            requeued = dict(_db(conn, claims.requeue_lost, [r["id"] for r in rows]))
+            requeued = dict(_db(conn, operations.requeue_lost, [r["id"] for r in rows]))
     finally:
         conn.close()
     for row in rows:
@@ -82,7 +75,7 @@ def lost(ctx: click.Context, requeue: bool, as_json: bool) -> None:
         table.append(line)
     print_table(None, columns, table, empty="no lost tasks")
     if requeue and rows:
-        back = sum(1 for s in requeued.values() if s == "pending")
+        back = sum(1 for s in requeued.values() if s == TaskStatus.PENDING)
         click.echo(
             f"{len(requeued)} task(s) requeued: {back} back to pending, "
             f"{len(requeued) - back} failed (attempts spent)"

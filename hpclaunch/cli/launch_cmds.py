@@ -13,11 +13,16 @@ from hpclaunch.errors import UserError
 
 
 def _engine_and_url(ctx: click.Context):
-    from hpclaunch.queue.db import get_engine
+    """The queue connection (``queue.driver``, the one runtime path) and its URL.
+
+    The name stays for a clean merge with the launches split; the "engine" is a
+    ``driver.Connection`` that lives as long as the command.
+    """
+    from hpclaunch.queue import db
     from hpclaunch.queue.urls import resolve_database_url
 
     url = resolve_database_url(ctx.obj["database_url"])
-    return get_engine(url), url
+    return db.connect(url), url
 
 
 @click.command()

@@ -6,12 +6,14 @@ import click
 
 from hpclaunch.cli.output import emit, fmt_duration, fmt_time, print_table
 from hpclaunch.errors import UserError
+from hpclaunch.states import TaskStatus
 
 
-def _engine(ctx: click.Context):
-    from hpclaunch.queue.db import get_engine
+def _run(ctx: click.Context, fn, *args, **kwargs):
+    """``fn(conn, ...)`` on the queue (see ``queue.db.run``)."""
+    from hpclaunch.queue import db
 
-    return get_engine(ctx.obj["database_url"])
+    return db.run(ctx.obj["database_url"], fn, *args, **kwargs)
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -105,7 +107,7 @@ def enqueue(
         raise UserError("give exactly one of: a command after `--`, --call, or --file")
     if batch_file:
         batch = load_batch_file(batch_file)
-        batch_id, ids = store.insert_batch(_engine(ctx), batch)
+        batch_id, ids = _run(ctx, store.insert_batch, batch)
         if as_json:
             from hpclaunch.cli.output import print_json
 
@@ -150,7 +152,7 @@ def enqueue(
         expected_runtime=expected_runtime,
         name=name,
     )
-    task_id = store.insert_tasks(_engine(ctx), [spec])[0]
+    task_id = _run(ctx, store.insert_tasks, [spec])[0]
     if as_json:
         from hpclaunch.cli.output import print_json
 
@@ -194,7 +196,7 @@ TASK_COLUMNS = (
 @click.group(invoke_without_command=True)
 @click.option(
     "--status",
-    type=click.Choice(["pending", "running", "completed", "failed", "canceled"]),
+    type=click.Choice([s.value for s in TaskStatus]),
     default=None,
 )
 @click.option("--tag", default=None, help="Only tasks with this tag.")
@@ -208,7 +210,7 @@ def tasks(ctx, status, tag, batch_id, limit, as_json):
         return
     from hpclaunch.queue import store
 
-    rows = store.list_tasks(_engine(ctx), status=status, tag=tag, batch_id=batch_id, limit=limit)
+    rows = _run(ctx, store.list_tasks, status=status, tag=tag, batch_id=batch_id, limit=limit)
     emit(as_json, rows, lambda: print_table(None, TASK_COLUMNS, _task_rows(rows), empty="no tasks"))
 
 
@@ -222,9 +224,9 @@ def tasks_show(ctx, task_id, as_json):
 
     from hpclaunch.queue import store
 
-    engine = _engine(ctx)
-    task = store.get_task(engine, task_id)
-    history = store.attempts(engine, task_id)
+    task, history = _run(
+        ctx, lambda conn: (store.get_task(conn, task_id), store.attempts(conn, task_id))
+    )
     task.pop("pickled", None)
     has_pickle = task.pop("result_pickled", None) is not None
     task.pop("claim_token", None)
@@ -290,11 +292,11 @@ _register_why()
 @click.pass_context
 def tasks_retry(ctx, task_ids, all_failed):
     """Put failed or canceled tasks back on the queue (with a fresh attempt budget)."""
-    from hpclaunch.queue import store
+    from hpclaunch.queue import operations
 
     if task_ids and all_failed:
         raise UserError("name task IDs or pass --failed, not both")
-    retried = store.retry(_engine(ctx), task_ids, all_failed=all_failed)
+    retried = _run(ctx, operations.retry, task_ids, all_failed=all_failed)
     click.echo(f"{len(retried)} task(s) back on the queue")
 
 
@@ -304,11 +306,11 @@ def tasks_retry(ctx, task_ids, all_failed):
 @click.pass_context
 def tasks_cancel(ctx, task_ids, batch_id):
     """Cancel pending or running tasks (running ones are stopped by their worker)."""
-    from hpclaunch.queue import store
+    from hpclaunch.queue import operations
 
     if task_ids and batch_id is not None:
         raise UserError("name task IDs or pass --batch, not both")
-    canceled = store.cancel(_engine(ctx), task_ids, batch_id=batch_id)
+    canceled = _run(ctx, operations.cancel, task_ids, batch_id=batch_id)
     click.echo(f"{len(canceled)} task(s) canceled")
 
 
@@ -316,21 +318,18 @@ def tasks_cancel(ctx, task_ids, batch_id):
 @click.pass_context
 def tasks_reap(ctx):
     """Requeue tasks whose worker stopped renewing its lease (or fail them if spent)."""
-    from hpclaunch.queue import claims
-    from hpclaunch.queue.migrate import open_ready
-    from hpclaunch.queue.urls import resolve_database_url
+    from hpclaunch.queue import operations
 
-    conn = open_ready(resolve_database_url(ctx.obj["database_url"]))
-    try:
+    def reap_all(conn):
         total = []
         while True:
-            reaped = claims.reap(conn)
+            reaped = operations.reap(conn)
             total += reaped
-            if len(reaped) < claims.REAP_BATCH:
-                break
-    finally:
-        conn.close()
-    pending = sum(1 for _, s in total if s == "pending")
+            if len(reaped) < operations.REAP_BATCH:
+                return total
+
+    total = _run(ctx, reap_all)
+    pending = sum(1 for _, s in total if s == TaskStatus.PENDING)
     click.echo(
         f"{len(total)} task(s) reaped: {pending} back to pending, "
         f"{len(total) - pending} failed (attempts spent)"
@@ -344,7 +343,7 @@ def batches(ctx, as_json):
     """List batches with their task counts."""
     from hpclaunch.queue import store
 
-    rows = store.list_batches(_engine(ctx))
+    rows = _run(ctx, store.list_batches)
     table_rows = [
         (
             b["id"],
@@ -352,7 +351,7 @@ def batches(ctx, as_json):
             b["created_by"] or "",
             fmt_time(b["created_at"]),
             b["n_tasks"],
-            *[b["counts"][s] for s in store.STATUSES],
+            *[b["counts"][s] for s in TaskStatus],
             "yes" if b["canceled_at"] else "",
         )
         for b in rows
@@ -362,7 +361,7 @@ def batches(ctx, as_json):
         rows,
         lambda: print_table(
             None,
-            ("ID", "name", "user", "created", "tasks", *store.STATUSES, "canceled"),
+            ("ID", "name", "user", "created", "tasks", *(s.value for s in TaskStatus), "canceled"),
             table_rows,
             empty="no batches",
         ),
@@ -377,7 +376,7 @@ def workers(ctx, include_gone, as_json):
     """List running workers (with --all, every worker ever registered)."""
     from hpclaunch.queue import store
 
-    rows = store.list_workers(_engine(ctx), include_gone=include_gone)
+    rows = _run(ctx, store.list_workers, include_gone=include_gone)
 
     def job(r):
         if not r["job_id"]:
@@ -440,7 +439,7 @@ def stats(ctx, as_json):
     """Task counts per status and per tag."""
     from hpclaunch.queue import store
 
-    data = store.stats(_engine(ctx))
+    data = _run(ctx, store.stats)
 
     def show():
         print_table(
@@ -450,8 +449,8 @@ def stats(ctx, as_json):
         )
         print_table(
             "tasks by tag",
-            ("tag", *store.STATUSES),
-            [(tag, *[c[s] for s in store.STATUSES]) for tag, c in sorted(data["by_tag"].items())],
+            ("tag", *(s.value for s in TaskStatus)),
+            [(tag, *[c[s] for s in TaskStatus]) for tag, c in sorted(data["by_tag"].items())],
             empty="no tasks",
         )
         click.echo(f"running workers: {data['workers_running']}")

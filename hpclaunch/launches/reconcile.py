@@ -14,21 +14,22 @@ start: missing module, wrong Python, unreachable database) is marked broken, and
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, insert, select, update
-
 from hpclaunch.errors import UserError
 from hpclaunch.launches import records
-from hpclaunch.queue.claims import WALLTIME_RELEASE
-from hpclaunch.queue.schema import launch_elements, launches, task_attempts, tasks, workers
-
-FAILURE_STATES = frozenset(
-    {"TIMEOUT", "OUT_OF_MEMORY", "PREEMPTED", "NODE_FAIL", "BOOT_FAIL", "CANCELLED", "FAILED"}
+from hpclaunch.queue import operations
+from hpclaunch.states import (
+    FAILURE_JOB_STATES,
+    ExitReason,
+    JobStateName,
+    LaunchStatus,
+    TaskStatus,
 )
-TERMINAL = FAILURE_STATES | {"COMPLETED", "UNKNOWN"}
+
+FAILURE_STATES = FAILURE_JOB_STATES
+TERMINAL = FAILURE_STATES | {JobStateName.COMPLETED, JobStateName.UNKNOWN}
 MIN_BAD_ELEMENTS = 2
 
 
@@ -61,10 +62,10 @@ def reconcile_views(
 ) -> ReconcileResult:
     """Apply verdicts for every element that ended badly and was not settled yet."""
     result = ReconcileResult()
-    settled = _settled_keys(engine, [v["id"] for v in views])
+    settled = records.settled_keys(engine, [v["id"] for v in views])
     for view in views:
         launch = launch_rows[view["id"]]
-        if view["status"] == "canceled":
+        if view["status"] == LaunchStatus.CANCELED:
             continue  # canceled through hpclaunch: its tasks were returned uncounted
         for element in view["elements"]:
             key = (element["job_id"], element["index"])
@@ -76,17 +77,17 @@ def reconcile_views(
             else:
                 # Ended cleanly, but its workers may have put tasks back on the
                 # walltime warning: those ran out of time, i.e. TIMEOUT.
-                state, only_walltime = "TIMEOUT", True
+                state, only_walltime = JobStateName.TIMEOUT, True
             typed = _type_tasks(engine, launch, state, worker_ids, only_walltime=only_walltime)
             for task_id, outcome in typed:
                 result.actions.append(
                     Action(view["id"], element["element"], element["state"], task_id, outcome)
                 )
-            _mark_settled(engine, view["id"], element)
-        if view["status"] not in ("broken", "canceled") and _is_broken(view):
+            records.mark_settled(engine, view["id"], element["job_id"], element["index"])
+        if view["status"] not in (LaunchStatus.BROKEN, LaunchStatus.CANCELED) and _is_broken(view):
             reason = _broken_reason(view, fetch_stderr)
-            records.set_status(engine, view["id"], "broken", reason=reason)
-            view["status"], view["broken_reason"] = "broken", reason
+            records.set_status(engine, view["id"], LaunchStatus.BROKEN, reason=reason)
+            view["status"], view["broken_reason"] = LaunchStatus.BROKEN.value, reason
             result.broken.append(view["id"])
     return result
 
@@ -102,10 +103,10 @@ def _is_broken(view: dict) -> bool:
 
 
 def _never_worked(element: dict) -> bool:
-    if element["state"] == "COMPLETED" and element["workers"]:
+    if element["state"] == JobStateName.COMPLETED and element["workers"]:
         return False  # workers started and found nothing to do: not broken
-    return all(w["exit_reason"] in (None, "crash") for w in element["workers"]) and (
-        element["state"] != "COMPLETED" or not element["workers"]
+    return all(w["exit_reason"] in (None, ExitReason.CRASH) for w in element["workers"]) and (
+        element["state"] != JobStateName.COMPLETED or not element["workers"]
     )
 
 
@@ -127,44 +128,11 @@ def _broken_reason(view: dict, fetch_stderr) -> str:
     return text[:4000]
 
 
-def _settled_keys(engine, launch_ids: list[str]) -> dict[str, set]:
-    if not launch_ids:
-        return {}
-    out: dict[str, set] = {}
-    with engine.connect() as conn:
-        for row in conn.execute(
-            select(
-                launch_elements.c.launch_id, launch_elements.c.job_id, launch_elements.c.array_index
-            ).where(
-                and_(launch_elements.c.launch_id.in_(launch_ids), launch_elements.c.settled == 1)
-            )
-        ):
-            out.setdefault(row[0], set()).add((row[1], row[2]))
-    return out
-
-
-def _mark_settled(engine, launch_id: str, element: dict) -> None:
-    index = element["index"]
-    with engine.begin() as conn:
-        conn.execute(
-            update(launch_elements)
-            .where(
-                and_(
-                    launch_elements.c.launch_id == launch_id,
-                    launch_elements.c.job_id == element["job_id"],
-                    launch_elements.c.array_index.is_(None)
-                    if index is None
-                    else launch_elements.c.array_index == index,
-                )
-            )
-            .values(settled=1)
-        )
-
-
 def _type_tasks(
     engine, launch: dict, state: str, worker_ids: list[int], *, only_walltime: bool = False
 ) -> list[tuple[int, str]]:
-    """Give the element's tasks the scheduler's reason and apply the retry policy.
+    """Give the element's tasks the scheduler's reason and apply the retry policy
+    (through ``queue.operations.type_verdict``).
 
     ``only_walltime``: the element ended cleanly; type only tasks its workers put
     back on the walltime warning.
@@ -173,106 +141,23 @@ def _type_tasks(
         return []
     action, site = policy(launch, state)
     new_tags = _site_tags(site) if action == "requeue_on" else None
-    now = time.time()
-    done: list[tuple[int, str]] = []
-    with engine.begin() as conn:
-        held = (
-            []
-            if only_walltime
-            else conn.execute(
-                select(tasks).where(
-                    and_(tasks.c.status == "running", tasks.c.worker_id.in_(worker_ids))
-                )
-            )
-            .mappings()
-            .all()
+    typed = operations.type_verdict(
+        engine,
+        worker_ids,
+        state,
+        fail=action == "fail",
+        new_tags=new_tags,
+        only_walltime=only_walltime,
+    )
+    return [
+        (
+            task_id,
+            TaskStatus.FAILED.value
+            if status == TaskStatus.FAILED
+            else (f"requeued_for:{site}" if new_tags else "requeued"),
         )
-        # Tasks its workers put back when the job was being stopped, not yet rerun.
-        conditions = [
-            task_attempts.c.worker_id.in_(worker_ids),
-            task_attempts.c.outcome == "released",
-            tasks.c.status == "pending",
-        ]
-        if only_walltime:
-            conditions.append(task_attempts.c.reason == WALLTIME_RELEASE)
-        released = (
-            conn.execute(
-                select(tasks)
-                .select_from(tasks.join(task_attempts, task_attempts.c.task_id == tasks.c.id))
-                .where(and_(*conditions))
-            )
-            .mappings()
-            .all()
-        )
-        for task, was_running in [(t, True) for t in held] + [(t, False) for t in released]:
-            attempts = task["attempts"] if was_running else task["attempts"] + 1
-            spent = attempts >= task["max_attempts"]
-            if action == "fail" or spent:
-                values = {
-                    "status": "failed",
-                    "finished_at": now,
-                    "error": f"array element ended {state}"
-                    + (" (attempts spent)" if spent and action != "fail" else ""),
-                }
-                outcome = "failed"
-            else:
-                values = {"status": "pending", "worker_id": None, "started_at": None}
-                outcome = "requeued"
-                if new_tags:
-                    values["tags"] = new_tags
-                    outcome = f"requeued_for:{site}"
-            cur = conn.execute(
-                update(tasks)
-                .where(
-                    and_(
-                        tasks.c.id == task["id"],
-                        tasks.c.status == task["status"],
-                        tasks.c.attempts == task["attempts"],
-                    )
-                )
-                .values(
-                    attempts=attempts,
-                    reason=state,
-                    claim_token=None,
-                    lease_expires_at=None,
-                    **values,
-                )
-            )
-            if cur.rowcount != 1:
-                continue
-            if was_running:
-                conn.execute(
-                    insert(task_attempts).values(
-                        task_id=task["id"],
-                        attempt=attempts,
-                        worker_id=task["worker_id"],
-                        started_at=task["started_at"],
-                        finished_at=now,
-                        outcome="failed",
-                        reason=state,
-                        exit_code=None,
-                        error=f"array element ended {state}",
-                    )
-                )
-            else:
-                conn.execute(
-                    update(task_attempts)
-                    .where(
-                        and_(
-                            task_attempts.c.task_id == task["id"],
-                            task_attempts.c.worker_id.in_(worker_ids),
-                            task_attempts.c.outcome == "released",
-                        )
-                    )
-                    .values(outcome="failed", reason=state)
-                )
-            done.append((task["id"], outcome))
-        conn.execute(
-            update(workers)
-            .where(and_(workers.c.id.in_(worker_ids), workers.c.status == "running"))
-            .values(status="lost", exit_reason=state[:32], stopped_at=now)
-        )
-    return done
+        for task_id, status in typed
+    ]
 
 
 def _site_tags(site: str | None) -> str:
@@ -288,19 +173,14 @@ def check_not_broken(engine, profile, *, force: bool) -> None:
     """Refuse to submit a profile whose last launch is broken, unless it changed or --force."""
     if force:
         return
-    with engine.connect() as conn:
-        row = conn.execute(
-            select(launches.c.id, launches.c.status, launches.c.broken_reason, launches.c.profile)
-            .where(launches.c.site == profile.name)
-            .order_by(launches.c.submitted_at.desc())
-        ).first()
-    if row is None or row.status != "broken":
+    row = records.newest_launch(engine, profile.name)
+    if row is None or row["status"] != LaunchStatus.BROKEN:
         return  # the site's newest launch decides (a later --force launch clears it)
     current = json.dumps(profile.to_dict(), sort_keys=True, default=str)
-    if current != row.profile:
+    if current != row["profile"]:
         return  # the profile was fixed since
     raise UserError(
-        f"site {profile.name} is marked broken by launch {row.id}: {row.broken_reason}. "
+        f"site {profile.name} is marked broken by launch {row['id']}: {row['broken_reason']}. "
         "Fix the profile (or its overrides), or pass --force to submit anyway",
         exit_code=7,
     )

@@ -1,4 +1,7 @@
-"""The launches tables: what was submitted, where, with which job IDs."""
+"""The launches tables: what was submitted, where, with which job IDs.
+
+Plain DB-API over ``queue.driver`` (the one runtime access path).
+"""
 
 from __future__ import annotations
 
@@ -6,25 +9,16 @@ import json
 import time
 from typing import Any
 
-from sqlalchemy import and_, insert, select, update
-from sqlalchemy.engine import Engine
-
 from hpclaunch.errors import NotFound
-from hpclaunch.queue.schema import (
-    launch_elements,
-    launch_jobs,
-    launches,
-    task_attempts,
-    tasks,
-    workers,
-)
+from hpclaunch.queue.driver import Connection, in_list
 from hpclaunch.queue.store import current_user
+from hpclaunch.states import LIVE_LAUNCH_STATUSES, LaunchStatus, TaskStatus
 
-LIVE = ("submitting", "submitted", "partial")
+LIVE = tuple(s.value for s in LIVE_LAUNCH_STATUSES)
 
 
 def create_launch(
-    engine: Engine,
+    conn: Connection,
     *,
     launch_id: str,
     site: str,
@@ -42,93 +36,99 @@ def create_launch(
     A crash mid-submission then leaves a trace that `status` shows, instead of
     jobs nobody knows about.
     """
-    with engine.begin() as conn:
+    with conn.transaction():
         conn.execute(
-            insert(launches).values(
-                id=launch_id,
-                site=site,
-                host=host,
-                scheduler=scheduler,
-                workdir=workdir,
-                log_dir=log_dir,
-                workers=workers_count,
-                tags=tags,
-                status="submitting",
-                submitted_at=time.time(),
-                submitted_by=current_user(),
-                profile=json.dumps(profile, sort_keys=True, default=str),
-            )
+            "INSERT INTO launches (id, site, host, scheduler, workdir, log_dir, workers, tags, "
+            "status, submitted_at, submitted_by, profile) VALUES (:id, :site, :host, "
+            ":scheduler, :workdir, :log_dir, :workers, :tags, :status, :submitted_at, "
+            ":submitted_by, :profile)",
+            {
+                "id": launch_id,
+                "site": site,
+                "host": host,
+                "scheduler": scheduler,
+                "workdir": workdir,
+                "log_dir": log_dir,
+                "workers": workers_count,
+                "tags": tags,
+                "status": LaunchStatus.SUBMITTING.value,
+                "submitted_at": time.time(),
+                "submitted_by": current_user(),
+                "profile": json.dumps(profile, sort_keys=True, default=str),
+            },
         )
-        conn.execute(insert(launch_jobs), [{**c, "launch_id": launch_id} for c in chunks])
+        for chunk in chunks:
+            row = {**chunk, "launch_id": launch_id}
+            columns = ", ".join(f'"{c}"' for c in row)  # "array" is a reserved word
+            values = ", ".join(":" + c for c in row)
+            conn.execute(f"INSERT INTO launch_jobs ({columns}) VALUES ({values})", row)
 
 
-def set_job_id(engine: Engine, launch_id: str, chunk: int, job_id: str) -> None:
-    with engine.begin() as conn:
+def set_job_id(conn: Connection, launch_id: str, chunk: int, job_id: str) -> None:
+    with conn.transaction():
         conn.execute(
-            update(launch_jobs)
-            .where(and_(launch_jobs.c.launch_id == launch_id, launch_jobs.c.chunk == chunk))
-            .values(job_id=job_id, submitted_at=time.time())
+            "UPDATE launch_jobs SET job_id = :job_id, submitted_at = :now "
+            "WHERE launch_id = :launch_id AND chunk = :chunk",
+            {"job_id": job_id, "now": time.time(), "launch_id": launch_id, "chunk": chunk},
         )
 
 
-def set_status(engine: Engine, launch_id: str, status: str, *, reason: str | None = None) -> None:
-    values: dict[str, Any] = {"status": status}
-    if status == "canceled":
+def set_status(conn: Connection, launch_id: str, status: str, *, reason: str | None = None) -> None:
+    values: dict[str, Any] = {"status": str(status)}
+    if status == LaunchStatus.CANCELED:
         values["canceled_at"] = time.time()
     if reason is not None:
         values["broken_reason"] = reason
-    with engine.begin() as conn:
-        conn.execute(update(launches).where(launches.c.id == launch_id).values(**values))
-
-
-def get_launch(engine: Engine, launch_id: str) -> dict[str, Any]:
-    with engine.connect() as conn:
-        row = conn.execute(select(launches).where(launches.c.id == launch_id)).mappings().first()
-        if row is None:
-            raise NotFound(f"no launch {launch_id!r}; `hpclaunch launches` lists them")
-        jobs = (
-            conn.execute(
-                select(launch_jobs)
-                .where(launch_jobs.c.launch_id == launch_id)
-                .order_by(launch_jobs.c.chunk)
-            )
-            .mappings()
-            .all()
+    assignments = ", ".join(f"{k} = :{k}" for k in values)
+    with conn.transaction():
+        conn.execute(
+            f"UPDATE launches SET {assignments} WHERE id = :id", {**values, "id": launch_id}
         )
-    return {**dict(row), "jobs": [dict(j) for j in jobs]}
+
+
+def get_launch(conn: Connection, launch_id: str) -> dict[str, Any]:
+    rows = conn.dicts("SELECT * FROM launches WHERE id = :id", {"id": launch_id})
+    if not rows:
+        raise NotFound(f"no launch {launch_id!r}; `hpclaunch launches` lists them")
+    jobs = conn.dicts(
+        "SELECT * FROM launch_jobs WHERE launch_id = :id ORDER BY chunk", {"id": launch_id}
+    )
+    return {**rows[0], "jobs": jobs}
 
 
 def list_launches(
-    engine: Engine,
+    conn: Connection,
     *,
     site: str | None = None,
     live_only: bool = False,
     launch_id: str | None = None,
 ) -> list[dict[str, Any]]:
-    query = select(launches).order_by(launches.c.submitted_at)
+    where: list[str] = []
+    params: dict[str, Any] = {}
     if site:
-        query = query.where(launches.c.site == site)
+        where.append("site = :site")
+        params["site"] = site
     if live_only:
-        query = query.where(launches.c.status.in_(LIVE))
+        live_sql, live_params = in_list("s", LIVE)
+        where.append(f"status IN {live_sql}")
+        params.update(live_params)
     if launch_id:
-        query = query.where(launches.c.id == launch_id)
-    with engine.connect() as conn:
-        rows = [dict(r) for r in conn.execute(query).mappings()]
-        ids = [r["id"] for r in rows]
-        jobs = (
-            conn.execute(
-                select(launch_jobs)
-                .where(launch_jobs.c.launch_id.in_(ids))
-                .order_by(launch_jobs.c.launch_id, launch_jobs.c.chunk)
-            )
-            .mappings()
-            .all()
-            if ids
-            else []
+        where.append("id = :id")
+        params["id"] = launch_id
+    sql = "SELECT * FROM launches" + (" WHERE " + " AND ".join(where) if where else "")
+    rows = conn.dicts(sql + " ORDER BY submitted_at", params)
+    ids_sql, ids = in_list("l", [r["id"] for r in rows])
+    jobs = (
+        conn.dicts(
+            f"SELECT * FROM launch_jobs WHERE launch_id IN {ids_sql} ORDER BY launch_id, chunk",
+            ids,
         )
+        if ids
+        else []
+    )
     by_launch: dict[str, list] = {}
     for job in jobs:
-        by_launch.setdefault(job["launch_id"], []).append(dict(job))
+        by_launch.setdefault(job["launch_id"], []).append(job)
     for row in rows:
         row["jobs"] = by_launch.get(row["id"], [])
     if launch_id and not rows:
@@ -136,36 +136,31 @@ def list_launches(
     return rows
 
 
-def launch_workers(engine: Engine, launch_ids: list[str]) -> list[dict[str, Any]]:
+def launch_workers(conn: Connection, launch_ids: list[str]) -> list[dict[str, Any]]:
     """Workers of these launches, with what each completed, failed and holds now."""
     if not launch_ids:
         return []
-    with engine.connect() as conn:
-        rows = [
-            dict(r)
-            for r in conn.execute(
-                select(workers).where(workers.c.launch_id.in_(launch_ids)).order_by(workers.c.id)
-            ).mappings()
-        ]
-        ids = [r["id"] for r in rows]
-        outcomes = (
-            conn.execute(
-                select(
-                    task_attempts.c.worker_id, task_attempts.c.outcome, task_attempts.c.task_id
-                ).where(task_attempts.c.worker_id.in_(ids))
-            ).all()
-            if ids
-            else []
-        )
-        holding = (
-            conn.execute(
-                select(tasks.c.worker_id, tasks.c.id).where(
-                    and_(tasks.c.status == "running", tasks.c.worker_id.in_(ids))
-                )
-            ).all()
-            if ids
-            else []
-        )
+    launches_sql, params = in_list("l", launch_ids)
+    rows = conn.dicts(
+        f"SELECT * FROM workers WHERE launch_id IN {launches_sql} ORDER BY id", params
+    )
+    ids_sql, ids = in_list("w", [r["id"] for r in rows])
+    outcomes = (
+        conn.execute(
+            f"SELECT worker_id, outcome, task_id FROM task_attempts WHERE worker_id IN {ids_sql}",
+            ids,
+        ).fetchall()
+        if ids
+        else []
+    )
+    holding = (
+        conn.execute(
+            f"SELECT worker_id, id FROM tasks WHERE status = :running AND worker_id IN {ids_sql}",
+            {**ids, "running": TaskStatus.RUNNING.value},
+        ).fetchall()
+        if ids
+        else []
+    )
     done: dict[int, dict[str, list[int]]] = {}
     for worker_id, outcome, task_id in outcomes:
         done.setdefault(worker_id, {}).setdefault(outcome, []).append(task_id)
@@ -176,8 +171,14 @@ def launch_workers(engine: Engine, launch_ids: list[str]) -> list[dict[str, Any]
     return rows
 
 
+def _element_key(state_index: int | None) -> str:
+    """The element's WHERE clause (an unindexed job's array_index is NULL)."""
+    index = "array_index IS NULL" if state_index is None else "array_index = :array_index"
+    return f"launch_id = :launch_id AND job_id = :job_id AND {index}"
+
+
 def record_elements(
-    engine: Engine, launch_id: str, states: list[dict[str, Any]], *, settled: bool = False
+    conn: Connection, launch_id: str, states: list[dict[str, Any]], *, settled: bool = False
 ) -> None:
     """Keep the scheduler's newest verdict on each element (for status and reconcile).
 
@@ -188,47 +189,78 @@ def record_elements(
     if not states:
         return
     now = time.time()
-    with engine.begin() as conn:
-        conn.execute(select(launches.c.id).where(launches.c.id == launch_id).with_for_update())
+    lock = " FOR UPDATE" if conn.dialect == "postgresql" else ""
+    with conn.transaction():
+        conn.execute(f"SELECT id FROM launches WHERE id = :id{lock}", {"id": launch_id})
         for state in states:
-            key = and_(
-                launch_elements.c.launch_id == launch_id,
-                launch_elements.c.job_id == state["job_id"],
-                launch_elements.c.array_index.is_(None)
-                if state["array_index"] is None
-                else launch_elements.c.array_index == state["array_index"],
-            )
+            key = {
+                "launch_id": launch_id,
+                "job_id": state["job_id"],
+                "array_index": state["array_index"],
+            }
             values = {
-                "state": state["state"],
+                "state": str(state["state"]),
                 "reason": state.get("reason"),
                 "exit_code": state.get("exit_code"),
                 "seen_at": now,
             }
-            raise_flag = {"settled": 1} if settled else {}  # never lowered here
+            raise_flag = ", settled = 1" if settled else ""  # never lowered here
             updated = conn.execute(
-                update(launch_elements).where(key).values(**values, **raise_flag)
+                "UPDATE launch_elements SET state = :state, reason = :reason, "
+                f"exit_code = :exit_code, seen_at = :seen_at{raise_flag} "
+                f"WHERE {_element_key(state['array_index'])}",
+                {**key, **values},
             )
             if updated.rowcount == 0:
                 conn.execute(
-                    insert(launch_elements).values(
-                        launch_id=launch_id,
-                        job_id=state["job_id"],
-                        array_index=state["array_index"],
-                        settled=int(settled),
-                        **values,
-                    )
+                    "INSERT INTO launch_elements (launch_id, job_id, array_index, settled, "
+                    "state, reason, exit_code, seen_at) VALUES (:launch_id, :job_id, "
+                    ":array_index, :settled, :state, :reason, :exit_code, :seen_at)",
+                    {**key, **values, "settled": int(settled)},
                 )
 
 
-def element_states(engine: Engine, launch_ids: list[str]) -> dict[str, dict[tuple, dict]]:
+def element_states(conn: Connection, launch_ids: list[str]) -> dict[str, dict[tuple, dict]]:
     """The last verdict recorded for each element, per launch."""
     if not launch_ids:
         return {}
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(launch_elements).where(launch_elements.c.launch_id.in_(launch_ids))
-        ).mappings()
-        out: dict[str, dict[tuple, dict]] = {}
-        for row in rows:
-            out.setdefault(row["launch_id"], {})[(row["job_id"], row["array_index"])] = dict(row)
+    launches_sql, params = in_list("l", launch_ids)
+    out: dict[str, dict[tuple, dict]] = {}
+    for row in conn.dicts(
+        f"SELECT * FROM launch_elements WHERE launch_id IN {launches_sql}", params
+    ):
+        out.setdefault(row["launch_id"], {})[(row["job_id"], row["array_index"])] = row
     return out
+
+
+def settled_keys(conn: Connection, launch_ids: list[str]) -> dict[str, set]:
+    """The elements the reconciler already acted on (or the user canceled), per launch."""
+    if not launch_ids:
+        return {}
+    launches_sql, params = in_list("l", launch_ids)
+    out: dict[str, set] = {}
+    for launch_id, job_id, array_index in conn.execute(
+        "SELECT launch_id, job_id, array_index FROM launch_elements "
+        f"WHERE launch_id IN {launches_sql} AND settled = 1",
+        params,
+    ).fetchall():
+        out.setdefault(launch_id, set()).add((job_id, array_index))
+    return out
+
+
+def mark_settled(conn: Connection, launch_id: str, job_id: str, index: int | None) -> None:
+    with conn.transaction():
+        conn.execute(
+            f"UPDATE launch_elements SET settled = 1 WHERE {_element_key(index)}",
+            {"launch_id": launch_id, "job_id": job_id, "array_index": index},
+        )
+
+
+def newest_launch(conn: Connection, site: str) -> dict[str, Any] | None:
+    """The site's most recent launch (id, status, broken_reason, profile)."""
+    rows = conn.dicts(
+        "SELECT id, status, broken_reason, profile FROM launches WHERE site = :site "
+        "ORDER BY submitted_at DESC LIMIT 1",
+        {"site": site},
+    )
+    return rows[0] if rows else None

@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, insert, select, update
-
 from hpclaunch.errors import UserError
 from hpclaunch.launches import records
-from hpclaunch.queue.schema import task_attempts, tasks, workers
+from hpclaunch.queue import operations
 from hpclaunch.schedulers import JobState, get_scheduler
 
 ACTIVE = ("PENDING", "RUNNING", "COMPLETING", "SUSPENDED")
@@ -403,60 +401,7 @@ def return_tasks(engine, launch: dict, targets: list[dict] | None) -> list[int]:
     if targets is not None:
         wanted = {element_key(t["job_id"], t["index"]) for t in targets}
         worker_rows = [w for w in worker_rows if worker_key(launch["scheduler"], w) in wanted]
-    ids = [w["id"] for w in worker_rows]
-    if not ids:
-        return []
-    now = time.time()
-    with engine.begin() as conn:
-        held = conn.execute(
-            select(tasks.c.id, tasks.c.attempts, tasks.c.worker_id, tasks.c.started_at).where(
-                and_(tasks.c.status == "running", tasks.c.worker_id.in_(ids))
-            )
-        ).all()
-        for row in held:
-            conn.execute(
-                update(tasks)
-                .where(
-                    and_(
-                        tasks.c.id == row.id,
-                        tasks.c.status == "running",
-                        tasks.c.worker_id == row.worker_id,
-                    )
-                )
-                .values(
-                    status="pending",
-                    attempts=tasks.c.attempts - 1,
-                    worker_id=None,
-                    claim_token=None,
-                    lease_expires_at=None,
-                    started_at=None,
-                    reason="launch_canceled",
-                )
-            )
-        if held:
-            conn.execute(
-                insert(task_attempts),
-                [
-                    {
-                        "task_id": r.id,
-                        "attempt": r.attempts,
-                        "worker_id": r.worker_id,
-                        "started_at": r.started_at,
-                        "finished_at": now,
-                        "outcome": "released",
-                        "reason": "launch_canceled",
-                        "exit_code": None,
-                        "error": None,
-                    }
-                    for r in held
-                ],
-            )
-        conn.execute(
-            update(workers)
-            .where(and_(workers.c.id.in_(ids), workers.c.status == "running"))
-            .values(status="lost", exit_reason="canceled", stopped_at=now)
-        )
-    return [r.id for r in held]
+    return operations.return_launch_tasks(engine, [w["id"] for w in worker_rows])
 
 
 # --- logs ---------------------------------------------------------------------

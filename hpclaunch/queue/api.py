@@ -9,17 +9,20 @@ h.result(timeout=600)
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from hpclaunch.errors import UserError
-from hpclaunch.queue import store
+from hpclaunch.queue import db, operations, store
 from hpclaunch.queue.batches import Batch, TaskSpec, load_batch_file
-from hpclaunch.queue.db import get_engine
+from hpclaunch.queue.driver import Connection
+from hpclaunch.queue.urls import resolve_database_url
+from hpclaunch.states import FINISHED_TASK_STATUSES, TaskStatus
 from hpclaunch.tasks.payloads import call_payload, canonical_tags, check_limits, command_payload
 
-FINAL = ("completed", "failed", "canceled")
+FINAL = FINISHED_TASK_STATUSES
 
 
 class TaskFailed(Exception):
@@ -47,7 +50,7 @@ class TaskHandle:
 
     @property
     def status(self) -> str:
-        return store.task_status(self.queue.engine, self.id)
+        return db.call(self.queue.conn, store.task_status, self.id)
 
     def wait(self, timeout: float | None = None, poll: float = 0.2) -> str:
         """Block until the task is completed, failed or canceled; returns the status."""
@@ -65,8 +68,8 @@ class TaskHandle:
     def result(self, timeout: float | None = None) -> Any:
         """The task's result (JSON, or unpickled for run_cloud); raises TaskFailed."""
         self.wait(timeout)
-        task = store.get_task(self.queue.engine, self.id)
-        if task["status"] != "completed":
+        task = self.info()
+        if task["status"] != TaskStatus.COMPLETED:
             raise TaskFailed(task)
         if task["result_pickled"] is not None:
             import cloudpickle
@@ -77,10 +80,10 @@ class TaskHandle:
         return task["exit_code"]  # a command: its exit code
 
     def cancel(self) -> bool:
-        return bool(store.cancel(self.queue.engine, [self.id]))
+        return bool(db.call(self.queue.conn, operations.cancel, [self.id]))
 
     def info(self) -> dict[str, Any]:
-        return store.get_task(self.queue.engine, self.id)
+        return db.call(self.queue.conn, store.get_task, self.id)
 
 
 class Queue:
@@ -94,10 +97,35 @@ class Queue:
         priority: int = 0,
         max_attempts: int = 3,
     ):
-        self.engine = get_engine(database)
+        self.url = resolve_database_url(database)
+        self._local = threading.local()
+        self._opened: list[Connection] = []
+        self._lock = threading.Lock()
+        self.conn  # noqa: B018 - connect (and check the schema) now, not at first use
         self.tags = list(tags or [])
         self.priority = priority
         self.max_attempts = max_attempts
+
+    @property
+    def conn(self) -> Connection:
+        """This thread's connection: a Queue may be shared by threads, a connection not."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = db.connect(self.url)
+            with self._lock:
+                self._opened.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close the queue's database connections."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            conn.close()
+        self._local = threading.local()
+
+    def _insert(self, specs: list[TaskSpec], pickled: bytes | None = None) -> int:
+        return db.call(self.conn, store.insert_tasks, specs, pickled=pickled)[0]
 
     def _spec(
         self,
@@ -157,7 +185,7 @@ class Queue:
             expected_runtime=expected_runtime,
             name=name,
         )
-        return TaskHandle(self, store.insert_tasks(self.engine, [spec])[0])
+        return TaskHandle(self, self._insert([spec]))
 
     def enqueue_call(
         self,
@@ -184,7 +212,7 @@ class Queue:
             expected_runtime=expected_runtime,
             name=name,
         )
-        return TaskHandle(self, store.insert_tasks(self.engine, [spec])[0])
+        return TaskHandle(self, self._insert([spec]))
 
     def run_cloud(self, fn: Callable, /, *args: Any, **kwargs: Any) -> TaskHandle:
         """Schedule ``fn(*args, **kwargs)`` on a worker (cloudpickled, as in Simmate).
@@ -224,15 +252,15 @@ class Queue:
             expected_runtime=expected_runtime,
             name=label,
         )
-        return TaskHandle(self, store.insert_tasks(self.engine, [spec], pickled=blob)[0])
+        return TaskHandle(self, self._insert([spec], pickled=blob))
 
     def enqueue_batch(self, batch: Batch | str) -> tuple[int, list[TaskHandle]]:
         """A batch (a parsed ``Batch`` or a batch file path), all tasks in one transaction."""
         if isinstance(batch, str):
             batch = load_batch_file(batch)
-        batch_id, ids = store.insert_batch(self.engine, batch)
+        batch_id, ids = db.call(self.conn, store.insert_batch, batch)
         return batch_id, [TaskHandle(self, i) for i in ids]
 
     def task(self, task_id: int) -> TaskHandle:
-        store.get_task(self.engine, task_id)
+        db.call(self.conn, store.get_task, task_id)
         return TaskHandle(self, task_id)

@@ -9,7 +9,7 @@ Alembic: see ``hpclaunch.queue``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -51,6 +51,38 @@ class Connection:
     def one(self, sql: str, params: Mapping[str, Any] | None = None):
         return self.execute(sql, params).fetchone()
 
+    def dicts(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """All rows as dicts keyed by column name (binary columns as ``bytes``)."""
+        cur = self.execute(sql, params)
+        names = [d[0] for d in cur.description]
+        return [
+            {
+                n: bytes(v) if isinstance(v, memoryview) else v
+                for n, v in zip(names, row, strict=True)
+            }
+            for row in cur.fetchall()
+        ]
+
+    def many_returning(self, sql: str, rows: list[Mapping[str, Any]]) -> list[Any]:
+        """Run ``sql ... RETURNING x`` once per row; the first value of each, in order."""
+        if not rows:
+            return []
+        if self.dialect == "postgresql":
+            cur = self.raw.cursor()
+            cur.executemany(adapt(sql, self.dialect), rows, returning=True)
+            out = []
+            while True:
+                out.append(cur.fetchone()[0])
+                if not cur.nextset():
+                    return out
+        return [self.one(sql, row)[0] for row in rows]
+
+    def lock_suffix(self, of: str | None = None) -> str:
+        """`` FOR UPDATE [OF x] SKIP LOCKED`` on PostgreSQL; SQLite's write lock suffices."""
+        if self.dialect != "postgresql":
+            return ""
+        return f" FOR UPDATE OF {of} SKIP LOCKED" if of else " FOR UPDATE SKIP LOCKED"
+
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A write transaction: ``BEGIN IMMEDIATE`` on SQLite so it never deadlocks."""
@@ -76,6 +108,14 @@ class Connection:
         """Replace a (possibly broken) connection in place: holders keep this object."""
         self.close()
         self.raw = _open_raw(self.url)
+
+
+def in_list(prefix: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
+    """``(:p0, :p1, ...)`` and its parameters, for ``col IN`` over a Python list."""
+    params = {f"{prefix}{i}": v for i, v in enumerate(values)}
+    if not params:
+        return "(NULL)", {}  # matches nothing, like SQLAlchemy's empty IN
+    return "(" + ", ".join(":" + k for k in params) + ")", params
 
 
 class Unreachable(DatabaseError):
@@ -126,7 +166,7 @@ def _open_raw(url: str) -> Any:
 
     conninfo = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", url)
     try:
-        raw = psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
+        pg: Any = psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as exc:
         text = str(exc).strip()
         first = text.splitlines()[0] if text else type(exc).__name__
@@ -137,5 +177,5 @@ def _open_raw(url: str) -> Any:
     # enqueue, before autovacuum has analysed the table, the planner would read the
     # whole pending index as a bitmap and sort it for each claim: O(queue) per task.
     # (A SET, not a startup option: connection poolers may refuse those.)
-    raw.execute("SET enable_bitmapscan = off")
-    return raw
+    pg.execute("SET enable_bitmapscan = off")
+    return pg

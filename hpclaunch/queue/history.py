@@ -10,6 +10,10 @@ from typing import Any
 
 from hpclaunch.errors import NotFound
 from hpclaunch.queue.driver import Connection
+from hpclaunch.states import AttemptOutcome, TaskStatus, WorkerStatus
+
+# Attempts that spent one of the task's max_attempts.
+_COUNTED = (AttemptOutcome.COMPLETED, AttemptOutcome.FAILED, AttemptOutcome.LOST)
 
 _TASK_COLUMNS = (
     "id",
@@ -63,7 +67,7 @@ def explain(conn: Connection, task_id: int) -> dict[str, Any]:
     for a in attempts:
         a["error"] = first_line(a["error"])
     current = None
-    if task["status"] == "running" and task["worker_id"] is not None:
+    if task["status"] == TaskStatus.RUNNING and task["worker_id"] is not None:
         w = conn.one(
             "SELECT host, pid, scheduler, job_id, array_job_id, array_index, launch_id, "
             "status, heartbeat_at, {now} FROM workers WHERE id = :id",
@@ -124,15 +128,15 @@ def where(a: dict[str, Any]) -> str:
 def describe(a: dict[str, Any]) -> str:
     """How one attempt ended, in a few words."""
     outcome, reason = a["outcome"], a.get("reason")
-    if outcome == "completed":
+    if outcome == AttemptOutcome.COMPLETED:
         return f"completed on {where(a)}"
-    if outcome == "lost":
+    if outcome == AttemptOutcome.LOST:
         return f"a lost lease on {where(a)}" + (
             f" ({reason})" if reason not in (None, "lease_expired") else ""
         )
-    if outcome == "released":
+    if outcome == AttemptOutcome.RELEASED:
         return f"being put back uncounted ({reason or 'stopped'}) from {where(a)}"
-    if outcome == "canceled":
+    if outcome == AttemptOutcome.CANCELED:
         return "cancellation"
     return f"{failure(a)} on {where(a)}"
 
@@ -156,10 +160,12 @@ def verdict(
 ) -> str:
     """One line: how the task ended (or where it stands) and why."""
     status = task["status"]
-    counted = [a for a in attempts if a["outcome"] in ("completed", "failed", "lost")]
-    before = [a for a in attempts if a["outcome"] != "completed"]
-    if status == "completed":
-        done = next((a for a in reversed(attempts) if a["outcome"] == "completed"), None)
+    counted = [a for a in attempts if a["outcome"] in _COUNTED]
+    before = [a for a in attempts if a["outcome"] != AttemptOutcome.COMPLETED]
+    if status == TaskStatus.COMPLETED:
+        done = next(
+            (a for a in reversed(attempts) if a["outcome"] == AttemptOutcome.COMPLETED), None
+        )
         if done is None:
             return "completed"
         text = f"completed on attempt {done['attempt']} on {where(done)}"
@@ -171,31 +177,31 @@ def verdict(
                 + f"; ran on {where(done)}"
             )
         return text
-    if status == "failed":
+    if status == TaskStatus.FAILED:
         last = counted[-1] if counted else None
         why = failure(last) if last else (task.get("reason") or "failed")
-        if last is not None and last["outcome"] == "lost":
+        if last is not None and last["outcome"] == AttemptOutcome.LOST:
             why = f"lost lease on {where(last)}"
         return f"failed: {task['attempts']} of {task['max_attempts']} attempts spent: {why}"
-    if status == "running":
+    if status == TaskStatus.RUNNING:
         text = f"running attempt {task['attempts']} of {task['max_attempts']}"
         if running:
             text += f" on {where(running)}, worker {running['worker_id']}"
             age = running.get("heartbeat_age")
             if age is not None:
                 text += f", last heartbeat {age:.0f} s ago"
-            if running.get("worker_status") in ("exited", "lost"):
+            if running.get("worker_status") in (WorkerStatus.EXITED, WorkerStatus.LOST):
                 text += f" (worker {running['worker_status']}: `hpclaunch lost --requeue`)"
         return text
-    if status == "pending":
+    if status == TaskStatus.PENDING:
         text = f"pending: {task['attempts']} of {task['max_attempts']} attempts spent"
         if before:
             text += " after " + _join([describe(a) for a in before])
         return text
-    if status == "canceled":
+    if status == TaskStatus.CANCELED:
         return "canceled" + (
             f" while running on {where(before[-1])}"
-            if before and before[-1]["outcome"] == "canceled"
+            if before and before[-1]["outcome"] == AttemptOutcome.CANCELED
             else ""
         )
     return status

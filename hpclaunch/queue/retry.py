@@ -10,11 +10,11 @@ wrong password or a missing database fails at once.
 Usage, worker side (plain DB-API; the connection is re-opened in place
 before each retry so everything holding it keeps working)::
 
-    retry.call(conn, claims.reap, wait=300, log=print)
+    retry.call(conn, operations.reap, wait=300, log=print)
 
-CLI side (SQLAlchemy; the pool's pre-ping replaces dead connections)::
+CLI side (the same driver connection, opened by ``queue.db.connect``)::
 
-    retry.call(None, store.get_task, engine, 7, wait=15, log=print)
+    retry.call(conn, store.get_task, 7, wait=15, log=print)
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def _retry(conn, fn, full, kwargs, first, *, wait, log, what, stop):
             f"next in {state.next_action.sleep:.1f} s"
         )
 
-    stop_rule = stop_after_delay(max(wait - (time.monotonic() - started), 0))
+    stop_rule: Any = stop_after_delay(max(wait - (time.monotonic() - started), 0))
     if stop is not None:
         stop_rule = stop_rule | (lambda state: stop())
     for attempt in Retrying(

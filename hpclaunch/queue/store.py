@@ -1,7 +1,8 @@
-"""Queue operations for the CLI and the Python API (SQLAlchemy Core).
+"""Enqueueing and the listings (tasks, attempts, batches, workers, stats).
 
-The worker's own statements live in ``queue.claims``; everything a person or a
-script does to the queue lives here.
+Plain DB-API over ``queue.driver``, like the worker's statements: the CLI, the
+Python API and ``launches`` share one access path and never import SQLAlchemy.
+Task transitions (retry, cancel, ...) are in ``queue.operations``.
 """
 
 from __future__ import annotations
@@ -9,34 +10,24 @@ from __future__ import annotations
 import getpass
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
-from sqlalchemy.engine import Engine
-
-from hpclaunch.errors import NotFound, UserError
+from hpclaunch.errors import NotFound
 from hpclaunch.queue.batches import Batch, TaskSpec
-from hpclaunch.queue.schema import batches, task_attempts, tasks, workers
+from hpclaunch.queue.driver import Connection
+from hpclaunch.states import AttemptOutcome, TaskStatus, WorkerStatus
 
-STATUSES = ("pending", "running", "completed", "failed", "canceled")
-SUMMARY_COLUMNS = [
-    tasks.c.id,
-    tasks.c.name,
-    tasks.c.kind,
-    tasks.c.status,
-    tasks.c.tags,
-    tasks.c.priority,
-    tasks.c.attempts,
-    tasks.c.max_attempts,
-    tasks.c.batch_id,
-    tasks.c.worker_id,
-    tasks.c.exit_code,
-    tasks.c.reason,
-    tasks.c.created_at,
-    tasks.c.started_at,
-    tasks.c.finished_at,
-]
+SUMMARY_COLUMNS = (
+    "id, name, kind, status, tags, priority, attempts, max_attempts, batch_id, worker_id, "
+    "exit_code, reason, created_at, started_at, finished_at"
+)
+_INSERT_TASK = (
+    "INSERT INTO tasks (batch_id, name, kind, payload, pickled, tags, priority, "
+    "max_attempts, attempts, timeout, expected_runtime, status, created_at) VALUES "
+    "(:batch_id, :name, :kind, :payload, :pickled, :tags, :priority, :max_attempts, 0, "
+    ":timeout, :expected_runtime, :status, :created_at) RETURNING id"
+)
 
 
 def _row(
@@ -51,46 +42,42 @@ def _row(
         "tags": spec.tags,
         "priority": spec.priority,
         "max_attempts": spec.max_attempts,
-        "attempts": 0,
         "timeout": spec.timeout,
         "expected_runtime": spec.expected_runtime,
-        "status": "pending",
+        "status": TaskStatus.PENDING.value,
         "created_at": now,
     }
 
 
 def insert_tasks(
-    engine: Engine, specs: Sequence[TaskSpec], *, pickled: bytes | None = None
+    conn: Connection, specs: Sequence[TaskSpec], *, pickled: bytes | None = None
 ) -> list[int]:
     """Insert tasks in one transaction; returns their IDs in order."""
     now = time.time()
-    rows = [_row(s, now, pickled=pickled) for s in specs]
-    with engine.begin() as conn:
-        result = conn.execute(
-            insert(tasks).returning(tasks.c.id, sort_by_parameter_order=True), rows
-        )
-        return [r[0] for r in result]
+    with conn.transaction():
+        ids = conn.many_returning(_INSERT_TASK, [_row(s, now, pickled=pickled) for s in specs])
+    return [int(i) for i in ids]
 
 
-def insert_batch(engine: Engine, batch: Batch) -> tuple[int, list[int]]:
+def insert_batch(conn: Connection, batch: Batch) -> tuple[int, list[int]]:
     """A batch and all its tasks, in one transaction: all or nothing."""
     now = time.time()
-    with engine.begin() as conn:
-        batch_id = conn.execute(
-            insert(batches).returning(batches.c.id),
-            {
-                "name": batch.name,
-                "created_at": now,
-                "created_by": current_user(),
-                "spec": json.dumps(batch.spec, default=str),
-                "n_tasks": len(batch.tasks),
-            },
-        ).scalar_one()
-        result = conn.execute(
-            insert(tasks).returning(tasks.c.id, sort_by_parameter_order=True),
-            [_row(s, now, batch_id) for s in batch.tasks],
+    with conn.transaction():
+        batch_id = int(
+            conn.one(
+                "INSERT INTO batches (name, created_at, created_by, spec, n_tasks) "
+                "VALUES (:name, :created_at, :created_by, :spec, :n_tasks) RETURNING id",
+                {
+                    "name": batch.name,
+                    "created_at": now,
+                    "created_by": current_user(),
+                    "spec": json.dumps(batch.spec, default=str),
+                    "n_tasks": len(batch.tasks),
+                },
+            )[0]
         )
-        return batch_id, [r[0] for r in result]
+        ids = conn.many_returning(_INSERT_TASK, [_row(s, now, batch_id) for s in batch.tasks])
+    return batch_id, [int(i) for i in ids]
 
 
 def current_user() -> str | None:
@@ -101,228 +88,120 @@ def current_user() -> str | None:
         return None
 
 
-def get_task(engine: Engine, task_id: int) -> dict[str, Any]:
-    with engine.connect() as conn:
-        row = conn.execute(select(tasks).where(tasks.c.id == task_id)).mappings().first()
-    if row is None:
+def get_task(conn: Connection, task_id: int) -> dict[str, Any]:
+    rows = conn.dicts("SELECT * FROM tasks WHERE id = :id", {"id": task_id})
+    if not rows:
         raise NotFound(f"no task with ID {task_id}; `hpclaunch tasks` lists them")
-    return dict(row)
+    return rows[0]
 
 
-def task_status(engine: Engine, task_id: int) -> str:
-    with engine.connect() as conn:
-        status = conn.execute(select(tasks.c.status).where(tasks.c.id == task_id)).scalar()
-    if status is None:
+def task_status(conn: Connection, task_id: int) -> str:
+    row = conn.one("SELECT status FROM tasks WHERE id = :id", {"id": task_id})
+    if row is None:
         raise NotFound(f"no task with ID {task_id}")
-    return status
+    return row[0]
+
+
+def _like(text: str) -> str:
+    """``text`` for a LIKE pattern, with its own wildcards escaped (ESCAPE '/')."""
+    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
 
 
 def list_tasks(
-    engine: Engine,
+    conn: Connection,
     *,
     status: str | None = None,
     tag: str | None = None,
     batch_id: int | None = None,
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    query = select(*SUMMARY_COLUMNS).order_by(tasks.c.id)
+    where: list[str] = []
+    params: dict[str, Any] = {}
     if status:
-        query = query.where(tasks.c.status == status)
+        where.append("status = :status")
+        params["status"] = str(status)
     if tag:
-        query = query.where(
-            or_(
-                tasks.c.tags == tag,
-                tasks.c.tags.startswith(f"{tag},", autoescape=True),
-                tasks.c.tags.endswith(f",{tag}", autoescape=True),
-                tasks.c.tags.contains(f",{tag},", autoescape=True),
-            )
+        where.append(
+            "(tags = :tag OR tags LIKE :first ESCAPE '/' OR tags LIKE :last ESCAPE '/' "
+            "OR tags LIKE :middle ESCAPE '/')"
         )
+        escaped = _like(tag)
+        params.update(tag=tag, first=f"{escaped},%", last=f"%,{escaped}", middle=f"%,{escaped},%")
     if batch_id is not None:
-        query = query.where(tasks.c.batch_id == batch_id)
+        where.append("batch_id = :batch_id")
+        params["batch_id"] = batch_id
+    sql = f"SELECT {SUMMARY_COLUMNS} FROM tasks"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY id"
     if limit:
-        query = query.limit(limit)
-    with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(query).mappings()]
+        sql += f" LIMIT {int(limit)}"
+    return conn.dicts(sql, params)
 
 
-def attempts(engine: Engine, task_id: int) -> list[dict[str, Any]]:
-    query = (
-        select(
-            task_attempts,
-            workers.c.host,
-            workers.c.scheduler,
-            workers.c.job_id,
-            workers.c.array_index,
-            workers.c.launch_id,
-        )
-        .select_from(task_attempts.outerjoin(workers, task_attempts.c.worker_id == workers.c.id))
-        .where(task_attempts.c.task_id == task_id)
-        .order_by(task_attempts.c.id)
+def attempts(conn: Connection, task_id: int) -> list[dict[str, Any]]:
+    """A task's attempts, oldest first, with where each ran."""
+    return conn.dicts(
+        "SELECT a.*, w.host, w.scheduler, w.job_id, w.array_index, w.launch_id "
+        "FROM task_attempts a LEFT JOIN workers w ON a.worker_id = w.id "
+        "WHERE a.task_id = :id ORDER BY a.id",
+        {"id": task_id},
     )
-    with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(query).mappings()]
 
 
-def retry(engine: Engine, task_ids: Iterable[int] = (), *, all_failed: bool = False) -> list[int]:
-    """Put failed or canceled tasks back on the queue with a fresh attempt budget."""
-    ids = list(task_ids)
-    with engine.begin() as conn:
-        if ids:
-            found = dict(
-                conn.execute(select(tasks.c.id, tasks.c.status).where(tasks.c.id.in_(ids))).all()
-            )
-            missing = [i for i in ids if i not in found]
-            if missing:
-                raise NotFound(f"no task with ID {missing[0]}")
-            busy = [i for i in ids if found[i] not in ("failed", "canceled")]
-            if busy:
-                raise UserError(
-                    f"task {busy[0]} is {found[busy[0]]}; only failed or canceled "
-                    "tasks can be retried"
-                )
-            where = tasks.c.id.in_(ids)
-        elif all_failed:
-            where = tasks.c.status == "failed"
-        else:
-            raise UserError("name task IDs or pass --failed")
-        retried = [r[0] for r in conn.execute(select(tasks.c.id).where(where))]
-        conn.execute(
-            update(tasks)
-            .where(where)
-            .values(
-                status="pending",
-                attempts=0,
-                worker_id=None,
-                claim_token=None,
-                lease_expires_at=None,
-                started_at=None,
-                finished_at=None,
-                reason="retried",
-            )
-        )
-    return retried
-
-
-def cancel(
-    engine: Engine, task_ids: Iterable[int] = (), *, batch_id: int | None = None
-) -> list[int]:
-    """Cancel pending and running tasks (a running one's worker stops it)."""
-    ids = list(task_ids)
-    now = time.time()
-    with engine.begin() as conn:
-        if batch_id is not None:
-            if conn.execute(select(batches.c.id).where(batches.c.id == batch_id)).first() is None:
-                raise NotFound(f"no batch with ID {batch_id}; `hpclaunch batches` lists them")
-            where = tasks.c.batch_id == batch_id
-            conn.execute(update(batches).where(batches.c.id == batch_id).values(canceled_at=now))
-        elif ids:
-            found = {r[0] for r in conn.execute(select(tasks.c.id).where(tasks.c.id.in_(ids)))}
-            missing = [i for i in ids if i not in found]
-            if missing:
-                raise NotFound(f"no task with ID {missing[0]}")
-            where = tasks.c.id.in_(ids)
-        else:
-            raise UserError("name task IDs or pass --batch")
-        live = and_(where, tasks.c.status.in_(("pending", "running")))
-        running = conn.execute(
-            select(tasks.c.id, tasks.c.attempts, tasks.c.worker_id, tasks.c.started_at).where(
-                and_(where, tasks.c.status == "running")
-            )
-        ).all()
-        canceled = [r[0] for r in conn.execute(select(tasks.c.id).where(live))]
-        conn.execute(
-            update(tasks)
-            .where(live)
-            .values(
-                status="canceled",
-                claim_token=None,
-                lease_expires_at=None,
-                finished_at=now,
-                reason="canceled",
-            )
-        )
-        if running:
-            conn.execute(
-                insert(task_attempts),
-                [
-                    {
-                        "task_id": r.id,
-                        "attempt": r.attempts,
-                        "worker_id": r.worker_id,
-                        "started_at": r.started_at,
-                        "finished_at": now,
-                        "outcome": "canceled",
-                        "reason": "canceled",
-                        "exit_code": None,
-                        "error": None,
-                    }
-                    for r in running
-                ],
-            )
-    return canceled
-
-
-def list_batches(engine: Engine) -> list[dict[str, Any]]:
-    counts = (
-        select(tasks.c.batch_id, tasks.c.status, func.count().label("n"))
-        .where(tasks.c.batch_id.is_not(None))
-        .group_by(tasks.c.batch_id, tasks.c.status)
-    )
-    with engine.connect() as conn:
-        rows = [dict(r) for r in conn.execute(select(batches).order_by(batches.c.id)).mappings()]
-        per = {}
-        for batch_id, status, n in conn.execute(counts):
-            per.setdefault(batch_id, {})[status] = n
+def list_batches(conn: Connection) -> list[dict[str, Any]]:
+    rows = conn.dicts("SELECT * FROM batches ORDER BY id")
+    per: dict[int, dict[str, int]] = {}
+    for batch_id, status, n in conn.execute(
+        "SELECT batch_id, status, COUNT(*) FROM tasks WHERE batch_id IS NOT NULL "
+        "GROUP BY batch_id, status"
+    ).fetchall():
+        per.setdefault(batch_id, {})[status] = n
     for row in rows:
-        row["counts"] = {s: per.get(row["id"], {}).get(s, 0) for s in STATUSES}
+        row["counts"] = {s.value: per.get(row["id"], {}).get(s, 0) for s in TaskStatus}
         row["spec"] = json.loads(row["spec"])
     return rows
 
 
-def list_workers(engine: Engine, *, include_gone: bool = False) -> list[dict[str, Any]]:
-    done = select(
-        task_attempts.c.worker_id, task_attempts.c.outcome, func.count().label("n")
-    ).group_by(task_attempts.c.worker_id, task_attempts.c.outcome)
-    query = select(workers).order_by(workers.c.id)
+def list_workers(conn: Connection, *, include_gone: bool = False) -> list[dict[str, Any]]:
+    sql = "SELECT * FROM workers"
     if not include_gone:
-        query = query.where(workers.c.status == "running")
-    with engine.connect() as conn:
-        rows = [dict(r) for r in conn.execute(query).mappings()]
-        per: dict[int, dict[str, int]] = {}
-        for worker_id, outcome, n in conn.execute(done):
-            per.setdefault(worker_id, {})[outcome] = n
-        current = dict(
-            conn.execute(
-                select(tasks.c.worker_id, tasks.c.id).where(tasks.c.status == "running")
-            ).all()
-        )
+        sql += " WHERE status = :running"
+    rows = conn.dicts(sql + " ORDER BY id", {"running": WorkerStatus.RUNNING.value})
+    per: dict[int, dict[str, int]] = {}
+    for worker_id, outcome, n in conn.execute(
+        "SELECT worker_id, outcome, COUNT(*) FROM task_attempts GROUP BY worker_id, outcome"
+    ).fetchall():
+        per.setdefault(worker_id, {})[outcome] = n
+    current = dict(
+        conn.execute(
+            "SELECT worker_id, id FROM tasks WHERE status = :running",
+            {"running": TaskStatus.RUNNING.value},
+        ).fetchall()
+    )
     for row in rows:
-        row["completed"] = per.get(row["id"], {}).get("completed", 0)
-        row["failed"] = per.get(row["id"], {}).get("failed", 0)
+        row["completed"] = per.get(row["id"], {}).get(AttemptOutcome.COMPLETED, 0)
+        row["failed"] = per.get(row["id"], {}).get(AttemptOutcome.FAILED, 0)
         row["current_task"] = current.get(row["id"])
     return rows
 
 
-def stats(engine: Engine) -> dict[str, Any]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(tasks.c.tags, tasks.c.status, func.count()).group_by(
-                tasks.c.tags, tasks.c.status
-            )
-        ).all()
-        live_workers = conn.execute(
-            select(func.count()).select_from(workers).where(workers.c.status == "running")
-        ).scalar_one()
-    by_status = dict.fromkeys(STATUSES, 0)
+def stats(conn: Connection) -> dict[str, Any]:
+    rows = conn.execute("SELECT tags, status, COUNT(*) FROM tasks GROUP BY tags, status").fetchall()
+    live_workers = conn.one(
+        "SELECT COUNT(*) FROM workers WHERE status = :running",
+        {"running": WorkerStatus.RUNNING.value},
+    )[0]
+    by_status: dict[str, int] = {s.value: 0 for s in TaskStatus}
     by_tag: dict[str, dict[str, int]] = {}
     for tagset, status, n in rows:
         by_status[status] = by_status.get(status, 0) + n
         for tag in tagset.split(","):
-            by_tag.setdefault(tag, dict.fromkeys(STATUSES, 0))
+            by_tag.setdefault(tag, {s.value: 0 for s in TaskStatus})
             by_tag[tag][status] = by_tag[tag].get(status, 0) + n
     return {
         "total": sum(by_status.values()),
         "by_status": by_status,
         "by_tag": by_tag,
-        "workers_running": live_workers,
+        "workers_running": int(live_workers),
     }

@@ -20,7 +20,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hpclaunch.queue.claims import Claimed, Outcome
+from hpclaunch.queue.session import Claimed, Outcome
 
 TAIL_BYTES = 64 * 1024
 KILL_AFTER = 5.0  # seconds between SIGTERM and SIGKILL on a timeout

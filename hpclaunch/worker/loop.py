@@ -5,13 +5,15 @@ Exit reasons recorded on the worker's row: ``done`` (singleflow ran its task),
 in the time left: the detail says so), ``signal``, ``database_unreachable``,
 ``crash``.
 
-Database outages: every statement is retried through ``queue.retry`` (the
-connection is re-opened in place). An idle worker waits up to ``db_wait``
-seconds for the database, then exits with code 4 (``DatabaseError``) after
-recording ``database_unreachable`` when it can. A worker holding a task keeps
-running it and retries recording the result until it succeeds or its deadline
-(else ``FINISH_WAIT``) passes; fencing still applies, so a result that arrives
-after another worker took the task over is discarded.
+The loop talks to the queue only through a ``QueueSession`` (``queue.session``):
+no SQL and no connections here, so a session over HTTP needs no change below.
+
+Outages: the session retries each operation. An idle worker waits up to
+``db_wait`` seconds for the queue, then exits with code 4 (``DatabaseError``)
+after recording ``database_unreachable`` when it can. A worker holding a task
+keeps running it and retries recording the result until it succeeds or its
+deadline (else ``FINISH_WAIT``) passes; fencing still applies, so a result that
+arrives after another worker took the task over is discarded.
 """
 
 from __future__ import annotations
@@ -27,14 +29,23 @@ from pathlib import Path
 
 from hpclaunch import __version__
 from hpclaunch.errors import DatabaseError
-from hpclaunch.queue import claims, driver, retry
-from hpclaunch.queue.migrate import open_ready
+from hpclaunch.queue.session import (
+    Claimed,
+    Outcome,
+    QueueSession,
+    QueueUnavailable,
+    WorkerInfo,
+    open_session,
+)
+from hpclaunch.states import ExitReason
 from hpclaunch.tasks.payloads import canonical_tags, worker_tag_sets
 from hpclaunch.tasks.run import CallInterrupted, Control, run
-from hpclaunch.worker import estimates
 from hpclaunch.worker.deadline import deadline_from_environment
 from hpclaunch.worker.identity import hostname, scheduler_identity
 
+# Release reason when the scheduler warned that the walltime is nearly spent (SIGUSR1);
+# the reconciler reads it as the task running out of time.
+WALLTIME_RELEASE = "walltime"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 FINISH_WAIT = 3600.0  # how long a result is retried without a deadline (seconds)
 EXIT_RECORD_WAIT = 10.0  # how long recording the worker's exit is retried
@@ -65,15 +76,16 @@ def log(opts: WorkerOptions, message: str) -> None:
 
 
 class Worker:
-    def __init__(self, opts: WorkerOptions):
+    def __init__(self, opts: WorkerOptions, session: QueueSession | None = None):
         self.opts = opts
         self.control = Control()
-        self.current: claims.Claimed | None = None
+        self.session = session or open_session(
+            opts.database_url, wait=opts.db_wait, log=self._log, stop=self.control.stop_requested
+        )
+        self.current: Claimed | None = None
         self.worker_id: int | None = None
         self._stop_heartbeat = threading.Event()
         self._last_reap = 0.0
-        self._last_estimates = float("-inf")
-        self.conn: driver.Connection | None = None
         self.exit_detail: str | None = None
         self.tag_sets: list[str] = []
 
@@ -106,13 +118,10 @@ class Worker:
     # --- heartbeat -----------------------------------------------------------
     def _heartbeat_loop(self) -> None:
         interval = max(self.opts.lease / 4, 0.2)
-        conn: driver.Connection | None = None
         while not self._stop_heartbeat.wait(interval):
             try:
-                if conn is None:
-                    conn = driver.connect(self.opts.database_url)
                 task = self.current
-                still_ours = claims.heartbeat(conn, self.worker_id, self.opts.lease, task)
+                still_ours = self.session.heartbeat(task)
                 if task is not None and not still_ours and task is self.current:
                     # Per attempt: a late verdict on one task never touches the next.
                     self.control.lease_lost = task.token
@@ -120,102 +129,29 @@ class Worker:
                     if self.control.call_running and self.current is task:
                         # An in-process call is stopped like a timeout: no second copy
                         # keeps running next to the attempt that replaced it.
-                        signal.pthread_kill(threading.main_thread().ident, signal.SIGALRM)
+                        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGALRM)
             except Exception as exc:  # noqa: BLE001 - keep running the task through outages
                 log(self.opts, f"heartbeat failed: {str(exc).splitlines()[0] if str(exc) else exc}")
-                if conn is not None:
-                    conn.close()
-                conn = None
-        if conn is not None:
-            conn.close()
 
-    # --- database access through outages --------------------------------------
     def _log(self, message: str) -> None:
         log(self.opts, message)
 
-    def _db(
-        self,
-        fn,
-        *args,
-        wait: float | None = None,
-        what: str | None = None,
-        stoppable: bool = False,
-        **kwargs,
-    ):
-        """``fn(conn, ...)`` retried through outages (see ``queue.retry``)."""
-        return retry.call(
-            self.conn,
-            fn,
-            *args,
-            wait=self.opts.db_wait if wait is None else wait,
-            log=self._log,
-            what=what,
-            stop=self.control.stop_requested if stoppable else None,
-            **kwargs,
-        )
+    def _claim(self) -> Claimed | None:
+        remaining = self._remaining()
+        if remaining is not None and remaining <= 0:
+            return None
+        if self.opts.deadline is not None:
+            self.session.refresh_estimates()
+        return self.session.claim(remaining)
 
-    def _claim(self, claimer: claims.Claimer) -> claims.Claimed | None:
-        broke = False
-
-        def attempt(conn):
-            nonlocal broke
-            if broke:
-                # A claim may have committed before the connection broke: give
-                # back anything held under our name that we are not running.
-                for task_id in claims.release_orphans(conn, self.worker_id):
-                    self._log(f"task {task_id} put back (claimed while the connection broke)")
-            remaining = self._remaining()
-            if remaining is not None and remaining <= 0:
-                return None
-            try:
-                return claimer.claim(remaining)
-            except Exception:
-                broke = True
-                raise
-
-        self._refresh_estimates(claimer)
-        return self._db(attempt, what="claim", stoppable=True)
-
-    def _finish(self, task: claims.Claimed, outcome: claims.Outcome) -> str | None:
-        broke = False
-
-        def attempt(conn):
-            nonlocal broke
-            if broke:
-                # The last try may have committed before its reply was lost.
-                status = claims.recorded_status(conn, self.worker_id, task)
-                if status is not None:
-                    return status
-            try:
-                return claims.finish(conn, self.worker_id, task, outcome)
-            except Exception:
-                broke = True
-                raise
-
+    def _finish(self, task: Claimed, outcome: Outcome) -> str | None:
         wait = FINISH_WAIT if self.opts.deadline is None else self.opts.deadline - time.time()
-        return self._db(
-            attempt, wait=max(wait, self.opts.db_wait), what=f"recording task {task.id}"
-        )
-
-    def _refresh_estimates(self, claimer: claims.Claimer) -> None:
-        if self.opts.deadline is None:
-            return
-        now = time.monotonic()
-        if now - self._last_estimates < estimates.REFRESH:
-            return
-        self._last_estimates = now
-        try:
-            samples = claims.completed_runtimes(self.conn, self.tag_sets)
-        except Exception as exc:  # noqa: BLE001 - stale estimates are fine; the claim retries
-            if not retry.is_transient(exc):
-                raise
-            return
-        claimer.set_estimates(estimates.estimates(samples))
+        return self.session.finish(task, outcome, wait=max(wait, self.opts.db_wait))
 
     # --- main loop -----------------------------------------------------------
     def run(self) -> str:
         opts = self.opts
-        self.tag_sets = tag_sets = worker_tag_sets(opts.tags)
+        self.tag_sets = worker_tag_sets(opts.tags)
         self._install_signals()
         if opts.deadline is None:
             opts.deadline, note = deadline_from_environment(os.environ)
@@ -226,62 +162,44 @@ class Worker:
                     if opts.deadline is not None
                     else note,
                 )
+        identity = scheduler_identity()
         try:
-            self.conn = conn = retry.call(
-                None,
-                open_ready,
-                opts.database_url,
-                wait=opts.db_wait,
-                log=self._log,
-                what="connect",
-                stop=self.control.stop_requested,
+            self.worker_id = self.session.register(
+                WorkerInfo(
+                    host=hostname(),
+                    pid=os.getpid(),
+                    tags=canonical_tags(opts.tags),
+                    tag_sets=self.tag_sets,
+                    mode="singleflow" if opts.singleflow else "draining",
+                    lease=opts.lease,
+                    allow_pickle=opts.allow_pickle,
+                    fit_deadline=opts.deadline is not None,
+                    version=__version__,
+                    launch_id=opts.launch_id or os.environ.get("HPCLAUNCH_LAUNCH_ID") or None,
+                    **identity,
+                )
             )
-            identity = scheduler_identity()
-            self.worker_id = self._db(
-                claims.register_worker,
-                what="register",
-                host=hostname(),
-                pid=os.getpid(),
-                tags=canonical_tags(opts.tags),
-                mode="singleflow" if opts.singleflow else "draining",
-                lease=opts.lease,
-                launch_id=opts.launch_id or os.environ.get("HPCLAUNCH_LAUNCH_ID") or None,
-                version=__version__,
-                **identity,
-            )
-        except Exception as exc:
-            if not retry.is_transient(exc):
-                raise
+        except QueueUnavailable as exc:
+            self.session.close()
             raise DatabaseError(
-                f"the database was unreachable for {opts.db_wait:g} s at start-up: "
-                f"{retry.first_line(exc)}"
+                f"the database was unreachable for {opts.db_wait:g} s at start-up: {exc}"
             ) from exc
+        except BaseException:
+            self.session.close()
+            raise
         log(opts, f"worker {self.worker_id} started (tags {canonical_tags(opts.tags)})")
         beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         beat.start()
-        claimer = claims.Claimer(
-            conn,
-            worker_id=self.worker_id,
-            tag_sets=tag_sets,
-            lease=opts.lease,
-            allow_pickle=opts.allow_pickle,
-            fit_deadline=opts.deadline is not None,
-        )
         log_root = opts.log_dir or _default_log_root()
-        reason, detail, error = "crash", None, None
+        reason, detail, error = ExitReason.CRASH, None, None
         try:
-            reason = self._loop(conn, claimer, log_root)
+            reason = self._loop(log_root)
             detail = self.exit_detail
-        except Exception as exc:
-            if not retry.is_transient(exc):
-                detail = "".join(traceback.format_exception(exc))[-4000:]
-                if self.current is not None:
-                    _record_crash(conn, self.worker_id, self.current, detail)
-                raise
+        except QueueUnavailable as exc:
             if self.current is None and self.control.stop_requested():
-                reason = "signal"
+                reason = ExitReason.SIGNAL
             else:
-                reason, detail = "database_unreachable", retry.first_line(exc)
+                reason, detail = ExitReason.DATABASE_UNREACHABLE, str(exc)
                 if self.current is not None:
                     log(
                         opts,
@@ -294,58 +212,47 @@ class Worker:
         except BaseException as exc:
             detail = "".join(traceback.format_exception(exc))[-4000:]
             if self.current is not None:
-                _record_crash(conn, self.worker_id, self.current, detail)
+                self.session.record_crash(self.current, detail)
             raise
         finally:
             self._stop_heartbeat.set()
+            beat.join(timeout=10)
             if self.current is None:
                 # A claim whose reply was lost must not wait for its lease to expire.
-                try:
-                    claims.release_orphans(self.conn or conn, self.worker_id)
-                except Exception:  # noqa: BLE001 - the lease returns it otherwise
-                    pass
+                self.session.release_orphans()
             try:
-                self._db(
-                    claims.record_worker_exit,
-                    self.worker_id,
-                    reason,
-                    detail,
-                    wait=min(EXIT_RECORD_WAIT, opts.db_wait),
-                    what="recording the exit",
-                )
-            except Exception as exc:  # noqa: BLE001 - the row then shows a stale heartbeat
-                if not retry.is_transient(exc):
-                    raise
-                log(opts, f"could not record the exit ({retry.first_line(exc)})")
+                self.session.record_exit(reason, detail, wait=min(EXIT_RECORD_WAIT, opts.db_wait))
+            except QueueUnavailable as exc:  # the row then shows a stale heartbeat
+                log(opts, f"could not record the exit ({exc})")
             finally:
-                conn.close()
+                self.session.close()
             log(opts, f"worker {self.worker_id} stopped: {reason}")
         if error is not None:
             raise error
         return reason
 
-    def _loop(self, conn: driver.Connection, claimer: claims.Claimer, log_root: Path) -> str:
+    def _loop(self, log_root: Path) -> ExitReason:
         opts = self.opts
         done = 0
         self._maybe_reap(force=True)
         while True:
             if self.control.stop_requested():
-                return "signal"
+                return ExitReason.SIGNAL
             if opts.nitems_max is not None and done >= opts.nitems_max:
-                return "nitems_max"
+                return ExitReason.NITEMS_MAX
             remaining = self._remaining()
             if remaining is not None and remaining <= 0:
-                return "deadline"
+                return ExitReason.DEADLINE
             self._maybe_reap()
-            task = self._claim(claimer)
+            task = self._claim()
             if task is None:
-                task = self._wait_for_task(claimer)
+                task = self._wait_for_task()
                 if task is None:
                     return self._why_idle()
             if self.control.stop_requested():
                 # Told to stop while claiming (or idle-polling): don't start it.
-                self._db(claims.release, self.worker_id, task, "stopped", what="release")
-                return "signal"
+                self.session.release(task, "stopped")
+                return ExitReason.SIGNAL
             self.current = task
             started = time.monotonic()
             result = run(task, self.control, log_root)
@@ -354,11 +261,11 @@ class Worker:
                 if self.control.stop_signal == signal.SIGUSR1:
                     # The scheduler's warning before the walltime (B:USR1@grace): the
                     # reconciler reads this as the task running out of time.
-                    why = claims.WALLTIME_RELEASE
-                self._db(claims.release, self.worker_id, task, why, what="release")
+                    why = WALLTIME_RELEASE
+                self.session.release(task, why)
                 self.current = None
                 log(opts, f"task {task.id} put back on the queue ({result.released})")
-                return "signal"
+                return ExitReason.SIGNAL
             status = self._finish(task, result.outcome)
             self.current = None
             elapsed = time.monotonic() - started
@@ -368,32 +275,32 @@ class Worker:
                 log(opts, f"task {task.id} {status} in {elapsed:.2f} s")
             done += 1
             if opts.singleflow:
-                return "done"
+                return ExitReason.DONE
 
-    def _why_idle(self) -> str:
+    def _why_idle(self) -> ExitReason:
         """The exit reason when no task could be claimed."""
         if self.control.stop_requested():
-            return "signal"
+            return ExitReason.SIGNAL
         remaining = self._remaining()
         if remaining is None:
-            return "empty_queue"
+            return ExitReason.EMPTY_QUEUE
         if remaining <= 0:
-            return "deadline"
-        waiting = self._db(claims.waiting_count, self.tag_sets, what="count")
+            return ExitReason.DEADLINE
+        waiting = self.session.waiting_count()
         if waiting:
             self.exit_detail = (
                 f"{waiting} pending task(s) do not fit in the {remaining:.0f} s "
                 "left before the deadline"
             )
             log(self.opts, self.exit_detail)
-            return "deadline"
-        return "empty_queue"
+            return ExitReason.DEADLINE
+        return ExitReason.EMPTY_QUEUE
 
-    def _wait_for_task(self, claimer) -> claims.Claimed | None:
+    def _wait_for_task(self) -> Claimed | None:
         """Poll with backoff until a task comes, the wait times out or a stop arrives."""
         opts = self.opts
         if self._maybe_reap(force=True):
-            task = self._claim(claimer)
+            task = self._claim()
             if task is not None:
                 return task
         exits_when_empty = opts.singleflow or opts.close_on_empty_queue
@@ -413,7 +320,7 @@ class Worker:
             time.sleep(delay)
             delay = min(delay * 2, opts.max_poll)
             self._maybe_reap()
-            task = self._claim(claimer)
+            task = self._claim()
             if task is not None:
                 return task
         return None
@@ -428,7 +335,7 @@ class Worker:
         if not force and now - self._last_reap < max(self.opts.lease / 2, 1.0):
             return 0
         self._last_reap = now
-        reaped = self._db(claims.reap, what="reap", stoppable=True)
+        reaped = self.session.reap()
         for task_id, status in reaped:
             log(self.opts, f"reaped task {task_id} (lease expired): now {status}")
         return len(reaped)
@@ -438,15 +345,6 @@ def _fmt_epoch(epoch: float | None) -> str:
     if epoch is None:
         return "none"
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(epoch))
-
-
-def _record_crash(conn, worker_id: int, task: claims.Claimed, detail: str) -> None:
-    try:
-        claims.finish(
-            conn, worker_id, task, claims.Outcome(ok=False, reason="worker_crash", error=detail)
-        )
-    except Exception:  # noqa: BLE001 - the lease will return the task if this fails
-        pass
 
 
 def _default_log_root() -> Path:

@@ -48,9 +48,6 @@ def _use(url: str, tmp_path, monkeypatch) -> str:
     monkeypatch.setenv("HPCLAUNCH_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("HPCLAUNCH_LOG_DIR", str(tmp_path / "logs"))
     monkeypatch.setenv("HPCLAUNCH_DATABASE_URL", url)
-    from hpclaunch.queue.db import get_engine
-
-    get_engine.cache_clear()
     return url
 
 

@@ -27,7 +27,7 @@ from waiting import wait_until
 
 from hpclaunch.queue import store
 from hpclaunch.queue.batches import TaskSpec
-from hpclaunch.queue.db import get_engine
+from hpclaunch.queue.db import connect
 from hpclaunch.tasks.payloads import command_payload
 
 
@@ -55,7 +55,7 @@ def test_postgres_restart_while_four_workers_drain_500_tasks(pg_only_url, tmp_pa
         )
         for i in range(500)
     ]
-    store.insert_tasks(get_engine(url), specs)
+    store.insert_tasks(connect(url), specs)
     errs = [tmp_path / f"worker{i}.err" for i in range(4)]
     workers = [
         start_worker(

@@ -102,10 +102,10 @@ def oom_verdict(pg_queue_url, launch_id: str, retry_policy: dict):
     """
     from hpclaunch.launches import records, track
     from hpclaunch.queue import claims, driver
-    from hpclaunch.queue.db import get_engine
+    from hpclaunch.queue.db import connect
     from hpclaunch.schedulers import slurm as slurm_adapter
 
-    engine = get_engine(pg_queue_url)
+    engine = connect(pg_queue_url)
     records.create_launch(
         engine,
         launch_id=launch_id,

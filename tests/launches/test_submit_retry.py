@@ -45,7 +45,7 @@ class FifoScripts(SSHTransport):
 
 def test_lost_sbatch_reply_then_retry_leaves_exactly_one_job(sshd, slurm, pg_queue_url, tmp_path):
     from hpclaunch.launches import records, submit
-    from hpclaunch.queue.db import get_engine
+    from hpclaunch.queue.db import connect
     from hpclaunch.sites import load_profile, parse_set
 
     keys = [line for line in sshd.known_hosts.read_text().splitlines() if line.strip()]
@@ -90,7 +90,7 @@ def test_lost_sbatch_reply_then_retry_leaves_exactly_one_job(sshd, slurm, pg_que
             )
         ],
     )
-    engine = get_engine(pg_queue_url)
+    engine = connect(pg_queue_url)
     try:
         result = submit.submit(engine, pg_queue_url, profile, 3, transport=transport)
         assert job_seen.is_set(), "sbatch never ran before the cut"

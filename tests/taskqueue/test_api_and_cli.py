@@ -45,6 +45,18 @@ def test_api_round_trip(queue):
     assert "TypeError" in exc.value.task["error"]
 
 
+def test_one_queue_shared_by_threads(queue):
+    """Each thread gets its own connection (as the SQLAlchemy pool gave before)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        handles = list(pool.map(lambda i: queue.enqueue_command(["true"], name=f"t{i}"), range(20)))
+    assert len({h.id for h in handles}) == 20
+    assert [queue.task(h.id).info()["name"] for h in handles] == [f"t{i}" for i in range(20)]
+    queue.close()
+    assert queue.task(handles[0].id).status == "pending"  # reopens after close
+
+
 def test_result_waits_with_timeout(queue):
     handle = queue.enqueue_command(["true"])
     with pytest.raises(TimeoutError):

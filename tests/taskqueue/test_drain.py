@@ -37,12 +37,12 @@ def test_eight_workers_drain_2000_tasks_exactly_once(queue_url, tmp_path):
     assert set(counts.values()) == {1}, "some task ran more than once"
 
     from hpclaunch.queue import store
-    from hpclaunch.queue.db import get_engine
+    from hpclaunch.queue.db import connect
 
-    stats = store.stats(get_engine(queue_url))
+    stats = store.stats(connect(queue_url))
     assert stats["by_status"]["completed"] == N_TASKS
     assert stats["by_status"]["pending"] == stats["by_status"]["running"] == 0
-    workers = store.list_workers(get_engine(queue_url), include_gone=True)
+    workers = store.list_workers(connect(queue_url), include_gone=True)
     assert len(workers) == N_WORKERS
     assert {w["exit_reason"] for w in workers} == {"empty_queue"}
     assert sum(w["completed"] for w in workers) == N_TASKS

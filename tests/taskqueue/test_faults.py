@@ -119,7 +119,7 @@ def test_failing_task_keeps_each_attempts_error(queue):
 
 def test_late_result_of_a_replaced_attempt_is_rejected(queue_url, queue):
     """Fencing: a worker whose lease expired cannot overwrite its successor."""
-    from hpclaunch.queue import claims, driver
+    from hpclaunch.queue import claims, driver, operations
 
     handle = queue.enqueue_command(["true"])
     conn = driver.connect(queue_url)
@@ -139,7 +139,7 @@ def test_late_result_of_a_replaced_attempt_is_rejected(queue_url, queue):
             fit_deadline=False,
         ).claim()
         time.sleep(0.05)
-        assert claims.reap(conn) == [(handle.id, "pending")]
+        assert operations.reap(conn) == [(handle.id, "pending")]
         fresh = claims.Claimer(
             conn,
             worker_id=w2,
@@ -170,13 +170,13 @@ def test_canceling_a_running_task_stops_its_command(queue, tmp_path):
 def queue_attempts(queue, task_id):
     from hpclaunch.queue import store
 
-    return store.attempts(queue.engine, task_id)
+    return store.attempts(queue.conn, task_id)
 
 
 def worker_rows(queue):
     from hpclaunch.queue import store
 
-    return store.list_workers(queue.engine, include_gone=True)
+    return store.list_workers(queue.conn, include_gone=True)
 
 
 def test_binary_output_is_stored_not_fatal(queue):

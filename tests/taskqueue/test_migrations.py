@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -81,6 +83,57 @@ def test_worker_path_never_imports_heavy_modules():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "HEAVY:"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["enqueue", "--", "true"],
+        ["tasks"],
+        ["stats"],
+        ["tasks", "retry", "--failed"],
+        ["tasks", "why", "1"],
+        ["worker", "--singleflow", "-q"],
+    ],
+)
+def test_runtime_commands_run_without_sqlalchemy(queue_url, argv):
+    """One runtime access path: with the schema current, neither the CLI's queue
+    commands nor the worker import SQLAlchemy or Alembic."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, hpclaunch.cli as c\n"
+        f"try:\n    c.main({argv!r})\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "heavy = [m for m in ('sqlalchemy', 'alembic') if m in sys.modules]\n"
+        "print('HEAVY:' + ','.join(heavy))"
+    )
+    from hpclaunch import Queue
+
+    Queue(queue_url).enqueue_command(["true"])  # task 1; the schema is current
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HPCLAUNCH_DATABASE_URL": queue_url},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "HEAVY:"
+
+
+def test_worker_loop_reaches_the_queue_only_through_its_session():
+    """The loop imports the session interface, not the driver, SQL or retries:
+    another QueueSession (over HTTP) needs no change to it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, hpclaunch.worker.loop\n"
+        "print('QUEUE:' + ','.join(sorted(m for m in sys.modules "
+        "if m.startswith('hpclaunch.queue.'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "QUEUE:hpclaunch.queue.session"
 
 
 def test_migration_files_are_numbered_like_their_revision():

@@ -1,0 +1,138 @@
+"""What a worker needs from the queue, as an interface (``QueueSession``).
+
+The worker loop talks only to this: no SQL, no connections, no driver. Today
+one implementation runs over the database (``queue.db_session``); a server in
+front of the queue adds one over HTTP without changing the loop. Stdlib only:
+the worker's cold start imports this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from hpclaunch.errors import DatabaseError
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A task this worker holds, with the token that proves it."""
+
+    id: int
+    kind: str
+    payload: str
+    pickled: bytes | None
+    timeout: float | None
+    expected_runtime: float | None
+    attempt: int
+    max_attempts: int
+    tags: str
+    token: str
+    started_at: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended, as the worker records it."""
+
+    ok: bool
+    reason: str | None = None  # why it failed: exit_code, exception, timeout, ...
+    exit_code: int | None = None
+    result: str | None = None  # JSON text
+    result_pickled: bytes | None = None
+    error: str | None = None
+    stdout_tail: str | None = None
+    stderr_tail: str | None = None
+    log_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """Who the worker is and what it may claim, given once at registration."""
+
+    host: str
+    pid: int
+    tags: str  # canonical tag string of the worker's row
+    tag_sets: list[str]  # the task tag sets it accepts
+    mode: str  # singleflow | draining
+    lease: float
+    allow_pickle: bool
+    fit_deadline: bool  # claim only tasks whose estimate fits in the time left
+    version: str
+    launch_id: str | None = None
+    scheduler: str | None = None
+    job_id: str | None = None
+    array_job_id: str | None = None
+    array_index: int | None = None
+
+
+class QueueUnavailable(DatabaseError):
+    """The queue stayed unreachable for as long as the worker was willing to wait."""
+
+
+class QueueSession(Protocol):
+    """One worker's conversation with the queue.
+
+    Every method but ``heartbeat`` is called from the worker's main thread and
+    retries through outages itself, for up to the ``wait`` it is given (else the
+    session's default), then raises ``QueueUnavailable``. Writes about a held
+    task are fenced by its claim token: they return False/None when the attempt
+    is no longer this worker's.
+    """
+
+    def register(self, worker: WorkerInfo) -> int:
+        """Create the worker's row; returns its ID."""
+        ...
+
+    def claim(self, remaining: float | None) -> Claimed | None:
+        """The next task this worker may run (one that fits in ``remaining`` s)."""
+        ...
+
+    def heartbeat(self, task: Claimed | None) -> bool:
+        """Renew the worker's and its task's lease (from the heartbeat thread,
+        with no retry); False if the task is no longer ours."""
+        ...
+
+    def finish(self, task: Claimed, outcome: Outcome, *, wait: float) -> str | None:
+        """Record the attempt's end; the task's new status, or None if fenced off."""
+        ...
+
+    def release(self, task: Claimed, reason: str) -> bool:
+        """Put a task back without counting the attempt (stopped, walltime, ...)."""
+        ...
+
+    def record_crash(self, task: Claimed, detail: str) -> None:
+        """Best effort: fail the held task with the worker's traceback."""
+        ...
+
+    def release_orphans(self) -> list[int]:
+        """Best effort: put back tasks held in this worker's name that it is not running."""
+        ...
+
+    def reap(self) -> list[tuple[int, str]]:
+        """Requeue tasks whose lease expired: ``(task_id, new_status)``."""
+        ...
+
+    def refresh_estimates(self) -> None:
+        """Update the runtime estimates per tag set that deadline-aware claims use."""
+        ...
+
+    def waiting_count(self) -> int:
+        """Pending tasks this worker could take if time allowed."""
+        ...
+
+    def record_exit(self, reason: str, detail: str | None, *, wait: float) -> None:
+        """Mark the worker's row exited, with why."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_session(
+    url: str, *, wait: float, log: Callable[[str], None], stop: Callable[[], bool]
+) -> QueueSession:
+    """The session for a queue URL (today always a database; the server adds http)."""
+    from hpclaunch.queue.db_session import DatabaseSession
+
+    return DatabaseSession(url, wait=wait, log=log, stop=stop)
