@@ -12,11 +12,10 @@ from hpclaunch.cli.sites_cmds import collect_overrides, override_options
 from hpclaunch.errors import UserError
 
 
-def _engine_and_url(ctx: click.Context):
+def _queue_and_url(ctx: click.Context):
     """The queue connection (``queue.driver``, the one runtime path) and its URL.
 
-    The name stays for a clean merge with the launches split; the "engine" is a
-    ``driver.Connection`` that lives as long as the command.
+    It lives as long as the command; ``db.call`` re-opens it through an outage.
     """
     from hpclaunch.queue import db
     from hpclaunch.queue.urls import resolve_database_url
@@ -66,8 +65,8 @@ def submit(ctx, site, workers, tags, dry_run, force, as_json, **kwargs):
             click.echo(f"# ==> {chunk.filename} ({chunk.elements} element(s)) <==")
             click.echo(chunk.script, nl=False)
         return
-    engine, url = _engine_and_url(ctx)
-    result = submitting.submit(engine, url, profile, workers, tags=list(tags) or None, force=force)
+    conn, url = _queue_and_url(ctx)
+    result = submitting.submit(conn, url, profile, workers, tags=list(tags) or None, force=force)
     if as_json:
         print_json(
             {
@@ -110,37 +109,48 @@ def submit(ctx, site, workers, tags, dry_run, force, as_json, **kwargs):
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def status(ctx, site, launch_id, include_finished, show_elements, watch, interval, as_json):
-    """Queue and scheduler state of launches, in one view (one scheduler call per site)."""
-    from hpclaunch.launches import track
-    from hpclaunch.queue import store
+    """Queue and scheduler state of launches, in one view (one scheduler call per site).
 
-    engine, _ = _engine_and_url(ctx)
-    while True:
-        report = track.status(
-            engine, site=site, launch_id=launch_id, include_finished=include_finished
-        )
-        stats = store.stats(engine)
-        if as_json:
-            from hpclaunch.launches.reconcile import to_dict
+    The view is read first, then recorded (verdicts become task outcomes). A watch
+    keeps one transport pool, so every refresh reuses the same SSH login.
+    """
+    from hpclaunch.launches import reconcile as reconciler
+    from hpclaunch.launches import status as launch_status
+    from hpclaunch.launches.pool import TransportPool
+    from hpclaunch.queue import db, store
 
-            print_json(
-                {
-                    "launches": report.launches,
-                    "queue": stats,
-                    "reconciled": to_dict(report.reconciled) if report.reconciled else None,
-                    "scheduler_calls": report.scheduler_calls,
-                    "ssh_connections": report.connections,
-                    "notes": report.notes,
-                }
+    conn, _ = _queue_and_url(ctx)
+    with TransportPool() as pool:
+        while True:
+            report = db.call(
+                conn,
+                launch_status.observe,
+                pool,
+                site=site,
+                launch_id=launch_id,
+                include_finished=include_finished,
             )
-        else:
-            _print_reconciled(report.reconciled)
-            _print_status(report, stats, show_elements)
-        if not watch:
-            return
-        time.sleep(interval)
-        if not as_json:
-            click.clear()
+            reconciled = db.call(conn, reconciler.apply, report, pool)
+            stats = db.call(conn, store.stats)
+            if as_json:
+                print_json(
+                    {
+                        "launches": report.launches,
+                        "queue": stats,
+                        "reconciled": reconciler.to_dict(reconciled),
+                        "scheduler_calls": report.scheduler_calls,
+                        "ssh_connections": report.connections,
+                        "notes": report.notes,
+                    }
+                )
+            else:
+                _print_reconciled(reconciled)
+                _print_status(report, stats, show_elements)
+            if not watch:
+                return
+            time.sleep(interval)
+            if not as_json:
+                click.clear()
 
 
 def _print_status(report, stats: dict[str, Any], show_elements: bool) -> None:
@@ -257,10 +267,12 @@ def _worker_summary(ws) -> str:
 @click.pass_context
 def cancel(ctx, launch_id, element, as_json):
     """Cancel a launch's jobs and return the tasks its workers held to the queue."""
-    from hpclaunch.launches import track
+    from hpclaunch.launches.cancel import cancel as cancel_launch
+    from hpclaunch.launches.pool import TransportPool
 
-    engine, _ = _engine_and_url(ctx)
-    result = track.cancel(engine, launch_id, element=element)
+    conn, _ = _queue_and_url(ctx)
+    with TransportPool() as pool:
+        result = cancel_launch(conn, launch_id, pool, element=element)
     if as_json:
         print_json(result)
         return
@@ -293,10 +305,12 @@ def cancel(ctx, launch_id, element, as_json):
 @click.pass_context
 def logs(ctx, launch_id, element, tail, as_json):
     """Show an array element's stdout and stderr (fetched over SFTP for remote sites)."""
-    from hpclaunch.launches import track
+    from hpclaunch.launches.logs import logs as launch_logs
+    from hpclaunch.launches.pool import TransportPool
 
-    engine, _ = _engine_and_url(ctx)
-    result = track.logs(engine, launch_id, element=element, tail=tail)
+    conn, _ = _queue_and_url(ctx)
+    with TransportPool() as pool:
+        result = launch_logs(conn, launch_id, pool, element=element, tail=tail)
     if as_json:
         print_json(result)
         return
@@ -316,10 +330,10 @@ def logs(ctx, launch_id, element, tail, as_json):
 @click.pass_context
 def launches(ctx, site, as_json):
     """List what was submitted, where, with which job IDs."""
-    from hpclaunch.launches import records
+    from hpclaunch.queue import launch_rows
 
-    engine, _ = _engine_and_url(ctx)
-    rows = records.list_launches(engine, site=site)
+    conn, _ = _queue_and_url(ctx)
+    rows = launch_rows.list_launches(conn, site=site)
     for row in rows:
         for job in row["jobs"]:
             job.pop("script", None)
@@ -382,14 +396,16 @@ def _print_reconciled(result) -> None:
 @click.pass_context
 def reconcile(ctx, site, as_json):
     """Turn scheduler verdicts (TIMEOUT, OUT_OF_MEMORY, ...) into task outcomes now."""
-    from hpclaunch.launches import track
-    from hpclaunch.launches.reconcile import ReconcileResult, to_dict
+    from hpclaunch.launches import reconcile as reconciler
+    from hpclaunch.launches import status as launch_status
+    from hpclaunch.launches.pool import TransportPool
 
-    engine, _ = _engine_and_url(ctx)
-    report = track.status(engine, site=site)
-    result = report.reconciled or ReconcileResult()
+    conn, _ = _queue_and_url(ctx)
+    with TransportPool() as pool:
+        report = launch_status.observe(conn, pool, site=site)
+        result = reconciler.apply(conn, report, pool)
     if as_json:
-        print_json({**to_dict(result), "scheduler_calls": report.scheduler_calls})
+        print_json({**reconciler.to_dict(result), "scheduler_calls": report.scheduler_calls})
         return
     _print_reconciled(result)
     click.echo(

@@ -12,15 +12,18 @@ import os
 import posixpath
 import secrets
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hpclaunch.errors import UserError
-from hpclaunch.launches import records
+from hpclaunch.launches.model import transport_options
+from hpclaunch.queue import launch_rows
+from hpclaunch.queue.driver import Connection
 from hpclaunch.queue.urls import is_sqlite, sqlite_path
 from hpclaunch.render import LaunchPlan, plan_launch
 from hpclaunch.schedulers import get_scheduler
 from hpclaunch.sites.model import Profile
+from hpclaunch.states import LaunchStatus
 
 SUBMIT_TRIES = 3
 
@@ -65,7 +68,7 @@ def check_database_reachable(profile: Profile, url: str) -> None:
 
 
 def submit(
-    engine,
+    conn: Connection,
     url: str,
     profile: Profile,
     workers: int,
@@ -75,12 +78,12 @@ def submit(
     force: bool = False,
 ) -> Submitted:
     """Submit ``workers`` workers to ``profile``'s site and record the launch."""
-    from hpclaunch.launches.reconcile import check_not_broken
+    from hpclaunch.launches.breaker import check_not_broken
 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise UserError(f"--workers {workers!r}: give a whole number of workers, 1 or more")
     check_database_reachable(profile, url)
-    check_not_broken(engine, profile, force=force)
+    check_not_broken(conn, profile, force=force)
     launch_id = new_launch_id()
     scheduler = get_scheduler(profile.scheduler)
     plan = plan_launch(
@@ -89,7 +92,7 @@ def submit(
     if transport is None:
         from hpclaunch.transport import open_transport
 
-        transport = open_transport(profile.host, ssh_options(profile))
+        transport = open_transport(profile.host, transport_options(asdict(profile.ssh)))
     if profile.database.kind == "local":
         # Workers inherit the submitting environment (sbatch/qsub export it); the
         # URL itself never goes into a script.
@@ -115,8 +118,8 @@ def submit(
                     "script_path": script_path,
                 }
             )
-        records.create_launch(
-            engine,
+        launch_rows.create_launch(
+            conn,
             launch_id=launch_id,
             site=profile.name,
             host=profile.host,
@@ -132,7 +135,7 @@ def submit(
             for chunk, row in zip(plan.chunks, chunk_rows, strict=True):
                 job_id, calls = _submit_chunk(transport, scheduler, workdir, row)
                 result.scheduler_calls += calls
-                records.set_job_id(engine, launch_id, chunk.index, job_id)
+                launch_rows.set_job_id(conn, launch_id, chunk.index, job_id)
                 result.jobs.append({**row, "job_id": job_id})
         except BaseException as exc:
             from hpclaunch.transport.base import AmbiguousCommandError
@@ -140,9 +143,13 @@ def submit(
             # A job may exist that we could not confirm: keep the launch live ("partial")
             # so status keeps an eye on it, rather than forgetting it as "failed".
             unsure = isinstance(exc, Unverified | AmbiguousCommandError)
-            records.set_status(engine, launch_id, "partial" if result.jobs or unsure else "failed")
+            launch_rows.set_status(
+                conn,
+                launch_id,
+                LaunchStatus.PARTIAL if result.jobs or unsure else LaunchStatus.FAILED,
+            )
             raise
-        records.set_status(engine, launch_id, "submitted")
+        launch_rows.set_status(conn, launch_id, LaunchStatus.SUBMITTED)
         result.connections = transport.connections_opened
     return result
 
@@ -189,22 +196,6 @@ def _submit_chunk(transport, scheduler, workdir: str, row: dict) -> tuple[str, i
 
 def _tags(profile: Profile, tags) -> list[str]:
     return list(tags) if tags else list(profile.worker.tags)
-
-
-def ssh_options(profile: Profile) -> dict[str, Any]:
-    """The profile's SSH options for the transport (unset ones left to ~/.ssh/config)."""
-    ssh = profile.ssh
-    return {
-        k: v
-        for k, v in {
-            "user": ssh.user,
-            "port": ssh.port,
-            "identity_file": ssh.identity_file,
-            "proxy_jump": ssh.proxy_jump,
-            "accept_new_host_key": ssh.accept_new_host_key,
-        }.items()
-        if v not in (None, False)
-    }
 
 
 def _absolute(transport, path: str, base: str | None = None) -> str:

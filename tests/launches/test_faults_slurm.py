@@ -100,8 +100,10 @@ def oom_verdict(pg_queue_url, launch_id: str, retry_policy: dict):
 
     Returns (engine, launch row, element view, the held task).
     """
-    from hpclaunch.launches import records, track
+    from hpclaunch.launches.model import Launch, element_key
+    from hpclaunch.launches.views import launch_view
     from hpclaunch.queue import claims, driver
+    from hpclaunch.queue import launch_rows as records
     from hpclaunch.queue.db import connect
     from hpclaunch.schedulers import slurm as slurm_adapter
 
@@ -157,11 +159,11 @@ def oom_verdict(pg_queue_url, launch_id: str, retry_policy: dict):
     lines = (FIXTURES / "sacct_documented_reconstructed.txt").read_text().splitlines()
     text = "\n".join(line for line in lines if not line.startswith("#")) + "\n"
     states = {
-        track.element_key(s.array_job_id or s.job_id, s.array_index): s
+        element_key(s.array_job_id or s.job_id, s.array_index): s
         for s in slurm_adapter.parse_accounting(text)
     }
-    launch = records.list_launches(engine, launch_id=launch_id)[0]
-    view = track._launch_view(launch, states, records.launch_workers(engine, [launch_id]), {})
+    launch = Launch.from_row(records.list_launches(engine, launch_id=launch_id)[0])
+    view = launch_view(launch, states, records.launch_workers(engine, [launch_id]), {})
     return engine, launch, view, held
 
 

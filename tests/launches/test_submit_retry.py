@@ -44,7 +44,8 @@ class FifoScripts(SSHTransport):
 
 
 def test_lost_sbatch_reply_then_retry_leaves_exactly_one_job(sshd, slurm, pg_queue_url, tmp_path):
-    from hpclaunch.launches import records, submit
+    from hpclaunch.launches import submit
+    from hpclaunch.queue import launch_rows as records
     from hpclaunch.queue.db import connect
     from hpclaunch.sites import load_profile, parse_set
 

@@ -1,4 +1,4 @@
-"""The launches tables: what was submitted, where, with which job IDs.
+"""The launches tables: what was submitted, where, with which job IDs (all their SQL).
 
 Plain DB-API over ``queue.driver`` (the one runtime access path).
 """
