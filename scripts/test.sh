@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: install hpclaunch (a wheel, not editable) into .venv, start
-# the test environment (scripts/testenv.sh), lint, run pytest against the
+# the test environment (scripts/testenv.sh), lint, check formatting and types, run pytest against the
 # installed package, and stop the environment again whatever happens.
 #
 #   scripts/test.sh [pytest arguments...]
@@ -33,6 +33,8 @@ source "${HPCLAUNCH_TESTENV_DIR:-/tmp/hpclaunch-testenv}/leases/$$.env"
 export HPCLAUNCH_TESTENV_REQUIRED=1
 
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
 
 # -P: the current directory (the source tree) is not put on sys.path, so
 # `import hpclaunch` finds the installed package; conftest.py checks it.

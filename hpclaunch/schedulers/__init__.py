@@ -119,6 +119,15 @@ def excerpt(text: str, limit: int = 60) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
+def output_lines(stdout: str | bytes) -> list[str]:
+    """The non-blank lines of a scheduler command's output (bytes decoded leniently)."""
+    if isinstance(stdout, bytes):
+        stdout = stdout.decode("utf-8", "replace")
+    if not isinstance(stdout, str):
+        raise ParseError(f"scheduler output must be text, got {type(stdout).__name__}")
+    return [ln for ln in stdout.splitlines() if ln.strip()]
+
+
 def check_job_name(job_name: str) -> str:
     """Validate a job name before it goes on a command line."""
     if not isinstance(job_name, str) or not _JOB_NAME_RE.fullmatch(job_name):

@@ -18,6 +18,7 @@ from hpclaunch.schedulers import (
     ParseError,
     SubmittedJob,
     excerpt,
+    output_lines,
     parse_hms,
     parse_size,
     signal_name,
@@ -67,7 +68,7 @@ def element_id(job_id: str, element: int) -> str:
 
 def parse_qsub(stdout: str | bytes, program: str = "qsub") -> SubmittedJob:
     """qsub prints the new job's ID: ``1234.server`` or ``1234[].server`` for an array."""
-    for line in reversed(lines(stdout)):
+    for line in reversed(output_lines(stdout)):
         m = JOB_ID_RE.match(line.strip())
         if m and (m.group("index") in (None, "")):
             return SubmittedJob(
@@ -82,20 +83,12 @@ def parse_qsub(stdout: str | bytes, program: str = "qsub") -> SubmittedJob:
 def parse_job_id_lines(stdout: str | bytes, program: str) -> list[str]:
     """One job ID per line (qselect): validated, de-duplicated, in order."""
     seen: list[str] = []
-    for line in lines(stdout):
+    for line in output_lines(stdout):
         value = line.strip()
         split_job_id(value, program)
         if value not in seen:
             seen.append(value)
     return seen
-
-
-def lines(stdout: str | bytes) -> list[str]:
-    if isinstance(stdout, bytes):
-        stdout = stdout.decode("utf-8", "replace")
-    if not isinstance(stdout, str):
-        raise ParseError(f"scheduler output must be text, got {type(stdout).__name__}")
-    return [ln for ln in stdout.splitlines() if ln.strip()]
 
 
 # --- qstat -f text -----------------------------------------------------------------

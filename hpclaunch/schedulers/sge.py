@@ -30,6 +30,7 @@ from hpclaunch.schedulers import (
     check_ids,
     check_job_name,
     excerpt,
+    output_lines,
     signal_name,
 )
 from hpclaunch.schedulers.base import Scheduler
@@ -61,7 +62,7 @@ def submit_argv(script_path: str, *, extra: Sequence[str] = ()) -> list[str]:
 
 def parse_submit(stdout: str) -> SubmittedJob:
     """The job number ``qsub -terse`` printed; ``array`` when it named a task range."""
-    for line in reversed(_lines(stdout)):
+    for line in reversed(output_lines(stdout)):
         m = _TERSE_RE.fullmatch(line.strip())
         if m:
             return SubmittedJob(job_id=m.group("job"), array=m.group("tasks") is not None)
@@ -312,7 +313,7 @@ _NO_ACCOUNTING = "no jobs running since startup"
 def _records(stdout: str) -> list[dict[str, str]]:
     records: list[dict[str, str]] = []
     current: dict[str, str] | None = None
-    for line in _lines(stdout):
+    for line in output_lines(stdout):
         if current is None and line.strip() == _NO_ACCOUNTING:
             continue
         if re.fullmatch(r"\s*={5,}\s*", line):
@@ -414,14 +415,6 @@ def _xml(stdout: str | bytes, source: str) -> ET.Element | None:
         return ET.fromstring(text)
     except (ET.ParseError, ValueError, LookupError, RecursionError) as exc:
         raise ParseError(f"{source} printed something that is not XML: {excerpt(text)!r}") from exc
-
-
-def _lines(stdout: str | bytes) -> list[str]:
-    if isinstance(stdout, bytes):
-        stdout = stdout.decode("utf-8", "replace")
-    if not isinstance(stdout, str):
-        raise ParseError(f"scheduler output must be text, got {type(stdout).__name__}")
-    return [ln for ln in stdout.splitlines() if ln.strip()]
 
 
 class Sge(Scheduler):

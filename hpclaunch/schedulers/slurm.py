@@ -20,6 +20,7 @@ from hpclaunch.schedulers import (
     check_ids,
     check_job_name,
     excerpt,
+    output_lines,
     signal_name,
 )
 from hpclaunch.schedulers.base import Scheduler
@@ -118,7 +119,7 @@ def submit_argv(script_path: str, *, extra: Sequence[str] = ()) -> list[str]:
 
 def parse_submit(stdout: str) -> SubmittedJob:
     """Parse ``sbatch --parsable`` output (``1234`` or ``1234;cluster``)."""
-    for line in reversed(_lines(stdout)):
+    for line in reversed(output_lines(stdout)):
         m = re.fullmatch(r"(\d+)(?:;([A-Za-z0-9_.-]+))?", line.strip())
         if m:
             return SubmittedJob(job_id=m.group(1), cluster=m.group(2))
@@ -140,7 +141,7 @@ def status_argv(job_ids: Sequence[str]) -> list[str]:
 def parse_status(stdout: str) -> list[JobState]:
     """Parse ``squeue -h -o SQUEUE_FORMAT`` lines; pending ranges are expanded."""
     out: list[JobState] = []
-    for line in _lines(stdout):
+    for line in output_lines(stdout):
         fields = line.split("|", 4)
         if len(fields) != 5:
             raise ParseError(
@@ -183,7 +184,7 @@ def parse_accounting(stdout: str) -> list[JobState]:
     jobs: dict[str, JobState] = {}
     order: list[str] = []
     step_oom: dict[str, str] = {}
-    for line in _lines(stdout):
+    for line in output_lines(stdout):
         fields = line.split("|", 4)
         if len(fields) < 4:
             raise ParseError(
@@ -254,7 +255,7 @@ def find_by_name_argv(job_name: str) -> list[str]:
 def parse_find_by_name(stdout: str) -> list[str]:
     """The distinct base job IDs printed by :func:`find_by_name_argv`, in order."""
     seen: list[str] = []
-    for line in _lines(stdout):
+    for line in output_lines(stdout):
         value = line.strip()
         if not value.isascii() or not value.isdigit():
             raise ParseError(f"squeue printed an unexpected job ID {excerpt(value)!r}")
@@ -349,14 +350,6 @@ def expand_ranges(spec: str) -> list[int]:
             raise ParseError(f"job array range {excerpt(spec)!r} is larger than SLURM allows")
         indices.extend(range(lo, hi + 1, step))
     return indices
-
-
-def _lines(stdout: str | bytes) -> list[str]:
-    if isinstance(stdout, bytes):
-        stdout = stdout.decode("utf-8", "replace")
-    if not isinstance(stdout, str):
-        raise ParseError(f"scheduler output must be text, got {type(stdout).__name__}")
-    return [ln for ln in stdout.splitlines() if ln.strip()]
 
 
 class Slurm(Scheduler):
