@@ -63,7 +63,7 @@ _Loader.add_implicit_resolver(
 )
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
