@@ -67,7 +67,7 @@ def sites(ctx: click.Context, as_json: bool) -> None:
 
     rows = []
     for name, path in site_api.available().items():
-        row = {"name": name, "file": display(path)}
+        row: dict[str, Any] = {"name": name, "file": display(path)}
         try:
             profile = site_api.load_profile(name)
         except UserError as exc:

@@ -127,7 +127,7 @@ class Profile:
     def to_dict(self) -> dict[str, Any]:
         """Plain data (for ``--json`` and for hashing a launch)."""
         data = {
-            f.name: (asdict(v) if is_dataclass(v) else v)
+            f.name: (asdict(v) if is_dataclass(v) and not isinstance(v, type) else v)
             for f in fields(self)
             if f.name != "provenance"
             for v in [getattr(self, f.name)]

@@ -84,7 +84,8 @@ def _text(raw: Any) -> str:
 
 
 def _kind(raw: Any) -> str:
-    return {dict: "mapping", list: "list"}.get(type(raw), type(raw).__name__)
+    kinds: dict[type, str] = {dict: "mapping", list: "list"}
+    return kinds.get(type(raw), type(raw).__name__)
 
 
 def _regex(regex: re.Pattern, what: str) -> Callable[[Any], str]:
