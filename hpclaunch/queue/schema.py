@@ -1,6 +1,6 @@
 """SQLAlchemy Core tables: the single description of the queue's schema.
 
-Alembic migrations create these; ``tests/queue/test_migrations.py`` checks that
+Alembic migrations create these; ``tests/taskqueue/test_migrations.py`` checks that
 the migrated database and this module agree. Times are float epoch seconds
 (database clock where the database sets them) so SQLite and PostgreSQL compare
 them the same way.
