@@ -17,11 +17,54 @@ import pytest
 from relay import TcpRelay
 from testenv_fixtures import missing, testenv_value
 
+TRANSPORTS = ("paramiko", "openssh")
+
+
+@pytest.fixture(autouse=True)
+def private_home(tmp_path, monkeypatch):
+    """An HPCLAUNCH_HOME of the test's own: its control sockets and sessions are its own.
+
+    Masters left behind by a failing test are closed at the end.
+    """
+    monkeypatch.setenv("HPCLAUNCH_HOME", str(tmp_path / "hpclaunch_home"))
+    monkeypatch.delenv("HPCLAUNCH_SSH_CONFIG", raising=False)
+    yield tmp_path / "hpclaunch_home"
+    from hpclaunch.transport import sessions
+
+    folder = sessions.control_dir()
+    for sock in folder.iterdir():
+        if sock.is_socket():
+            subprocess.run(
+                ["ssh", "-F", "none", "-o", f"ControlPath={sock}", "-O", "exit", "x"],
+                capture_output=True,
+                timeout=30,
+            )
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(params=TRANSPORTS)
+def kind(request) -> str:
+    """Each test using it runs once per SSH client: paramiko and the system OpenSSH."""
+    return request.param
+
 
 @pytest.fixture
-def ssh_options(sshd) -> dict:
+def make_transport(kind):
+    """``make_transport(host, options)``: the transport of this test's kind."""
+    from hpclaunch.transport import OpenSSHTransport, SSHTransport
+
+    def make(host: str, options: dict):
+        cls = OpenSSHTransport if kind == "openssh" else SSHTransport
+        return cls(host, dict(options, transport=kind))
+
+    return make
+
+
+@pytest.fixture
+def ssh_options(sshd, kind) -> dict:
     """SSH options reaching the test sshd directly, with no ssh config file."""
     return {
+        "transport": kind,
         "user": sshd.user,
         "port": sshd.port,
         "identity_file": str(sshd.key),
