@@ -49,7 +49,7 @@ def open_transport(
     """A transport for ``host`` (an ssh config alias or ``[user@]host[:port]``).
 
     ``None``, ``""`` and ``"localhost"`` without SSH options mean this machine.
-    A live ``hpclaunch connect`` session for the destination is always used
+    An unexpired ``hpclaunch connect`` session for the destination is always used
     (whatever ``ssh.transport`` says: it is what spares the user a login);
     otherwise ``ssh.transport`` picks paramiko or the system OpenSSH.
     The SSH connection is opened lazily, on first use.

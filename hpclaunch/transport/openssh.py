@@ -88,6 +88,22 @@ def ssh_binary() -> str | None:
     return shutil.which("ssh")
 
 
+def master_alive(path: Path) -> bool:
+    """A master connection answers on the control socket ``path``."""
+    if not path.exists():
+        return False
+    try:
+        proc = subprocess.run(
+            ["ssh", "-F", "none", "-o", f"ControlPath={path}", "-O", "check", "x"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return proc.returncode == 0
+
+
 class OpenSSHTransport:
     """The Transport over the system ``ssh``, multiplexed over one master connection."""
 
@@ -204,15 +220,13 @@ class OpenSSHTransport:
     # ------------------------------------------------------- master sockets
 
     def _alive(self, path: Path) -> bool:
-        if not path.exists():
-            return False
-        proc = subprocess.run(
-            [self._ssh, "-F", "none", "-o", f"ControlPath={path}", "-O", "check", "x"],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=30,
-        )
-        return proc.returncode == 0
+        return master_alive(path)
+
+    def in_session(self) -> bool:
+        """``hpclaunch connect`` opened a session for this destination that has not
+        expired (its master may have dropped: the next command logs in again)."""
+        record = sessions.read_record(self.control_key())
+        return record is not None and not record.expired()
 
     def session_alive(self) -> bool:
         """A live ``connect`` session serves this destination (and has not expired)."""
@@ -323,16 +337,16 @@ class OpenSSHTransport:
             )
         if "could not resolve hostname" in text:
             raise ConnectError(f"cannot connect to {where}: unknown host name ({said})")
-        if "permission denied" in text or "too many authentication failures" in text:
-            keys = ", ".join(self.options.identity_file) or "your default keys and agent"
-            raise AuthenticationError(
-                f"{where} refused authentication (offered {keys}); ssh says: {said}"
-            )
         if "passphrase" in text or "/dev/tty" in text or "askpass" in text:
             raise AuthenticationError(
                 f"logging in to {where} needs a passphrase or one-time code and there is no "
                 f"terminal to ask on; run 'hpclaunch connect SITE' in a terminal, or ssh-add "
                 f"your key ({said})"
+            )
+        if "permission denied" in text or "too many authentication failures" in text:
+            keys = ", ".join(self.options.identity_file) or "your default keys and agent"
+            raise AuthenticationError(
+                f"{where} refused authentication (offered {keys}); ssh says: {said}"
             )
         if any(w in text for w in _TRANSIENT) or not text.strip():
             raise _NotSent(said or "ssh failed without a message")
@@ -367,7 +381,7 @@ class OpenSSHTransport:
             old = sessions.read_record(key)
             if not (old is not None and not old.expired() and self._alive(socket)):
                 self._exit_master(socket)
-                self._open_master(socket, math.ceil(seconds))
+                self._call(lambda: self._open_master(socket, math.ceil(seconds)), idempotent=True)
                 old = None
             sites = tuple(dict.fromkeys((*(old.sites if old else ()), site)))
             record = sessions.SessionRecord(

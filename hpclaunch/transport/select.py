@@ -1,9 +1,10 @@
 """Which SSH client serves a host: paramiko or the system OpenSSH.
 
-A live ``hpclaunch connect`` session wins (it is what spares the user a
-login). Otherwise ``ssh.transport`` decides; ``auto`` takes OpenSSH when the
-user's ssh config asks for what only OpenSSH does (ControlMaster) or when
-paramiko cannot read the config (``Include``, ``Match``, a parse error).
+An unexpired ``hpclaunch connect`` session wins (it is what spares the user
+a login; if its master dropped, OpenSSH logs in again once and re-opens it).
+Otherwise ``ssh.transport`` decides; ``auto`` takes OpenSSH when the user's
+ssh config asks for what only OpenSSH does (ControlMaster) or when paramiko
+cannot read the config (``Include``, ``Match``, a parse error).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def choose(host: str, options: SSHOptions) -> str:
         return "openssh"
     if ssh_binary() is not None and sessions.any_records():
         try:
-            if OpenSSHTransport(host, options).session_alive():
+            if OpenSSHTransport(host, options).in_session():
                 return "openssh"
         except (UserError, OSError) as exc:  # the chosen transport will say it properly
             log.debug("no session check for %s: %s", host, exc)

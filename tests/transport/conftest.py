@@ -120,6 +120,15 @@ class MfaServer:
     answer: str = field(repr=False)
     key: Path
     known_hosts: Path
+    log: Path  # sshd's log: one "Accepted keyboard-interactive" line per code accepted
+
+    def accepted_codes(self) -> int:
+        """How many keyboard-interactive answers the server accepted so far."""
+        return self.log.read_text().count("Accepted keyboard-interactive")
+
+    def prompts_issued(self) -> int:
+        """How many keyboard-interactive exchanges the server started (right or wrong)."""
+        return self.log.read_text().count("keyboard-interactive/pam")
 
     def options(self, **extra) -> dict:
         return {
@@ -175,7 +184,8 @@ def mfa_sshd(sshd, tmp_path_factory) -> MfaServer:
                 if time.monotonic() > end or proc.poll() is not None:
                     missing(f"the MFA sshd did not start: {(folder / 'sshd.log').read_text()}")
                 time.sleep(0.05)
-        yield MfaServer(port, user, Path(secret_file).read_text().strip(), sshd.key, known)
+        answer = Path(secret_file).read_text().strip()
+        yield MfaServer(port, user, answer, sshd.key, known, folder / "sshd.log")
     finally:
         proc.terminate()
         proc.wait(timeout=10)
