@@ -168,6 +168,10 @@ def mfa_sshd(sshd, tmp_path_factory) -> MfaServer:
         "KbdInteractiveAuthentication yes\nPasswordAuthentication no\nStrictModes no\n"
         "AuthenticationMethods publickey,keyboard-interactive\n"
     )
+    slurm_conf = testenv_value("SLURM_CONF")
+    if slurm_conf:  # so the MFA user can reach the test SLURM, as on a login node
+        with config.open("a") as f:
+            f.write(f"SetEnv SLURM_CONF={slurm_conf}\n")
     known = folder / "known_hosts"
     public = Path(f"{host_key_path}.pub").read_text().split()
     known.write_text(f"[127.0.0.1]:{port} {public[0]} {public[1]}\n")

@@ -270,3 +270,69 @@ def _kill_master(socket: Path) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.05)
+
+
+def test_a_working_day_on_an_mfa_site_asks_for_one_code(
+    mfa_sshd, mfa_site, private_home, slurm, pg_queue_url, monkeypatch
+):
+    """connect, submit, ten status, status --watch (five refreshes), logs, cancel."""
+    import json
+    import shutil
+    import tempfile
+
+    monkeypatch.setenv("HPCLAUNCH_HOME", str(private_home))  # pg_queue_url set its own
+
+    workdir = Path(tempfile.mkdtemp(prefix="hpclaunch-mfa-work-"))
+    shutil.chown(workdir, user=mfa_sshd.user)  # the MFA user's files on the "cluster"
+    (private_home / "sites" / "mfa.yaml").write_text(
+        "extends: tests-slurm\nhost: mfacluster\n"
+        f"workdir: {workdir}\n"
+        f"worker:\n  command: {Path(sys.executable).parent / 'hpclaunch'}\n"
+        f"database:\n  url: {pg_queue_url}\n"
+        "extra_directives: ['--begin=now+1hour']\n"  # stays pending: nothing runs
+    )
+    accepted, issued = mfa_sshd.accepted_codes(), mfa_sshd.prompts_issued()
+    status, shown, prompts = in_terminal(
+        _hpclaunch("connect", mfa_site, "--for", "2h"), dict(os.environ), mfa_sshd.answer
+    )
+    assert (status, prompts) == (0, 1), shown
+    try:
+        submitted = _cli("submit", "--site", mfa_site, "--workers", "2", "--json")
+        assert submitted.returncode == 0, submitted.stderr
+        launch = json.loads(submitted.stdout)["launch_id"]
+        for _ in range(10):
+            view = _cli("status", "--launch", launch, "--json")
+            assert view.returncode == 0, view.stderr
+            (row,) = json.loads(view.stdout)["launches"]
+            assert {e["state"] for e in row["elements"]} == {"PENDING"}  # seen via squeue
+        watch = subprocess.Popen(
+            _hpclaunch("status", "--launch", launch, "--watch", "--interval", "1", "--json"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+        refreshes, end = 0, time.monotonic() + 120
+        assert watch.stdout is not None
+        while refreshes < 5 and time.monotonic() < end:
+            line = watch.stdout.readline()
+            if not line:
+                break
+            refreshes += '"scheduler_calls"' in line
+        watch.send_signal(signal.SIGINT)
+        _, err = watch.communicate(timeout=30)
+        assert refreshes == 5, err
+        logs = _cli("logs", launch, "--element", "0")
+        assert "Traceback" not in logs.stderr  # a pending element has no log yet: fine
+        cancelled = _cli("cancel", launch)
+        assert cancelled.returncode == 0, cancelled.stderr
+        queued = slurm.run(["squeue", "-h", "-u", mfa_sshd.user, "-o", "%i"]).stdout.split()
+        assert queued == []
+    finally:
+        _cli("disconnect", mfa_site)
+        slurm.run(["scancel", "-u", mfa_sshd.user])
+        shutil.rmtree(workdir, ignore_errors=True)
+    # One code typed, one accepted, no other keyboard-interactive exchange at all.
+    assert mfa_sshd.accepted_codes() - accepted == 1
+    assert mfa_sshd.prompts_issued() - issued == 1
