@@ -74,6 +74,7 @@ _TRANSIENT = (
     "broken pipe",
 )
 _FILE_MISSING = 66
+_MUX_NOT_SENT = ("Session open refused", "mux_client_hello_exchange", "Control socket connect")
 
 
 class _NotSent(Exception):
@@ -94,7 +95,7 @@ def master_alive(path: Path) -> bool:
         return False
     try:
         proc = subprocess.run(
-            ["ssh", "-F", "none", "-o", f"ControlPath={path}", "-O", "check", "x"],
+            ["ssh", "-F", "none", "-o", _control_path(path), "-O", "check", "x"],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=30,
@@ -185,7 +186,7 @@ class OpenSSHTransport:
             "-o",
             "ControlMaster=no",
             "-o",
-            f"ControlPath={path}",
+            _control_path(path),
             "-o",
             "BatchMode=yes",
             *_QUIET,
@@ -247,7 +248,7 @@ class OpenSSHTransport:
         record = sessions.read_record(key)
         socket = sessions.session_socket(key)
         if record is not None and record.expired():
-            self._exit_master(socket)
+            self._exit_master(socket, gently=True)  # other processes may be using it
             sessions.remove_record(key)
             record = None
         if record is not None:
@@ -277,7 +278,7 @@ class OpenSSHTransport:
             "-o",
             "ControlMaster=yes",
             "-o",
-            f"ControlPath={path}",
+            _control_path(path),
             "-o",
             f"ControlPersist={persist}",
             "-o",
@@ -363,11 +364,13 @@ class OpenSSHTransport:
             return found[-1] if found else None
         return None
 
-    def _exit_master(self, path: Path) -> None:
+    def _exit_master(self, path: Path, *, gently: bool = False) -> None:
+        """End the master at ``path``; ``gently``: let commands under way finish first."""
         if path.exists():
+            op = "stop" if gently else "exit"
             with contextlib.suppress(subprocess.SubprocessError, OSError):
                 subprocess.run(
-                    [self._ssh, "-F", "none", "-o", f"ControlPath={path}", "-O", "exit", "x"],
+                    [self._ssh, "-F", "none", "-o", _control_path(path), "-O", op, "x"],
                     stdin=subprocess.DEVNULL, capture_output=True, timeout=30,
                 )  # fmt: skip
 
@@ -400,7 +403,7 @@ class OpenSSHTransport:
         socket = sessions.session_socket(key)
         with sessions.locked(key):
             had = sessions.read_record(key) is not None or self._alive(socket)
-            self._exit_master(socket)
+            self._exit_master(socket, gently=True)  # commands under way finish
             sessions.remove_record(key)
         return had
 
@@ -466,6 +469,10 @@ class OpenSSHTransport:
             if NO_MASTER in stderr:
                 self._suspect = True
                 raise _NotSent("the master connection had ended")
+            if any(w in stderr for w in _MUX_NOT_SENT):
+                # Refused before the command left this machine, e.g. sshd's MaxSessions
+                # reached by many processes sharing one session: wait and try again.
+                raise _NotSent(_one_line(stderr))
             if not self._alive(path):
                 self._suspect = True
                 raise _Dropped(_one_line(stderr) or "the master connection ended")
@@ -552,6 +559,11 @@ class OpenSSHTransport:
 
 
 _QUIET = ["-o", "LogLevel=ERROR", "-o", "RequestTTY=no", "-o", "RemoteCommand=none"]
+
+
+def _control_path(path: Path) -> str:
+    """The ``-o ControlPath=`` argument, quoted: a home folder may contain spaces."""
+    return f'ControlPath="{path}"'
 
 
 def _check_identity(path: Path) -> None:
