@@ -35,6 +35,7 @@ class Reading:
 
     value: Any
     fetched_at: float
+    fetched_now: bool = False  # this call ran fetch (count it as a scheduler call)
 
     @property
     def age(self) -> float:
@@ -97,7 +98,7 @@ def reading(key: str, interval: float, fetch: Callable[[], Any]) -> Reading:
         if found is not None and 0 <= now - found.fetched_at < interval:
             return found
         value = fetch()
-        fresh = Reading(value, time.time())
+        fresh = Reading(value, time.time(), fetched_now=True)
         _write(path, key, fresh)
         return fresh
 

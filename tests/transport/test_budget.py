@@ -73,8 +73,9 @@ def test_invalidate_makes_the_next_view_ask_again(tmp_path, monkeypatch):
         asked.append(1)
         return f"answer {len(asked)}"
 
-    assert budget.cached("site:a", 60, squeue) == "answer 1"
-    assert budget.cached("site:a", 60, squeue) == "answer 1"  # within the interval
+    assert budget.reading("site:a", 60, squeue).fetched_now
+    again = budget.reading("site:a", 60, squeue)  # within the interval: from the cache
+    assert (again.value, again.fetched_now) == ("answer 1", False)
     assert budget.cached("site:b", 60, squeue) == "answer 2"  # another site: its own budget
     budget.invalidate("site:a")  # e.g. after submit or cancel
     assert budget.cached("site:a", 60, squeue) == "answer 3"
