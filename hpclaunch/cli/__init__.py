@@ -58,7 +58,7 @@ SHORT_HELP: dict[str, str] = {
     "launches": "List what was submitted, where, with which job IDs.",
     "reconcile": "Turn scheduler verdicts into task outcomes (status does it too).",
     "lost": "Tasks whose workers are gone.",
-    "connect": "Log in to a site once (one MFA prompt) and reuse it; --list shows sessions.",
+    "connect": "Log in to a site once and reuse the login (--list: sessions).",
     "disconnect": "End a site's session.",
 }
 
