@@ -46,6 +46,7 @@ from hpclaunch.transport.base import (
     CommandTimeout,
     ConnectError,
     HostKeyError,
+    NoTerminalError,
     TransportError,
     as_bytes,
     command_line,
@@ -87,6 +88,16 @@ class _Dropped(Exception):
 
 def ssh_binary() -> str | None:
     return shutil.which("ssh")
+
+
+def terminal_available() -> bool:
+    """A controlling terminal ssh could ask a passphrase or one-time code on."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
 
 
 def master_alive(path: Path) -> bool:
@@ -174,6 +185,10 @@ class OpenSSHTransport:
             args += ["-o", "ServerAliveCountMax=3"]
         # One code per login attempt: a wrong answer is never re-asked into a lockout.
         args += ["-o", "NumberOfPasswordPrompts=1", "-o", "ConnectionAttempts=1"]
+        if not terminal_available():
+            # Nobody to type a code: keys and certificates only, so the server never
+            # records a failed password/one-time-code attempt (those lead to lockouts).
+            args += ["-o", "BatchMode=yes"]
         return args + _QUIET
 
     def _client_args(self, path: Path) -> list[str]:
@@ -343,6 +358,13 @@ class OpenSSHTransport:
                 f"logging in to {where} needs a passphrase or one-time code and there is no "
                 f"terminal to ask on; run 'hpclaunch connect SITE' in a terminal, or ssh-add "
                 f"your key ({said})"
+            )
+        interactive = "keyboard-interactive" in text or "password" in text
+        if "permission denied" in text and interactive and not terminal_available():
+            raise NoTerminalError(
+                f"logging in to {where} needs a one-time code or password and there is no "
+                "terminal to ask on (nothing was tried); run 'hpclaunch connect SITE' in a "
+                "terminal first"
             )
         if "permission denied" in text or "too many authentication failures" in text:
             keys = ", ".join(self.options.identity_file) or "your default keys and agent"

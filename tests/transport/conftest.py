@@ -130,6 +130,10 @@ class MfaServer:
         """How many keyboard-interactive exchanges the server started (right or wrong)."""
         return self.log.read_text().count("keyboard-interactive/pam")
 
+    def failed_logins(self) -> int:
+        """Failed PAM logins (what lockout policies such as faillock count)."""
+        return self.log.read_text().count("Authentication failure")
+
     def options(self, **extra) -> dict:
         return {
             "user": self.user,
