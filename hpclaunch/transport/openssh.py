@@ -533,7 +533,10 @@ class OpenSSHTransport:
     def _file_op(self, script: str, args: Sequence[str], data: bytes | None = None) -> bytes:
         command = shlex.join(["sh", "-c", script, "sh", *args])
         code, out, err = self._call(
-            lambda: self._exchange(command, DEFAULT_COMMAND_TIMEOUT, data), idempotent=True
+            # No time limit (as with sftp): a big file on a slow link takes what it takes;
+            # a dead connection is caught by the master's keepalives.
+            lambda: self._exchange(command, None, data),
+            idempotent=True,
         )
         if code == 0:
             return out
