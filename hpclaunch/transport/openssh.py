@@ -29,6 +29,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -75,7 +76,9 @@ _TRANSIENT = (
     "broken pipe",
 )
 _FILE_MISSING = 66
-_MUX_NOT_SENT = ("Session open refused", "mux_client_hello_exchange", "Control socket connect")
+_MUX_NOT_SENT = ("mux_client_hello_exchange", "Control socket connect")
+#: How long a command waits for a free channel on a shared connection (MaxSessions).
+MUX_WAIT = 120.0
 
 
 class _NotSent(Exception):
@@ -474,8 +477,38 @@ class OpenSSHTransport:
         self, command: str, timeout: float | None, data: bytes | None
     ) -> tuple[int, bytes, bytes]:
         path = self._master()
+        waited, pause = 0.0, 0.2
+        while True:
+            proc = self._client(path, command, timeout, data)
+            if proc.returncode != 255:
+                return proc.returncode, proc.stdout, proc.stderr
+            stderr = decode(proc.stderr)
+            refused = "Session open refused" in stderr  # the server said no: nothing ran
+            if (refused or NO_MASTER in stderr) and self._alive(path):
+                # sshd's MaxSessions reached by the processes sharing one session (a
+                # client then tries a login of its own, which its ProxyCommand stops):
+                # wait for a free channel; the server saw no login, so no lockout risk.
+                if waited >= MUX_WAIT:
+                    raise TransportError(
+                        f"{self._describe()} refused a new session on the shared connection "
+                        f"for {MUX_WAIT:g} s (its MaxSessions is reached); try again later"
+                    )
+                time.sleep(pause)
+                waited, pause = waited + pause, min(pause * 2, 4.0)
+                continue
+            if NO_MASTER in stderr or any(w in stderr for w in _MUX_NOT_SENT):
+                self._suspect = True  # the master was gone before the command left
+                raise _NotSent("the master connection had ended")
+            if not self._alive(path):
+                self._suspect = True
+                raise _Dropped(_one_line(stderr) or "the master connection ended")
+            return proc.returncode, proc.stdout, proc.stderr  # the command's own 255
+
+    def _client(
+        self, path: Path, command: str, timeout: float | None, data: bytes | None
+    ) -> subprocess.CompletedProcess[bytes]:
         try:
-            proc = subprocess.run(
+            return subprocess.run(
                 [*self._client_args(path), command],
                 input=data if data is not None else b"",
                 capture_output=True,
@@ -486,19 +519,6 @@ class OpenSSHTransport:
                 f"'{command}' did not finish within {timeout:g} s on {self.host}; "
                 "it may still be running there"
             ) from exc
-        if proc.returncode == 255:
-            stderr = decode(proc.stderr)
-            if NO_MASTER in stderr:
-                self._suspect = True
-                raise _NotSent("the master connection had ended")
-            if any(w in stderr for w in _MUX_NOT_SENT):
-                # Refused before the command left this machine, e.g. sshd's MaxSessions
-                # reached by many processes sharing one session: wait and try again.
-                raise _NotSent(_one_line(stderr))
-            if not self._alive(path):
-                self._suspect = True
-                raise _Dropped(_one_line(stderr) or "the master connection ended")
-        return proc.returncode, proc.stdout, proc.stderr
 
     def run(
         self,

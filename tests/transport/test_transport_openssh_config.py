@@ -134,3 +134,22 @@ def test_the_same_key_without_a_certificate_or_with_an_expired_one_is_refused(ce
     with pytest.raises(AuthenticationError) as info:
         open_transport("127.0.0.1", _options(cert_sshd, expired)).run(["true"])
     assert "\n" not in str(info.value)
+
+
+def test_more_commands_at_once_than_one_connection_allows_all_run(cert_sshd, make_key):
+    """sshd's MaxSessions (10 by default) caps one session: the 11th+ command waits."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = make_key("id_busy")
+    cert_sshd.sign(key, cert_sshd.user)
+    options = _options(cert_sshd, key)
+    OpenSSHTransport("127.0.0.1", options).open_session("busy", 300)
+
+    def one(i: int) -> tuple[str, int]:
+        with open_transport("127.0.0.1", dict(options, transport="paramiko")) as t:
+            out = t.run(f"sleep 1; echo {i}").stdout.strip()
+            return out, t.connections_opened
+
+    with ThreadPoolExecutor(max_workers=14) as pool:
+        results = list(pool.map(one, range(14)))
+    assert results == [(str(i), 0) for i in range(14)]  # all ran, all through the session
