@@ -28,13 +28,18 @@ from hpclaunch.transport.base import TransportError
 MAX_DIR_LENGTH = 40
 
 
-def control_dir() -> Path:
-    """The private folder for control sockets (created 0700; refused if unsafe)."""
+def _control_dir_path() -> Path:
     home = paths.home()
     folder = home / "ssh"
     if len(str(folder)) > MAX_DIR_LENGTH:
         digest = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:8]
         folder = Path("/tmp") / f"hpclaunch-{os.getuid()}-{digest}"
+    return folder
+
+
+def control_dir() -> Path:
+    """The private folder for control sockets (created 0700; refused if unsafe)."""
+    folder = _control_dir_path()
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = folder.lstat()
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
@@ -113,8 +118,9 @@ def records() -> list[SessionRecord]:
 
 def any_records() -> bool:
     """Cheap test (no ssh spawned) used before looking for a session for a host."""
+    folder = _control_dir_path()  # not created: plain paramiko users never get one
     try:
-        return any(control_dir().glob("s-*.json"))
+        return folder.is_dir() and any(folder.glob("s-*.json"))
     except OSError:
         return False
 
