@@ -165,12 +165,14 @@ class OpenSSHTransport:
             args += ["-p", str(self._port)]
         keys = [Path(os.path.expandvars(name)).expanduser() for name in o.identity_file]
         agent = o.allow_agent and bool(os.environ.get("SSH_AUTH_SOCK"))
+        named = 0
         for key in keys:
             if agent and not key.exists():
                 continue  # as OpenSSH does: the agent may hold it
             _check_identity(key)
             args += ["-i", str(key)]
-        if keys and not agent:
+            named += 1
+        if named:  # the named keys replace the defaults (as with paramiko), agent or not
             args += ["-o", "IdentitiesOnly=yes"]
         if o.proxy_jump:
             args += ["-o", f"ProxyJump={o.proxy_jump}"]
@@ -618,9 +620,10 @@ def _check_identity(path: Path) -> None:
     with contextlib.suppress(OSError):
         head = path.read_bytes()[:64]
         if head.startswith((b"ssh-", b"ecdsa-", b"sk-")) and b"PRIVATE" not in head:
+            private = str(path).removesuffix(".pub").removesuffix("-cert")
             raise AuthenticationError(
-                f"identity file {path}: it is a public key; name the private key "
-                f"({path.with_suffix('') if path.suffix == '.pub' else path})"
+                f"identity file {path}: it is a public key or certificate; name the private "
+                f"key ({private}; ssh finds {private}-cert.pub beside it by itself)"
             )
 
 

@@ -123,6 +123,9 @@ def test_login_with_a_certificate_signed_by_the_centre_ca(cert_sshd, make_key):
     with open_transport("127.0.0.1", _options(cert_sshd, key)) as t:
         assert t.run(["whoami"]).stdout.strip() == cert_sshd.user
     assert "ED25519-CERT" in (cert_sshd.folder / "sshd.log").read_text()
+    cert = Path(f"{key}-cert.pub")  # a common slip: naming the certificate itself
+    with pytest.raises(AuthenticationError, match=f"name the private key \\({key};"):
+        open_transport("127.0.0.1", _options(cert_sshd, cert)).run(["true"])
 
 
 def test_the_same_key_without_a_certificate_or_with_an_expired_one_is_refused(cert_sshd, make_key):
