@@ -37,6 +37,8 @@ class SSHOptions:
     connect_attempts: int = 3
     keepalive: float = 30.0
     transport: str = "paramiko"
+    #: Seconds between read-only scheduler queries of one site (transport/budget.py).
+    status_interval: float = 30.0
 
     @classmethod
     def from_mapping(
@@ -91,6 +93,10 @@ def _check(name: str, value: Any, where: str) -> Any:
         if name == "port" and value > 65535:
             raise bad("a TCP port (1-65535)")
         return value
+    if name == "status_interval":
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 1:
+            raise bad("a number of seconds (at least 1)")
+        return float(value)
     if name in ("connect_timeout", "keepalive"):
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise bad("a number of seconds")

@@ -58,6 +58,9 @@ def test_a_misspelt_transport_is_one_line_naming_the_file_and_the_choices(privat
     assert "typo.yaml:4: ssh.transport" in message and "did you mean 'openssh'" in message
     with pytest.raises(UserError, match="transport must be paramiko or openssh or auto"):
         SSHOptions.from_mapping({"transport": "putty"})
+    with pytest.raises(UserError, match="status_interval must be a number of seconds"):
+        SSHOptions.from_mapping({"status_interval": 0})
+    assert SSHOptions.from_mapping({"status-interval": 45}).status_interval == 45.0
     proc = subprocess.run(
         [sys.executable, "-m", "hpclaunch", "connect", "typo"], capture_output=True, text=True
     )
