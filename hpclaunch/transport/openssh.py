@@ -196,12 +196,17 @@ class OpenSSHTransport:
             args += ["-o", "BatchMode=yes"]
         return args + _QUIET
 
-    def _client_args(self, path: Path) -> list[str]:
-        """A client that only ever talks through the master at ``path``."""
+    def _client_args(self, path: Path, flag: Path) -> list[str]:
+        """A client that only ever talks through the master at ``path``.
+
+        Should the master not answer, ssh would log in by itself: its ProxyCommand
+        instead creates ``flag`` (how we know nothing was sent) and fails.
+        """
+        script = f'echo {NO_MASTER} >&2; : > "$0"; exit 1'
         return [
             self._ssh,
             "-o",
-            f"ProxyCommand=echo {NO_MASTER} >&2",
+            f"ProxyCommand=sh -c {shlex.quote(script)} {shlex.quote(str(flag))}",
             *self._config_args(),
             "-o",
             "ControlMaster=no",
@@ -481,12 +486,12 @@ class OpenSSHTransport:
         path = self._master()
         waited, pause = 0.0, 0.2
         while True:
-            proc = self._client(path, command, timeout, data)
+            proc, unsent = self._client(path, command, timeout, data)
             if proc.returncode != 255:
                 return proc.returncode, proc.stdout, proc.stderr
             stderr = decode(proc.stderr)
             refused = "Session open refused" in stderr  # the server said no: nothing ran
-            if (refused or NO_MASTER in stderr) and self._alive(path):
+            if (refused or unsent) and self._alive(path):
                 # sshd's MaxSessions reached by the processes sharing one session (a
                 # client then tries a login of its own, which its ProxyCommand stops):
                 # wait for a free channel; the server saw no login, so no lockout risk.
@@ -498,7 +503,7 @@ class OpenSSHTransport:
                 time.sleep(pause)
                 waited, pause = waited + pause, min(pause * 2, 4.0)
                 continue
-            if NO_MASTER in stderr or any(w in stderr for w in _MUX_NOT_SENT):
+            if unsent or any(w in stderr for w in _MUX_NOT_SENT):
                 self._suspect = True  # the master was gone before the command left
                 raise _NotSent("the master connection had ended")
             if not self._alive(path):
@@ -508,10 +513,12 @@ class OpenSSHTransport:
 
     def _client(
         self, path: Path, command: str, timeout: float | None, data: bytes | None
-    ) -> subprocess.CompletedProcess[bytes]:
+    ) -> tuple[subprocess.CompletedProcess[bytes], bool]:
+        """Run one client; also whether it fell back to a login (so sent nothing)."""
+        flag = path.with_name(f"u-{uuid.uuid4().hex[:12]}")
         try:
-            return subprocess.run(
-                [*self._client_args(path), command],
+            proc = subprocess.run(
+                [*self._client_args(path, flag), command],
                 input=data if data is not None else b"",
                 capture_output=True,
                 timeout=timeout,
@@ -521,6 +528,10 @@ class OpenSSHTransport:
                 f"'{command}' did not finish within {timeout:g} s on {self.host}; "
                 "it may still be running there"
             ) from exc
+        finally:
+            unsent = flag.exists()
+            flag.unlink(missing_ok=True)
+        return proc, unsent
 
     def run(
         self,
