@@ -12,9 +12,10 @@ master (never a new login). Files go through the same channel (``cat`` out,
 (exit codes, the ambiguous-reply rule), the atomic rename happens on the
 server, and it works where the sftp subsystem is disabled.
 
-A client never logs in by itself: its ProxyCommand prints a marker and fails,
-so if the master is gone the client fails before sending anything and we
-know the command did not run. A 255 exit while the master died is ambiguous.
+A client never logs in by itself (that could ask for a second one-time code):
+its ProxyCommand creates a flag file and fails, so if the master is gone the
+client fails before sending anything and we know the command did not run. A
+255 exit while the master died is ambiguous.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ from hpclaunch.transport.sshconfig import parse_host_spec
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Printed by a client's ProxyCommand when no master answered its socket.
+#: Printed (as a hint in ssh's output) by a client's ProxyCommand when no master answered.
 NO_MASTER = "hpclaunch-no-master-connection"
 #: How long a master opened for one CLI call stays when idle (it is closed on exit).
 OWN_MASTER_PERSIST = 600
