@@ -68,10 +68,11 @@ def _when(iso: str) -> str:
     help="How long the session lasts (e.g. 12h, 90m, 1d; at most 7d).",
 )
 @click.option("--list", "show", is_flag=True, help="Show open sessions and when they expire.")
-def connect(site: str | None, duration: str, show: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="With --list: print JSON.")
+def connect(site: str | None, duration: str, show: bool, as_json: bool) -> None:
     """Log in to SITE once (one MFA prompt) and keep the login for later commands."""
     if show:
-        _list()
+        _list(as_json)
         return
     if not site:
         raise UserError("name a site to connect to (hpclaunch connect SITE), or use --list")
@@ -98,27 +99,45 @@ def disconnect(site: str) -> None:
         click.echo(f"no open session for {site}")
 
 
-def _list() -> None:
+def _list(as_json: bool = False) -> None:
     from hpclaunch.transport import sessions
     from hpclaunch.transport.openssh import master_alive
 
-    rows = []
+    found = []
     for record in sessions.records():
         if record.expired():
             state = "expired"
         elif master_alive(sessions.session_socket(record.key)):
             state = "open"
         else:
-            state = "dropped (the next command logs in again)"
-        rows.append((", ".join(record.sites), record.destination, _when(record.expires), state))
-    if not rows:
+            state = "dropped"
+        found.append((record, state))
+    if as_json:
+        from hpclaunch.cli.output import print_json
+
+        print_json(
+            [
+                {
+                    "sites": list(r.sites),
+                    "destination": r.destination,
+                    "opened": r.opened,
+                    "expires": r.expires,
+                    "state": state,
+                }
+                for r, state in found
+            ]
+        )
+        return
+    if not found:
         click.echo("no open sessions (start one with: hpclaunch connect SITE)")
         return
+    notes = {"dropped": "dropped (the next command logs in again)"}
+    rows = [
+        (", ".join(r.sites), r.destination, _when(r.expires), notes.get(state, state))
+        for r, state in found
+    ]
     header = ("SITES", "DESTINATION", "EXPIRES", "STATE")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
     for row in [header, *rows]:
-        click.echo(
-            "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True))
-            + "  "
-            + row[3]
-        )
+        cells = zip(row[:3], widths, strict=True)
+        click.echo("  ".join(cell.ljust(w) for cell, w in cells) + "  " + row[3])

@@ -6,6 +6,7 @@ asks on, and the MFA sshd's own log counts the codes it accepted.
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import select
@@ -139,6 +140,9 @@ def test_connect_then_many_commands_ask_for_one_code(mfa_sshd, mfa_site):
     assert set(runs) == {f"OpenSSHTransport {mfa_sshd.user} 0"}
     listing = _cli("connect", "--list")
     assert "mfa" in listing.stdout and "open" in listing.stdout and "in 0h59m" in listing.stdout
+    (session,) = json.loads(_cli("connect", "--list", "--json").stdout)
+    assert session["sites"] == ["mfa"] and session["state"] == "open"
+    assert session["destination"] == f"{mfa_sshd.user}@127.0.0.1:{mfa_sshd.port}"
     assert mfa_sshd.accepted_codes() - accepted == 1  # the server asked for one code in all
 
 
@@ -279,7 +283,6 @@ def test_a_working_day_on_an_mfa_site_asks_for_one_code(
     mfa_sshd, mfa_site, private_home, slurm, pg_queue_url, monkeypatch
 ):
     """connect, submit, ten status, status --watch (five refreshes), logs, cancel."""
-    import json
     import shutil
     import tempfile
 
