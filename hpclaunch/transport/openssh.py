@@ -33,6 +33,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -281,8 +282,7 @@ class OpenSSHTransport:
             # A session (hpclaunch connect): reuse it, or re-open it once if it dropped.
             with sessions.locked(key):
                 if not self._alive(socket):
-                    log.info("ssh %s: the session dropped; logging in again", self.host)
-                    self._open_master(socket, math.ceil(record.remaining()) or 1)
+                    self._reopen_session(socket, key)
             self._path, self._owned, self._suspect = socket, False, False
             return socket
         if self._alive(socket):  # a session opened without a record (e.g. still being written)
@@ -293,6 +293,25 @@ class OpenSSHTransport:
         self._open_master(self._path, OWN_MASTER_PERSIST)
         self._owned, self._suspect = True, False
         return self._path
+
+    def _reopen_session(self, socket: Path, key: str) -> None:
+        """Log in again for a dropped session: once, and only if someone can answer."""
+        record = sessions.read_record(key)
+        if record is None:
+            raise _NotSent("the session was ended meanwhile")
+        if record.needs_login and not terminal_available():
+            raise NoTerminalError(
+                f"the session to {record.destination} dropped and logging in again needs a "
+                f"one-time code; run 'hpclaunch connect {record.sites[0]}' in a terminal"
+            )
+        log.info("ssh %s: the session dropped; logging in again", self.host)
+        try:
+            self._open_master(socket, math.ceil(record.remaining()) or 1)
+        except NoTerminalError:
+            sessions.write_record(replace(record, needs_login=True))
+            raise
+        if record.needs_login:
+            sessions.write_record(replace(record, needs_login=False))
 
     def _open_master(self, path: Path, persist: int) -> None:
         """Log in (prompts, if any, on the terminal) and leave a master at ``path``."""

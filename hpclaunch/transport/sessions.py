@@ -64,6 +64,9 @@ class SessionRecord:
     sites: tuple[str, ...]
     opened: str
     expires: str
+    #: The session dropped and logging in again needs a person (a one-time code):
+    #: processes without a terminal fail at once instead of knocking on the server.
+    needs_login: bool = False
 
     @property
     def expires_at(self) -> datetime:
@@ -89,6 +92,7 @@ def read_record(key: str) -> SessionRecord | None:
             sites=tuple(data["sites"]),
             opened=data["opened"],
             expires=data["expires"],
+            needs_login=bool(data.get("needs_login", False)),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None

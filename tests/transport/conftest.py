@@ -4,6 +4,7 @@ fault between the real client and the real server)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -129,6 +130,11 @@ class MfaServer:
     def prompts_issued(self) -> int:
         """How many keyboard-interactive exchanges the server started (right or wrong)."""
         return self.log.read_text().count("keyboard-interactive/pam")
+
+    def connections_seen(self) -> int:
+        """How many client connections the server logged (distinct client ports)."""
+        ports = re.findall(r"127\.0\.0\.1 port (\d+)", self.log.read_text())
+        return len(set(ports) - {str(self.port)})
 
     def failed_logins(self) -> int:
         """Failed PAM logins (what lockout policies such as faillock count)."""

@@ -170,6 +170,7 @@ def test_dropped_session_logs_in_again_with_one_prompt_never_retried(mfa_sshd, m
     assert "dropped" in _cli("connect", "--list").stdout
 
     issued, failed = mfa_sshd.prompts_issued(), mfa_sshd.failed_logins()
+    knocks = mfa_sshd.connections_seen()
     # Without a terminal: one clear line, and the server saw no failed login.
     script = (
         "from hpclaunch.transport import open_transport\n"
@@ -186,6 +187,25 @@ def test_dropped_session_logs_in_again_with_one_prompt_never_retried(mfa_sshd, m
     assert proc.returncode != 0 and "NoTerminalError" in proc.stderr
     assert "hpclaunch connect" in proc.stderr.strip().splitlines()[-1]
     assert (mfa_sshd.prompts_issued(), mfa_sshd.failed_logins()) == (issued, failed)
+    # Once known to need a person, later processes without a terminal do not even
+    # connect (a status loop in the background must not knock every few seconds).
+    # The first one did connect (with its key, no code); sshd logs it as it closes.
+    end = time.monotonic() + 10
+    while mfa_sshd.connections_seen() == knocks and time.monotonic() < end:
+        time.sleep(0.1)
+    seen = mfa_sshd.connections_seen()
+    assert seen == knocks + 1
+    again = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    assert again.returncode != 0 and "hpclaunch connect mfa" in again.stderr
+    time.sleep(1)  # time for sshd to log a connection, had there been one
+    assert mfa_sshd.connections_seen() == seen
 
     accepted = mfa_sshd.accepted_codes()
     status, shown, prompts = in_terminal(
