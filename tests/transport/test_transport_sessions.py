@@ -318,11 +318,11 @@ def test_a_working_day_on_an_mfa_site_asks_for_one_code(
         "extra_directives: ['--begin=now+1hour']\n"  # stays pending: nothing runs
     )
     accepted, issued = mfa_sshd.accepted_codes(), mfa_sshd.prompts_issued()
-    status, shown, prompts = in_terminal(
-        _hpclaunch("connect", mfa_site, "--for", "2h"), dict(os.environ), mfa_sshd.answer
-    )
-    assert (status, prompts) == (0, 1), shown
     try:
+        status, shown, prompts = in_terminal(
+            _hpclaunch("connect", mfa_site, "--for", "2h"), dict(os.environ), mfa_sshd.answer
+        )
+        assert (status, prompts) == (0, 1), shown
         submitted = _cli("submit", "--site", mfa_site, "--workers", "2", "--json")
         assert submitted.returncode == 0, submitted.stderr
         launch = json.loads(submitted.stdout)["launch_id"]
