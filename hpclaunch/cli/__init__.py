@@ -36,6 +36,8 @@ COMMANDS: dict[str, str] = {
     "launches": "hpclaunch.cli.launch_cmds:launches",
     "reconcile": "hpclaunch.cli.launch_cmds:reconcile",
     "lost": "hpclaunch.cli.fault_cmds:lost",
+    "connect": "hpclaunch.cli.session_cmds:connect",
+    "disconnect": "hpclaunch.cli.session_cmds:disconnect",
 }
 
 SHORT_HELP: dict[str, str] = {
@@ -56,6 +58,8 @@ SHORT_HELP: dict[str, str] = {
     "launches": "List what was submitted, where, with which job IDs.",
     "reconcile": "Turn scheduler verdicts into task outcomes (status does it too).",
     "lost": "Tasks whose workers are gone.",
+    "connect": "Log in to a site once and reuse the login (--list: sessions).",
+    "disconnect": "End a site's session.",
 }
 
 

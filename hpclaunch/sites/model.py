@@ -21,6 +21,7 @@ class SSHOptions:
     identity_file: str | None = None
     proxy_jump: str | None = None
     accept_new_host_key: bool = False
+    transport: str = "paramiko"  # paramiko | openssh | auto (see transport/select.py)
 
 
 @dataclass(frozen=True)

@@ -345,6 +345,12 @@ SCHEMA = Section(
                 "accept_new_host_key": Field(
                     _bool, default=False, nullable=False, help="true or false"
                 ),
+                "transport": Field(
+                    _choice(("paramiko", "openssh", "auto")),
+                    default="paramiko",
+                    nullable=False,
+                    help="paramiko, openssh or auto",
+                ),
             }
         ),
         "workdir": Field(PATH, default="~/hpclaunch", nullable=False, help="a path"),

@@ -34,6 +34,7 @@ __all__ = [
     "HostKeyError",
     "LocalTransport",
     "NoTerminalError",
+    "OpenSSHTransport",
     "SSHOptions",
     "SSHTransport",
     "Transport",
@@ -48,13 +49,23 @@ def open_transport(
     """A transport for ``host`` (an ssh config alias or ``[user@]host[:port]``).
 
     ``None``, ``""`` and ``"localhost"`` without SSH options mean this machine.
+    An unexpired ``hpclaunch connect`` session for the destination is always used
+    (whatever ``ssh.transport`` says: it is what spares the user a login);
+    otherwise ``ssh.transport`` picks paramiko or the system OpenSSH.
     The SSH connection is opened lazily, on first use.
     """
     if host is None or host == "" or (host == "localhost" and not ssh_options):
         return LocalTransport()
+    options = SSHOptions.from_mapping(ssh_options)
+    from hpclaunch.transport.select import choose
+
+    if choose(host, options) == "openssh":
+        from hpclaunch.transport.openssh import OpenSSHTransport
+
+        return OpenSSHTransport(host, options)
     from hpclaunch.transport.ssh import SSHTransport
 
-    return SSHTransport(host, ssh_options)
+    return SSHTransport(host, options)
 
 
 def __getattr__(name: str):
@@ -62,4 +73,8 @@ def __getattr__(name: str):
         from hpclaunch.transport.ssh import SSHTransport
 
         return SSHTransport
+    if name == "OpenSSHTransport":
+        from hpclaunch.transport.openssh import OpenSSHTransport
+
+        return OpenSSHTransport
     raise AttributeError(name)

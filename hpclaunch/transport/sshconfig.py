@@ -17,7 +17,7 @@ from pathlib import Path
 import paramiko
 
 from hpclaunch.errors import UserError
-from hpclaunch.transport.options import SSHOptions
+from hpclaunch.transport.options import SSHOptions, config_file_for
 
 DEFAULT_IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
 MAX_JUMPS = 8
@@ -72,11 +72,12 @@ def parse_host_spec(spec: str) -> tuple[str | None, str, int | None]:
 
 
 def load_config(options: SSHOptions) -> paramiko.SSHConfig:
-    if options.config_file and options.config_file.lower() == "none":
+    chosen = config_file_for(options)
+    if chosen and chosen.lower() == "none":
         return paramiko.SSHConfig()
-    path = Path(options.config_file or "~/.ssh/config").expanduser()
+    path = Path(chosen or "~/.ssh/config").expanduser()
     if not path.is_file():
-        if options.config_file:
+        if chosen:
             raise UserError(f"ssh config file {path} does not exist; fix ssh config_file")
         return paramiko.SSHConfig()
     try:

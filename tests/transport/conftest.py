@@ -4,6 +4,7 @@ fault between the real client and the real server)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -17,11 +18,54 @@ import pytest
 from relay import TcpRelay
 from testenv_fixtures import missing, testenv_value
 
+TRANSPORTS = ("paramiko", "openssh")
+
+
+@pytest.fixture(autouse=True)
+def private_home(tmp_path, monkeypatch):
+    """An HPCLAUNCH_HOME of the test's own: its control sockets and sessions are its own.
+
+    Masters left behind by a failing test are closed at the end.
+    """
+    monkeypatch.setenv("HPCLAUNCH_HOME", str(tmp_path / "hpclaunch_home"))
+    monkeypatch.delenv("HPCLAUNCH_SSH_CONFIG", raising=False)
+    yield tmp_path / "hpclaunch_home"
+    from hpclaunch.transport import sessions
+
+    folder = sessions.control_dir()
+    for sock in folder.iterdir():
+        if sock.is_socket():
+            subprocess.run(
+                ["ssh", "-F", "none", "-o", f"ControlPath={sock}", "-O", "exit", "x"],
+                capture_output=True,
+                timeout=30,
+            )
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(params=TRANSPORTS)
+def kind(request) -> str:
+    """Each test using it runs once per SSH client: paramiko and the system OpenSSH."""
+    return request.param
+
 
 @pytest.fixture
-def ssh_options(sshd) -> dict:
+def make_transport(kind):
+    """``make_transport(host, options)``: the transport of this test's kind."""
+    from hpclaunch.transport import OpenSSHTransport, SSHTransport
+
+    def make(host: str, options: dict):
+        cls = OpenSSHTransport if kind == "openssh" else SSHTransport
+        return cls(host, dict(options, transport=kind))
+
+    return make
+
+
+@pytest.fixture
+def ssh_options(sshd, kind) -> dict:
     """SSH options reaching the test sshd directly, with no ssh config file."""
     return {
+        "transport": kind,
         "user": sshd.user,
         "port": sshd.port,
         "identity_file": str(sshd.key),
@@ -77,6 +121,24 @@ class MfaServer:
     answer: str = field(repr=False)
     key: Path
     known_hosts: Path
+    log: Path  # sshd's log: one "Accepted keyboard-interactive" line per code accepted
+
+    def accepted_codes(self) -> int:
+        """How many keyboard-interactive answers the server accepted so far."""
+        return self.log.read_text().count("Accepted keyboard-interactive")
+
+    def prompts_issued(self) -> int:
+        """How many keyboard-interactive exchanges the server started (right or wrong)."""
+        return self.log.read_text().count("keyboard-interactive/pam")
+
+    def connections_seen(self) -> int:
+        """How many client connections the server logged (distinct client ports)."""
+        ports = re.findall(r"127\.0\.0\.1 port (\d+)", self.log.read_text())
+        return len(set(ports) - {str(self.port)})
+
+    def failed_logins(self) -> int:
+        """Failed PAM logins (what lockout policies such as faillock count)."""
+        return self.log.read_text().count("Authentication failure")
 
     def options(self, **extra) -> dict:
         return {
@@ -116,6 +178,10 @@ def mfa_sshd(sshd, tmp_path_factory) -> MfaServer:
         "KbdInteractiveAuthentication yes\nPasswordAuthentication no\nStrictModes no\n"
         "AuthenticationMethods publickey,keyboard-interactive\n"
     )
+    slurm_conf = testenv_value("SLURM_CONF")
+    if slurm_conf:  # so the MFA user can reach the test SLURM, as on a login node
+        with config.open("a") as f:
+            f.write(f"SetEnv SLURM_CONF={slurm_conf}\n")
     known = folder / "known_hosts"
     public = Path(f"{host_key_path}.pub").read_text().split()
     known.write_text(f"[127.0.0.1]:{port} {public[0]} {public[1]}\n")
@@ -132,7 +198,8 @@ def mfa_sshd(sshd, tmp_path_factory) -> MfaServer:
                 if time.monotonic() > end or proc.poll() is not None:
                     missing(f"the MFA sshd did not start: {(folder / 'sshd.log').read_text()}")
                 time.sleep(0.05)
-        yield MfaServer(port, user, Path(secret_file).read_text().strip(), sshd.key, known)
+        answer = Path(secret_file).read_text().strip()
+        yield MfaServer(port, user, answer, sshd.key, known, folder / "sshd.log")
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -1,5 +1,6 @@
 """A connection cut mid-command: ambiguous for non-idempotent commands,
-retried for idempotent ones; a connection cut while idle is reopened."""
+retried for idempotent ones; a connection cut while idle is reopened.
+Each test runs over both transports (paramiko and the system OpenSSH)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from hpclaunch.transport import AmbiguousCommandError, SSHTransport
+from hpclaunch.transport import AmbiguousCommandError, Transport
 
 pytestmark = pytest.mark.ssh
 
 
-def _through(relay, ssh_options) -> SSHTransport:
-    return SSHTransport(
-        "127.0.0.1", dict(ssh_options, port=relay.port, known_hosts=str(relay.known_hosts))
-    )
+@pytest.fixture
+def through(relay, ssh_options, make_transport):
+    """A transport of this test's kind reaching the sshd through the cuttable relay."""
+
+    def make() -> Transport:
+        options = dict(ssh_options, port=relay.port, known_hosts=str(relay.known_hosts))
+        return make_transport("127.0.0.1", options)
+
+    return make
 
 
 def _cut_when(relay, marker: Path, lines: int) -> threading.Thread:
@@ -36,10 +42,10 @@ def _cut_when(relay, marker: Path, lines: int) -> threading.Thread:
     return thread
 
 
-def test_cut_after_a_non_idempotent_command_was_sent_is_ambiguous(relay, ssh_options, tmp_path):
+def test_cut_after_a_non_idempotent_command_was_sent_is_ambiguous(relay, through, tmp_path):
     marker = tmp_path / "ran"
     command = f"echo run >> {marker}; sleep 3; echo done"
-    with _through(relay, ssh_options) as t:
+    with through() as t:
         t.connect()
         watcher = _cut_when(relay, marker, 1)
         with pytest.raises(AmbiguousCommandError) as info:
@@ -51,9 +57,9 @@ def test_cut_after_a_non_idempotent_command_was_sent_is_ambiguous(relay, ssh_opt
     assert marker.read_text() == "run\n"  # it did run once: exactly why the caller must check
 
 
-def test_cut_during_an_idempotent_command_is_retried(relay, ssh_options, tmp_path):
+def test_cut_during_an_idempotent_command_is_retried(relay, through, tmp_path):
     marker = tmp_path / "ran"
-    with _through(relay, ssh_options) as t:
+    with through() as t:
         t.connect()
         watcher = _cut_when(relay, marker, 1)
         result = t.run(f"echo run >> {marker}; sleep 2; echo done", idempotent=True)
@@ -63,9 +69,9 @@ def test_cut_during_an_idempotent_command_is_retried(relay, ssh_options, tmp_pat
     assert marker.read_text() == "run\nrun\n"
 
 
-def test_cut_while_idle_reconnects_before_sending(relay, ssh_options, tmp_path):
+def test_cut_while_idle_reconnects_before_sending(relay, through, tmp_path):
     marker = tmp_path / "ran"
-    with _through(relay, ssh_options) as t:
+    with through() as t:
         t.connect()
         relay.cut()
         result = t.run(f"echo run >> {marker}; echo done")
@@ -74,9 +80,9 @@ def test_cut_while_idle_reconnects_before_sending(relay, ssh_options, tmp_path):
     assert marker.read_text() == "run\n"
 
 
-def test_file_transfers_survive_a_cut(relay, ssh_options, tmp_path):
+def test_file_transfers_survive_a_cut(relay, through, tmp_path):
     target = tmp_path / "data.bin"
-    with _through(relay, ssh_options) as t:
+    with through() as t:
         t.write_file(str(target), b"first")
         relay.cut()
         t.write_file(str(target), b"second")

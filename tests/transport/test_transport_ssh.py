@@ -1,11 +1,12 @@
-"""SSHTransport against the real test sshd: commands, files, one connection."""
+"""Both SSH transports (paramiko, OpenSSH) against the real test sshd: commands,
+files, one connection."""
 
 from __future__ import annotations
 
 import pytest
 from testenv_fixtures import write_ssh_config
 
-from hpclaunch.transport import CommandTimeout, ConnectError, SSHTransport, open_transport
+from hpclaunch.transport import CommandTimeout, ConnectError, open_transport
 
 pytestmark = pytest.mark.ssh
 
@@ -52,13 +53,14 @@ def test_one_connection_serves_many_commands_and_transfers(ssh_options, tmp_path
     assert len(seen) == 1  # the same client port every time: one TCP connection
 
 
-def test_ssh_config_alias_supplies_host_port_user_and_key(sshd, tmp_path):
+def test_ssh_config_alias_supplies_host_port_user_and_key(sshd, tmp_path, kind):
     config = write_ssh_config(tmp_path / "config", {"testcluster": sshd.config_options()})
-    with open_transport("testcluster", {"config_file": str(config), "allow_agent": False}) as t:
+    options = {"config_file": str(config), "allow_agent": False, "transport": kind}
+    with open_transport("testcluster", options) as t:
         assert t.run(["whoami"]).stdout.strip() == sshd.user
 
 
-def test_proxyjump_through_two_hops(sshd, tmp_path):
+def test_proxyjump_through_two_hops(sshd, tmp_path, make_transport, kind):
     config = write_ssh_config(
         tmp_path / "config",
         {
@@ -67,14 +69,17 @@ def test_proxyjump_through_two_hops(sshd, tmp_path):
             "cluster": sshd.config_options(ProxyJump="hop1,hop2"),
         },
     )
-    t = SSHTransport("cluster", {"config_file": str(config), "allow_agent": False})
+    t = make_transport("cluster", {"config_file": str(config), "allow_agent": False})
     with t:
-        assert [j.name for j in t.route.jumps] == ["hop1", "hop2"]
+        if kind == "paramiko":
+            assert [j.name for j in t.route.jumps] == ["hop1", "hop2"]
         assert t.run(["echo", "through"]).stdout == "through\n"
+        # The far end sees the connection come from the last hop (an sshd on this machine).
+        assert t.run("echo $SSH_CONNECTION").stdout.split()[0] == "127.0.0.1"
         assert t.connections_opened == 1
 
 
-def test_proxyjump_hop_with_unknown_host_key_is_refused(sshd, tmp_path):
+def test_proxyjump_hop_with_unknown_host_key_is_refused(sshd, tmp_path, kind):
     empty = tmp_path / "empty_known_hosts"
     empty.write_text("")
     config = write_ssh_config(
@@ -85,7 +90,8 @@ def test_proxyjump_hop_with_unknown_host_key_is_refused(sshd, tmp_path):
         },
     )
     with pytest.raises(Exception, match="host key for .* is not known"):
-        open_transport("cluster", {"config_file": str(config), "allow_agent": False}).run(["true"])
+        options = {"config_file": str(config), "allow_agent": False, "transport": kind}
+        open_transport("cluster", options).run(["true"])
 
 
 def test_command_timeout_leaves_the_connection_usable(ssh_options):
