@@ -10,7 +10,7 @@ from typing import Any
 
 from hpclaunch.errors import UserError
 from hpclaunch.launches.model import Element, Launch, worker_key
-from hpclaunch.launches.poll import wait_gone
+from hpclaunch.launches.poll import forget_view, wait_gone
 from hpclaunch.launches.pool import TransportPool
 from hpclaunch.queue import launch_rows, operations
 from hpclaunch.queue.driver import Connection
@@ -38,6 +38,7 @@ def cancel(
         index = targets[0].index if element is not None else None
         calls += 1
         result = pool.get(launch).run(scheduler.cancel_argv(job_ids, index), idempotent=True)
+        forget_view(launch.host, launch.scheduler)  # a cached view would still show them
         if not result.ok and not scheduler.already_gone(result.stderr + result.stdout):
             raise UserError(
                 f"cancel of launch {launch_id} failed: {result.stderr.strip() or result.returncode}"

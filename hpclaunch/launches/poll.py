@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from hpclaunch.errors import UserError
 from hpclaunch.launches.model import Element, ElementKey, Launch, element_key
@@ -33,44 +34,109 @@ def _state_key(state: JobState) -> ElementKey:
 
 
 def scheduler_states(launches: list[Launch], pool: TransportPool) -> Observation:
-    """Ask each (host, scheduler) once about all its launches' jobs."""
+    """Ask each (host, scheduler) once about all its launches' jobs.
+
+    Over SSH the answer is shared by every hpclaunch process of the user for
+    ``ssh.status_interval`` seconds (``transport.budget``): two watches and a cron
+    job cost the login node one query per interval, not one each.
+    """
     seen = Observation()
     groups: dict[tuple[str | None, str], list[Launch]] = defaultdict(list)
     for launch in launches:
         groups[(launch.host, launch.scheduler)].append(launch)
     for (host, name), group in groups.items():
-        scheduler = get_scheduler(name)
         job_ids = sorted({job_id for launch in group for job_id in launch.job_ids()})
         if not job_ids:
             continue
-        transport = pool.get(group[0])
-        seen.calls += 1
-        result = transport.run(scheduler.status_argv(job_ids), idempotent=True)
-        if result.ok:
-            states = scheduler.parse_status(result.stdout)
-        elif scheduler.no_such_jobs(result.stderr):
-            states = []
+        if host is None:
+            answer = _ask(pool, group, job_ids)
         else:
-            raise UserError(
-                f"{name} status on {host or 'this machine'} failed: "
-                f"{result.stderr.strip().splitlines()[-1:] or result.returncode}"
+            answer = _ask_within_budget(pool, group, job_ids, seen.notes)
+        seen.calls += answer["calls"]
+        by_key = _interpret(get_scheduler(name), answer, host)
+        if answer["accounting"] is None and _missing(group, by_key):
+            seen.notes.append(
+                f"{host or 'this machine'}: no scheduler accounting; jobs that "
+                "left the queue are settled from their workers' records"
             )
-        by_key = {_state_key(s): s for s in states}
-        missing = _missing(group, by_key)
-        if missing:
-            seen.calls += 1
-            acct = transport.run(scheduler.accounting_argv(sorted(missing)), idempotent=True)
-            if acct.ok and acct.stdout.strip():
-                for s in scheduler.parse_accounting(acct.stdout):
-                    by_key.setdefault(_state_key(s), s)
-            else:
-                seen.notes.append(
-                    f"{host or 'this machine'}: no scheduler accounting; jobs that "
-                    "left the queue are settled from their workers' records"
-                )
         for launch in group:
             seen.states[launch.id] = by_key
     return seen
+
+
+def budget_key(host: str | None, scheduler: str) -> str:
+    """The shared-cache key of one site's read-only scheduler view."""
+    return f"{host or 'localhost'}|{scheduler}"
+
+
+def forget_view(host: str | None, scheduler: str) -> None:
+    """After submit or cancel: the next status asks the scheduler, not the cache."""
+    if host is not None:
+        from hpclaunch.transport import budget
+
+        budget.invalidate(budget_key(host, scheduler))
+
+
+def _ask_within_budget(
+    pool: TransportPool, group: list[Launch], job_ids: list[str], notes: list[str]
+) -> dict[str, Any]:
+    from hpclaunch.transport import budget
+
+    key = budget_key(group[0].host, group[0].scheduler)
+    interval = min(int((la.profile.get("ssh") or {}).get("status_interval") or 30) for la in group)
+    cached = budget.last(key)
+    if cached is not None and not set(job_ids) <= set(cached.value.get("job_ids", [])):
+        budget.invalidate(key)  # a launch the cached view never asked about
+    got = budget.reading(key, interval, lambda: _ask(pool, group, job_ids))
+    if not got.fetched_now:
+        notes.append(
+            f"{group[0].host}: scheduler view from {got.age:.0f} s ago (one query per "
+            f"{interval} s per site, shared by your hpclaunch commands: ssh.status_interval)"
+        )
+        return {**got.value, "calls": 0}
+    return got.value
+
+
+def _ask(pool: TransportPool, group: list[Launch], job_ids: list[str]) -> dict[str, Any]:
+    """The scheduler's raw answers (plain data, so the budget can keep them)."""
+    scheduler = get_scheduler(group[0].scheduler)
+    transport = pool.get(group[0])
+    result = transport.run(scheduler.status_argv(job_ids), idempotent=True)
+    answer: dict[str, Any] = {
+        "job_ids": job_ids,
+        "status": [result.returncode, result.stdout, result.stderr],
+        "accounting": None,
+        "calls": 1,
+    }
+    by_key = _interpret(scheduler, answer, group[0].host)
+    missing = _missing(group, by_key)
+    if missing:
+        answer["calls"] += 1
+        acct = transport.run(scheduler.accounting_argv(sorted(missing)), idempotent=True)
+        if acct.ok and acct.stdout.strip():
+            answer["accounting"] = acct.stdout
+    return answer
+
+
+def _interpret(
+    scheduler: Any, answer: dict[str, Any], host: str | None
+) -> dict[ElementKey, JobState]:
+    """States by element from the raw answers; a failed status call is one clear line."""
+    returncode, stdout, stderr = answer["status"]
+    if returncode == 0:
+        states = scheduler.parse_status(stdout)
+    elif scheduler.no_such_jobs(stderr):
+        states = []
+    else:
+        raise UserError(
+            f"{scheduler.name} status on {host or 'this machine'} failed: "
+            f"{stderr.strip().splitlines()[-1:] or returncode}"
+        )
+    by_key = {_state_key(s): s for s in states}
+    if answer["accounting"]:
+        for s in scheduler.parse_accounting(answer["accounting"]):
+            by_key.setdefault(_state_key(s), s)
+    return by_key
 
 
 def _missing(group: list[Launch], by_key: dict[ElementKey, JobState]) -> set[str]:

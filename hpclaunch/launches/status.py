@@ -44,6 +44,19 @@ def load_launches(
     return [Launch.from_row(row) for row in rows]
 
 
+def _to_poll(conn: Connection, shown: list[Launch], *, filtered: bool) -> list[Launch]:
+    """The live launches to ask about: on the sites shown, all of them.
+
+    One query answers them all at the same cost, and a view of one launch can then
+    share the site's cached answer with a view of the whole site.
+    """
+    live = [la for la in shown if la.live]
+    if not filtered or not live:
+        return live
+    sites = {(la.host, la.scheduler) for la in live}
+    return [la for la in load_launches(conn) if (la.host, la.scheduler) in sites]
+
+
 def observe(
     conn: Connection,
     pool: TransportPool,
@@ -56,7 +69,7 @@ def observe(
     launches = load_launches(
         conn, site=site, launch_id=launch_id, include_finished=include_finished
     )
-    seen = scheduler_states([la for la in launches if la.live], pool)
+    seen = scheduler_states(_to_poll(conn, launches, filtered=bool(site or launch_id)), pool)
     ids = [la.id for la in launches]
     workers = launch_rows.launch_workers(conn, ids)
     recorded = launch_rows.element_states(conn, [la.id for la in launches if not la.live])

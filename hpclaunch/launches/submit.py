@@ -17,6 +17,7 @@ from typing import Any
 
 from hpclaunch.errors import UserError
 from hpclaunch.launches.model import transport_options
+from hpclaunch.launches.poll import forget_view
 from hpclaunch.queue import launch_rows
 from hpclaunch.queue.driver import Connection
 from hpclaunch.queue.urls import is_sqlite, sqlite_path
@@ -149,6 +150,8 @@ def submit(
                 LaunchStatus.PARTIAL if result.jobs or unsure else LaunchStatus.FAILED,
             )
             raise
+        finally:
+            forget_view(profile.host, profile.scheduler)  # the next status sees the new jobs
         launch_rows.set_status(conn, launch_id, LaunchStatus.SUBMITTED)
         result.connections = transport.connections_opened
     return result

@@ -22,6 +22,7 @@ class SSHOptions:
     proxy_jump: str | None = None
     accept_new_host_key: bool = False
     transport: str = "paramiko"  # paramiko | openssh | auto (see transport/select.py)
+    status_interval: int = 30  # seconds between read-only scheduler queries (transport/budget)
 
 
 @dataclass(frozen=True)

@@ -351,6 +351,12 @@ SCHEMA = Section(
                     nullable=False,
                     help="paramiko, openssh or auto",
                 ),
+                "status_interval": Field(
+                    _int(1, 86400),
+                    default=30,
+                    nullable=False,
+                    help="seconds between read-only scheduler queries for status (1-86400)",
+                ),
             }
         ),
         "workdir": Field(PATH, default="~/hpclaunch", nullable=False, help="a path"),
