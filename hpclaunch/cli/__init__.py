@@ -124,7 +124,13 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("Aborted.", err=True)
         sys.exit(130)
     except click.ClickException as exc:
-        exc.show()
+        from hpclaunch.queue.urls import redact
+
+        message = " ".join(exc.format_message().split())
+        ctx = getattr(exc, "ctx", None)
+        if isinstance(exc, click.UsageError) and ctx is not None:
+            message += f" (see `{ctx.command_path} --help`)"
+        click.echo(f"error: {redact(message)}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
@@ -135,6 +141,9 @@ def main(argv: list[str] | None = None) -> None:
         message = _describe(exc)
         if message is None or debug:
             raise
-        click.echo(f"error: {message}", err=True)
+        from hpclaunch.queue.urls import redact
+
+        # One line, never a secret: a driver's message may quote the URL it was given.
+        click.echo(f"error: {redact(' '.join(message.split()))}", err=True)
         sys.exit(exc.exit_code if isinstance(exc, UserError) else 4)
     sys.exit(code if isinstance(code, int) else 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -26,13 +27,25 @@ def fmt_duration(start: float | None, end: float | None) -> str:
     return f"{hours}:{minutes:02d}:{sec:02d}"
 
 
-def print_json(data: Any) -> None:
-    def default(value):
-        if isinstance(value, bytes | memoryview):
-            return f"<{len(bytes(value))} bytes>"
-        return str(value)
+def json_safe(value: Any) -> Any:
+    """Strict JSON for scripts: no ``Infinity``/``NaN`` (null instead), no secret."""
+    from hpclaunch.queue.urls import redact
 
-    json.dump(data, sys.stdout, indent=2, default=default)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, bytes | memoryview):
+        return f"<{len(bytes(value))} bytes>"
+    return value
+
+
+def print_json(data: Any) -> None:
+    json.dump(json_safe(data), sys.stdout, indent=2, default=str, allow_nan=False)
     sys.stdout.write("\n")
 
 

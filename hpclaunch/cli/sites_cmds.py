@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from hpclaunch.cli.validate import COUNT, worker_tags_option
 from hpclaunch.errors import UserError
 
 _OVERRIDE_FLAGS = [
@@ -81,7 +82,9 @@ def sites(ctx: click.Context, as_json: bool) -> None:
             )
         rows.append(row)
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        from hpclaunch.cli.output import print_json
+
+        print_json(rows)
         return
     from rich.table import Table
 
@@ -132,9 +135,9 @@ def show(name: str, as_json: bool, **kwargs: Any) -> None:
     meta = {k: data.pop(k) for k in ("name", "path", "chain")}
     rows = [(key, value, _source(profile, key)) for key, value in _flatten(data)]
     if as_json:
-        click.echo(
-            json.dumps({**meta, "profile": data, "sources": {k: s for k, _, s in rows}}, indent=2)
-        )
+        from hpclaunch.cli.output import print_json
+
+        print_json({**meta, "profile": data, "sources": {k: s for k, _, s in rows}})
         return
     from rich.table import Table
 
@@ -164,10 +167,16 @@ def _source(profile: Any, key: str) -> str:
 # --------------------------------------------------------------------------- render
 @click.command("render")
 @click.option("--site", required=True, metavar="NAME", help="Site profile (or a .yaml path).")
-@click.option("--workers", "-n", required=True, type=int, help="Number of workers.")
+@click.option("--workers", "-n", required=True, type=COUNT, help="Number of workers.")
 @override_options
 @click.option(
-    "-t", "--tag", "tags", multiple=True, metavar="TAG", help="Worker tags (replace the profile's)."
+    "-t",
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="TAG",
+    callback=worker_tags_option,
+    help="Worker tags (replace the profile's).",
 )
 @click.option("--launch-id", default=None, help="Launch ID (default: derived from the inputs).")
 @click.option(
@@ -214,7 +223,9 @@ def render(
     if as_json:
         data = plan.to_dict()
         data["written"] = [str(p) for p in written]
-        click.echo(json.dumps(data, indent=2))
+        from hpclaunch.cli.output import print_json
+
+        print_json(data)
         return
     _print_plan(plan, written)
     if not written:

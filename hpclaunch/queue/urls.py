@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -75,16 +76,37 @@ def read_connection_file(path: Path, *, source: str) -> str:
     return check_url(data["url"], source=str(path))
 
 
-def redact(url: str) -> str:
-    """The URL with any password replaced, safe for messages and logs."""
-    if "://" not in url or "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, at, host = rest.rpartition("@")
-    if ":" in creds:
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
+# Every way libpq (and a shell environment) lets a secret ride along in a string:
+#   scheme://user:SECRET@host         (URL user info, also inside DSN=... env values)
+#   ?password=SECRET / &sslpassword=  (URL query parameters)
+#   password=SECRET passfile=PATH     (key=value connection strings, PGPASSWORD=...)
+_USERINFO = re.compile(r"(://[^\s:/@?#]*):([^\s@]*)@")
+_KEYVALUE = re.compile(
+    r"(?i)(?<![A-Za-z0-9])([A-Za-z_]*(?:password|passwd|passfile))(\s*=\s*)"
+    r"('(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\"|[^\s&'\";]+)"
+)
+MASK = "***"
+
+
+def redact(text: str) -> str:
+    """``text`` with every password form libpq accepts replaced by ``***``.
+
+    Works on a URL, a key=value DSN, an environment assignment or a whole
+    error message, so every printed string can go through it.
+    """
+    if not isinstance(text, str):
+        return text
+    text = _USERINFO.sub(lambda m: f"{m.group(1)}:{MASK}@", text)
+    return _KEYVALUE.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+
+
+def has_password(text: str) -> bool:
+    """Does ``text`` carry a password (or a password file) in any libpq form?
+
+    The one test behind every refusal: a profile's database URL, an ``env:``
+    value of a profile, anything bound for a batch script.
+    """
+    return isinstance(text, str) and redact(text) != text
 
 
 def is_sqlite(url: str) -> bool:

@@ -215,17 +215,19 @@ def _setup_line(raw: Any) -> str:
 
 
 def _url(raw: Any) -> str:
+    from hpclaunch.queue.urls import has_password
+
     text = _text(raw).strip()
     if not text or any(c.isspace() for c in text) or "://" not in text:
         raise Invalid(f"{show(text)} is not a database URL like postgresql://user@host/db")
     try:
-        parts = urlsplit(text)
-        password = parts.password
+        urlsplit(text).port  # noqa: B018 - raises on a malformed host:port
     except ValueError as exc:
         raise Invalid(f"is not a valid URL ({exc})") from None
-    if password is not None:
+    if has_password(text):
         raise Invalid(
-            "carries a password; a password must never be written into a batch "
+            "carries a password (user:password@, ?password=, sslpassword= or passfile=); "
+            "a password must never be written into a batch "
             "script: use 'database: {env: VAR}' or 'database: {file: PATH}'"
         )
     return text
@@ -254,9 +256,12 @@ def _env_value(raw: Any) -> str:
     text = _text(raw)
     if len(text) > 4096:
         raise Invalid("is longer than 4096 characters")
-    if re.search(r"://[^/@\s]*:[^/@\s]*@", text):
+    from hpclaunch.queue.urls import has_password
+
+    if has_password(text):
         raise Invalid(
-            "looks like a URL with a password; passwords must not be written into batch scripts"
+            "carries a password (user:password@, password=, sslpassword= or passfile=); "
+            "passwords must not be written into batch scripts"
         )
     return text
 
@@ -319,6 +324,26 @@ def _leaf_keys(section: Section, prefix: tuple[str, ...] = ()) -> list[tuple[str
         elif isinstance(sub, Field):
             out.append(prefix + (key,))
     return out
+
+
+def _tag(raw: Any) -> str:
+    from hpclaunch import validate
+    from hpclaunch.errors import UserError
+
+    try:
+        return validate.check_tag(_text(raw))
+    except UserError as exc:
+        raise Invalid(str(exc)) from None
+
+
+def _worker_tags(raw: Any) -> tuple:
+    """The one tag rule (``hpclaunch.validate``): what a worker would accept."""
+    from hpclaunch import validate
+
+    tags = _list_of(_tag, "tags")(raw)
+    if len(set(tags)) > validate.MAX_WORKER_TAGS:
+        raise Invalid(f"a worker takes at most {validate.MAX_WORKER_TAGS} tags, got {len(tags)}")
+    return tags
 
 
 # --------------------------------------------------------------------------- the schema
@@ -391,7 +416,7 @@ SCHEMA = Section(
                 ),
                 "wait_timeout": Field(_int(0)),
                 "tags": Field(
-                    _list_of(WORD, "tags"),
+                    _worker_tags,
                     default=("default",),
                     nullable=False,
                     help="a list of tags",
