@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from hpclaunch.cli.output import emit, fmt_duration, fmt_time, print_table
+from hpclaunch.cli.validate import ATTEMPTS, COUNT, PRIORITY, ROW_ID, Seconds, tags_option
 from hpclaunch.errors import UserError
 
 
@@ -15,19 +16,26 @@ def _engine(ctx: click.Context):
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
-@click.option("-t", "--tag", "tags", multiple=True, help="Task tag (repeatable; default: default).")
-@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first.")
-@click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option(
+    "-t",
+    "--tag",
+    "tags",
+    multiple=True,
+    callback=tags_option,
+    help="Task tag (repeatable; default: default).",
+)
+@click.option("--priority", type=PRIORITY, default=0, show_default=True, help="Higher runs first.")
+@click.option("--max-attempts", type=ATTEMPTS, default=3, show_default=True)
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Seconds(allow_zero=False),
     default=None,
     metavar="SECONDS",
     help="Kill the task after this long.",
 )
 @click.option(
     "--expected-runtime",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Seconds(allow_zero=False),
     default=None,
     metavar="SECONDS",
     help="How long it should take (deadline-aware workers use it).",
@@ -198,8 +206,8 @@ TASK_COLUMNS = (
     default=None,
 )
 @click.option("--tag", default=None, help="Only tasks with this tag.")
-@click.option("--batch", "batch_id", type=int, default=None, help="Only tasks of this batch.")
-@click.option("--limit", type=click.IntRange(min=1), default=None)
+@click.option("--batch", "batch_id", type=ROW_ID, default=None, help="Only tasks of this batch.")
+@click.option("--limit", type=COUNT, default=None)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def tasks(ctx, status, tag, batch_id, limit, as_json):
@@ -213,7 +221,7 @@ def tasks(ctx, status, tag, batch_id, limit, as_json):
 
 
 @tasks.command("show")
-@click.argument("task_id", type=int)
+@click.argument("task_id", type=ROW_ID)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def tasks_show(ctx, task_id, as_json):
@@ -285,7 +293,7 @@ _register_why()
 
 
 @tasks.command("retry")
-@click.argument("task_ids", type=int, nargs=-1)
+@click.argument("task_ids", type=ROW_ID, nargs=-1)
 @click.option("--failed", "all_failed", is_flag=True, help="Retry every failed task.")
 @click.pass_context
 def tasks_retry(ctx, task_ids, all_failed):
@@ -299,8 +307,8 @@ def tasks_retry(ctx, task_ids, all_failed):
 
 
 @tasks.command("cancel")
-@click.argument("task_ids", type=int, nargs=-1)
-@click.option("--batch", "batch_id", type=int, default=None, help="Cancel a whole batch.")
+@click.argument("task_ids", type=ROW_ID, nargs=-1)
+@click.option("--batch", "batch_id", type=ROW_ID, default=None, help="Cancel a whole batch.")
 @click.pass_context
 def tasks_cancel(ctx, task_ids, batch_id):
     """Cancel pending or running tasks (running ones are stopped by their worker)."""
