@@ -60,14 +60,9 @@ def read_connection_file(path: Path, *, source: str) -> str:
             f"connection file {path} is readable by others (mode {stat.S_IMODE(st.st_mode):o}); "
             f"it may hold a password: run `chmod 600 {path}`"
         )
-    import yaml
+    from hpclaunch import yamlload
 
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise UserError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    data = yamlload.load(yamlload.read_text(path, what="connection file"), str(path))
     if not isinstance(data, dict) or not isinstance(data.get("url"), str):
         raise UserError(f"{path}: expected a mapping with a `url:` key (a database URL)")
     unknown = sorted(set(data) - {"url"})

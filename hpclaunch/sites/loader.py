@@ -294,12 +294,18 @@ def check_tree(tree: dict[str, Entry]) -> tuple[dict[str, Any], dict[str, str]]:
 
 # --------------------------------------------------------------------------- loading
 def _read(path: Path) -> dict[str, Entry]:
+    from hpclaunch.yamlload import MAX_YAML_BYTES
+
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_YAML_BYTES + 1)
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise UserError(f"{display(path)}: not UTF-8 text; save the profile as UTF-8") from None
     except OSError as exc:
         raise UserError(f"{display(path)}: cannot read ({exc.strerror})") from None
+    if len(data) > MAX_YAML_BYTES:
+        raise UserError(f"{display(path)}: larger than {MAX_YAML_BYTES // 2**20} MiB")
     tree = load_tree(text, display(path))
     check_tree(tree)  # each file is valid on its own (errors name the right file)
     return tree
