@@ -43,7 +43,7 @@ class _Loader(StrictLoader):
 _NULLS = ("", "~", "null", "Null", "NULL")
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
