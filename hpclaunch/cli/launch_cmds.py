@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from hpclaunch.cli.output import emit, fmt_time, print_json, print_table
-from hpclaunch.cli.sites_cmds import collect_overrides, override_options
+from hpclaunch.cli.sites_cmds import collect_overrides, override_options, warn_shadowing
 from hpclaunch.cli.validate import COUNT, worker_tags_option
 from hpclaunch.errors import UserError
 
@@ -51,6 +51,7 @@ def submit(ctx, site, workers, tags, dry_run, force, as_json, **kwargs):
     from hpclaunch.launches import submit as submitting
 
     profile = site_api.load_profile(site, collect_overrides(kwargs))
+    warn_shadowing(site)
     if dry_run:
         from hpclaunch.render import plan_launch
 

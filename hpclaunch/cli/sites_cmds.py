@@ -49,6 +49,16 @@ def collect_overrides(kwargs: dict[str, Any]) -> list:
     return out
 
 
+def warn_shadowing(site: str) -> str | None:
+    """Say on stderr when a profile in ./site-configs replaces one of the same name."""
+    from hpclaunch.sites.loader import shadowing
+
+    note = shadowing(site)
+    if note:
+        click.echo(f"warning: {note}", err=True)
+    return note
+
+
 def _console(stderr: bool = False):
     from rich.console import Console
 
@@ -131,8 +141,10 @@ def show(name: str, as_json: bool, **kwargs: Any) -> None:
     from hpclaunch import sites as site_api
 
     profile = site_api.load_profile(name, collect_overrides(kwargs))
+    shadows = warn_shadowing(name)
     data = profile.to_dict()
     meta = {k: data.pop(k) for k in ("name", "path", "chain")}
+    meta["shadowing"] = shadows
     rows = [(key, value, _source(profile, key)) for key, value in _flatten(data)]
     if as_json:
         from hpclaunch.cli.output import print_json
@@ -210,6 +222,7 @@ def render(
     if output is not None and out_dir is not None:
         raise UserError("give either -o FILE or --out-dir DIR, not both")
     profile = site_api.load_profile(site, collect_overrides(kwargs))
+    warn_shadowing(site)
     plan = plan_launch(profile, workers, launch_id, tags=list(tags) or None)
     if output is not None and len(plan.chunks) > 1:
         raise UserError(

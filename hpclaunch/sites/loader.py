@@ -65,6 +65,24 @@ def candidates(name: str, cwd: Path | None = None) -> list[Path]:
     return found
 
 
+def shadowing(name: str, cwd: Path | None = None) -> str | None:
+    """A warning when ``./site-configs/NAME.yaml`` replaces a shipped or user profile.
+
+    A project folder is whatever folder the command runs in: a profile there
+    silently changing what ``--site NAME`` means must at least be visible.
+    """
+    if name.endswith(SUFFIX) or "/" in name or not checks.NAME.fullmatch(name):
+        return None
+    found = candidates(name, cwd)
+    project = ((Path.cwd() if cwd is None else cwd) / "site-configs").resolve()
+    if len(found) < 2 or found[0].parent.resolve() != project:
+        return None
+    return (
+        f"site {name} comes from {display(found[0])} in the current folder and "
+        f"shadows {display(found[1])}"
+    )
+
+
 def available(cwd: Path | None = None) -> dict[str, Path]:
     """Every profile name on the search path and the file that wins for it."""
     names: dict[str, Path] = {}

@@ -426,6 +426,7 @@ SCHEMA = Section(
                     _int(1, 4096), default=1, nullable=False, help="a whole number"
                 ),
                 "command": Field(_command, default="hpclaunch", nullable=False, help="a command"),
+                "no_pickle": Field(_bool, default=False, nullable=False, help="true or false"),
             }
         ),
         "database": Section(
