@@ -504,7 +504,7 @@ def db_current(ctx):
     from hpclaunch.queue.version import SCHEMA_HEAD
 
     url = resolve_database_url(ctx.obj["database_url"])
-    if is_sqlite(url) and not os.path.exists(sqlite_path(url)):
+    if is_sqlite(url) and not os.path.getsize(sqlite_path(url)):
         click.echo(f"{redact(url)}: not created yet (any command creates it)")
         return
     rev = _revision(url)

@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 from hpclaunch.errors import DatabaseError, UserError
-from hpclaunch.paths import home
+from hpclaunch.paths import ensure_home, home, private_file
 
 ENV_URL = "HPCLAUNCH_DATABASE_URL"
 ENV_FILE = "HPCLAUNCH_DATABASE_FILE"
@@ -34,9 +34,12 @@ def resolve_database_url(explicit: str | None = None) -> str:
     if file_env:
         return read_connection_file(Path(file_env).expanduser(), source=ENV_FILE)
     conn_file = connection_file_path()
-    if conn_file.exists():
+    if conn_file.is_file():
         return read_connection_file(conn_file, source=str(conn_file))
-    return f"sqlite:///{default_sqlite_path()}"
+    ensure_home()  # 0700: the default queue and the logs live in it
+    url = f"sqlite:///{default_sqlite_path()}"
+    prepare_sqlite(url, source="the default")
+    return url
 
 
 def check_url(url: str, *, source: str) -> str:
@@ -46,7 +49,40 @@ def check_url(url: str, *, source: str) -> str:
             f"unsupported database URL from {source}: {redact(url)!r}; "
             "use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
         )
+    if is_sqlite(url):
+        prepare_sqlite(url, source=source)
     return url
+
+
+def prepare_sqlite(url: str, *, source: str) -> None:
+    """A usable SQLite path, its file created 0600 (whatever the umask) before first use.
+
+    ``sqlite://relative.db`` (two slashes) is a mistake for ``sqlite:///relative.db``;
+    a missing or read-only folder is one line, not a driver traceback.
+    """
+    if not url.lower().startswith("sqlite:///"):
+        raise DatabaseError(
+            f"{redact(url)!r} (from {source}) has no file path: write sqlite:///PATH "
+            "(three slashes) for a relative path, sqlite:////abs/path for an absolute one"
+        )
+    path = Path(sqlite_path(url)).expanduser()
+    folder = path.parent
+    if not folder.is_dir():
+        raise DatabaseError(
+            f"the folder of the SQLite database {path} (from {source}) does not exist; "
+            "create it or choose another path"
+        )
+    if path.exists():
+        if path.is_dir():
+            raise DatabaseError(f"the SQLite database {path} (from {source}) is a folder")
+        return
+    try:
+        os.close(private_file(path))
+    except OSError as exc:
+        raise DatabaseError(
+            f"cannot create the SQLite database {path} (from {source}): {exc.strerror}; "
+            "choose a folder you can write to"
+        ) from None
 
 
 def read_connection_file(path: Path, *, source: str) -> str:

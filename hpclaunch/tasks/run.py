@@ -22,6 +22,8 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hpclaunch.errors import UserError
+from hpclaunch.paths import private_dir, private_file
 from hpclaunch.queue.claims import Claimed, Outcome
 
 TAIL_BYTES = 64 * 1024
@@ -103,7 +105,7 @@ def run(task: Claimed, control: Control, log_root: Path) -> RunResult:
                 ok=False, reason="bad_payload", error=f"cannot read the task's payload: {exc!r}"
             )
         )
-    except OSError as exc:  # e.g. the log folder is full or read-only
+    except (OSError, UserError) as exc:  # e.g. the log folder is full or read-only
         return RunResult(
             Outcome(
                 ok=False,
@@ -132,13 +134,13 @@ def tail(path: Path, limit: int = TAIL_BYTES) -> str:
 
 def _run_command(task: Claimed, control: Control, log_dir: Path) -> RunResult:
     spec = json.loads(task.payload)
-    log_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(log_dir, what="task log folder")
     out_path = log_dir / f"attempt-{task.attempt}.out"
     err_path = log_dir / f"attempt-{task.attempt}.err"
     env = task_environ(spec.get("env"))
     args = spec["shell"] if "shell" in spec else spec["argv"]
     try:
-        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        with open(private_file(out_path), "wb") as out, open(private_file(err_path), "wb") as err:
             proc = subprocess.Popen(
                 args,
                 shell="shell" in spec,
@@ -352,9 +354,10 @@ def _save_streams(task: Claimed, log_dir: Path, out: io.StringIO, err: io.String
     for stream, suffix in ((out, "out"), (err, "err")):
         text = stream.getvalue()
         if text:
-            log_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(log_dir, what="task log folder")
             path = log_dir / f"attempt-{task.attempt}.{suffix}"
-            path.write_text(text, encoding="utf-8", errors="backslashreplace")
+            with open(private_file(path), "w", encoding="utf-8", errors="backslashreplace") as fh:
+                fh.write(text)
         tails.append(clean_text(text[-TAIL_BYTES:]) or None)
     return tails[0], tails[1]
 
