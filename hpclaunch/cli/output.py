@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -49,6 +50,15 @@ def print_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(value: Any) -> str:
+    """Text safe for a terminal: control characters (escape sequences) shown, not sent."""
+    text = "" if value is None else str(value)
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def print_table(
     title: str | None,
     columns: Sequence[str],
@@ -57,6 +67,7 @@ def print_table(
     empty: str = "nothing to show",
 ) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -69,7 +80,7 @@ def print_table(
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+        table.add_row(*(escape(printable(v)) for v in row))
     console.print(table)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from hpclaunch.cli.output import emit, fmt_duration, fmt_time, print_table
+from hpclaunch.cli.output import emit, fmt_duration, fmt_time, print_table, printable
 from hpclaunch.cli.validate import ATTEMPTS, COUNT, PRIORITY, ROW_ID, Seconds, tags_option
 from hpclaunch.errors import UserError
 
@@ -108,6 +108,11 @@ def enqueue(
         parse_json_arg,
     )
 
+    if command and command[0].startswith("-"):
+        raise UserError(
+            f"{command[0]!r} is not an option of enqueue (see `hpclaunch enqueue --help`); "
+            "a command goes after `--`, e.g. enqueue -t small -- python sim.py"
+        )
     modes = sum(bool(x) for x in (command, target, batch_file))
     if modes != 1:
         raise UserError("give exactly one of: a command after `--`, --call, or --file")
@@ -242,7 +247,7 @@ def tasks_show(ctx, task_id, as_json):
         print_json({**task, "attempt_history": history})
         return
     lines = [
-        f"task {task['id']}" + (f" ({task['name']})" if task["name"] else ""),
+        f"task {task['id']}" + (f" ({printable(task['name'])})" if task["name"] else ""),
         f"  status      {task['status']}" + (f" ({task['reason']})" if task["reason"] else ""),
         f"  kind        {task['kind']}",
         f"  payload     {json.dumps(json.loads(task['payload']))}",
@@ -316,8 +321,16 @@ def tasks_cancel(ctx, task_ids, batch_id):
 
     if task_ids and batch_id is not None:
         raise UserError("name task IDs or pass --batch, not both")
-    canceled = store.cancel(_engine(ctx), task_ids, batch_id=batch_id)
+    engine = _engine(ctx)
+    canceled = store.cancel(engine, task_ids, batch_id=batch_id)
     click.echo(f"{len(canceled)} task(s) canceled")
+    # Say why a named task was not canceled: only pending and running tasks can be.
+    done = set(canceled)
+    for task_id in [t for t in dict.fromkeys(task_ids) if t not in done][:20]:
+        status = store.task_status(engine, task_id)
+        click.echo(f"task {task_id}: not canceled, it is already {status}", err=True)
+    if batch_id is not None and not canceled:
+        click.echo(f"batch {batch_id}: no pending or running task left to cancel", err=True)
 
 
 @tasks.command("reap")
@@ -370,7 +383,7 @@ def batches(ctx, as_json):
         rows,
         lambda: print_table(
             None,
-            ("ID", "name", "user", "created", "tasks", *store.STATUSES, "canceled"),
+            ("ID", "name", "user", "created", "tasks", *store.STATUSES, "batch canceled"),
             table_rows,
             empty="no batches",
         ),

@@ -221,6 +221,8 @@ def render(
 
     if output is not None and out_dir is not None:
         raise UserError("give either -o FILE or --out-dir DIR, not both")
+    if output is not None and str(output) == "-":
+        output = None  # -o -: the script goes to stdout, as without -o
     profile = site_api.load_profile(site, collect_overrides(kwargs))
     warn_shadowing(site)
     plan = plan_launch(profile, workers, launch_id, tags=list(tags) or None)

@@ -387,7 +387,12 @@ SCHEMA = Section(
                 "memory": Field(_memory),
                 "gpus": Field(_int(0, 1024), default=0, nullable=False, help="a whole number"),
                 "filesystems": Field(WORD),
-                "place": Field(WORD),
+                "place": Field(
+                    _regex(
+                        re.compile(r"[A-Za-z0-9_:.=+-]+"),
+                        "a PBS placement like scatter:excl (no commas: it is one -l value)",
+                    )
+                ),
             }
         ),
         "extra_directives": Field(_list_of(_directive, "scheduler options"), default=()),
