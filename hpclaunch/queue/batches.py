@@ -61,6 +61,18 @@ class TaskSpec:
     expected_runtime: float | None
     name: str | None = None
 
+    def __post_init__(self) -> None:
+        # Every way into the queue builds a TaskSpec: none stores a value a worker
+        # cannot use (an infinite timeout, a 40-bit priority, a tag it would refuse).
+        check_limits(
+            priority=self.priority,
+            max_attempts=self.max_attempts,
+            timeout=self.timeout,
+            expected_runtime=self.expected_runtime,
+        )
+        if canonical_tags(self.tags.split(",")) != self.tags:
+            raise UserError(f"tags {self.tags!r} are not canonical (sorted, comma-joined)")
+
 
 @dataclass(frozen=True)
 class Batch:

@@ -112,3 +112,32 @@ def test_every_tag_render_accepts_a_worker_accepts(tmp_path, monkeypatch):
     ran = run_main(*argv)
     assert ran.code == 0, ran
     assert worker_tag_sets(tags)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("timeout", float("inf")),
+        ("timeout", float("nan")),
+        ("expected_runtime", 1e12),
+        ("priority", 2**40),
+        ("max_attempts", 0),
+        ("tags", "a/b"),
+        ("tags", "b,a"),
+    ],
+)
+def test_no_task_spec_holds_a_value_a_worker_cannot_use(field, value):
+    from hpclaunch.queue.batches import TaskSpec
+
+    good = dict(
+        kind="command",
+        payload={"argv": ["true"]},
+        tags="default",
+        priority=0,
+        max_attempts=3,
+        timeout=None,
+        expected_runtime=None,
+    )
+    TaskSpec(**good)
+    with pytest.raises(UserError):
+        TaskSpec(**{**good, field: value})
