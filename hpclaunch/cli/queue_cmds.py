@@ -260,7 +260,7 @@ def tasks_show(ctx, task_id, as_json):
         f"  exit code   {'' if task['exit_code'] is None else task['exit_code']}",
     ]
     if task["result"] is not None:
-        lines.append(f"  result      {task['result']}")
+        lines.append(f"  result      {printable(task['result'])}")
     elif has_pickle:
         lines.append("  result      (pickled; fetch it with Queue().task(ID).result())")
     if task["log_dir"]:
@@ -273,7 +273,7 @@ def tasks_show(ctx, task_id, as_json):
     ):
         if task[key]:
             click.echo(f"--- {label} ---")
-            click.echo(task[key].rstrip("\n")[-4000:])
+            click.echo(printable(task[key].rstrip("\n")[-4000:]))
     if history:
         click.echo("--- attempts ---")
         for a in history:

@@ -37,6 +37,13 @@ def test_escape_sequences_in_task_names_are_shown_not_sent(queue_url):
     assert "[red]x[/red]" in run_main("tasks").out  # rich markup printed literally
 
 
+def test_escape_sequences_in_task_output_are_shown_not_sent(queue_url):
+    assert run_main("enqueue", "--", "printf", "a\\033]0;pwned\\007b").code == 0
+    assert run_main("worker", "--singleflow").code == 0
+    ran = run_main("tasks", "show", "1")
+    assert "\x1b" not in ran.out and "\\x1b" in ran.out
+
+
 def test_batches_table_has_one_canceled_status_column(queue_url, tmp_path):
     batch = tmp_path / "b.yaml"
     batch.write_text("name: b\ncommand: 'true'\nn_runs: 2\n")
