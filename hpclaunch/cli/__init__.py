@@ -126,11 +126,11 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         from hpclaunch.queue.urls import redact
 
-        message = " ".join(exc.format_message().split())
+        usage = " ".join(exc.format_message().split())
         ctx = getattr(exc, "ctx", None)
         if isinstance(exc, click.UsageError) and ctx is not None:
-            message += f" (see `{ctx.command_path} --help`)"
-        click.echo(f"error: {redact(message)}", err=True)
+            usage += f" (see `{ctx.command_path} --help`)"
+        click.echo(f"error: {redact(usage)}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
