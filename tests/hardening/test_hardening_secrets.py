@@ -152,6 +152,24 @@ def test_no_command_output_or_log_contains_the_password(pg_queue_url, tmp_path, 
         assert SECRET not in text
 
 
+@pytest.mark.parametrize("form", FORMS[:3])
+def test_worker_and_cluster_stderr_hide_the_password(tmp_path, form):
+    """Worker stderr becomes the job's .err file on the cluster."""
+    url = form.format(s=SECRET).replace("db.example.org", "127.0.0.1:1").replace(":5432", "")
+    env = {**os.environ, "HPCLAUNCH_HOME": str(tmp_path / "home")}
+    for argv in (["worker", "--singleflow"], ["cluster", "2", "--singleflow"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "hpclaunch", "--database", url, *argv, "--db-wait", "0"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert proc.returncode != 0
+        assert "cannot connect" in proc.stderr and "***" in proc.stderr
+        assert SECRET not in proc.stdout + proc.stderr
+
+
 @pytest.mark.postgres
 def test_cluster_passes_the_url_in_the_environment_not_argv(pg_queue_url, monkeypatch):
     """A task prints its worker's command line (what `ps` shows): no URL there."""
