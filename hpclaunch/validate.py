@@ -36,10 +36,18 @@ def check_tag(tag: object) -> str:
 
 
 def check_tags(tags: Iterable[object] | None, *, worker: bool = False) -> tuple[str, ...]:
-    """Sorted, de-duplicated tags (``default`` when none); a worker takes at most 8."""
+    """Sorted, de-duplicated tags (``default`` when none), at most 8.
+
+    A worker takes at most 8 tags and claims tasks whose tags are a subset of its
+    own, so a task with more could never run: both are refused.
+    """
     given = sorted({check_tag(t) for t in (tags or ())})
-    if worker and len(given) > MAX_WORKER_TAGS:
-        raise UserError(f"a worker takes at most {MAX_WORKER_TAGS} tags, got {len(given)}")
+    if len(given) > MAX_WORKER_TAGS:
+        if worker:
+            raise UserError(f"a worker takes at most {MAX_WORKER_TAGS} tags, got {len(given)}")
+        raise UserError(
+            f"a task has at most {MAX_WORKER_TAGS} tags (no worker takes more), got {len(given)}"
+        )
     return tuple(given) or DEFAULT_TAGS
 
 

@@ -47,8 +47,7 @@ COUNT = click.IntRange(1, validate.INT32_MAX)
 def tags_option(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple:
     """Check ``-t`` tags by the one tag rule (workers would refuse them later)."""
     try:
-        for tag in value:
-            validate.check_tag(tag)
+        validate.check_tags(value)
     except UserError as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
     return value

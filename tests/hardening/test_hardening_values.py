@@ -29,6 +29,7 @@ def _count(queue_url: str) -> int:
         ["-t", "a/b"],
         ["-t", "--wrap=x"],
         ["-t", "x" * 70],
+        [x for i in range(9) for x in ("-t", f"t{i}")],
     ],
 )
 def test_enqueue_refuses_values_a_worker_cannot_use(queue_url, option):
