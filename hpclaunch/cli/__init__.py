@@ -111,7 +111,21 @@ def _describe(exc: BaseException) -> str | None:
     if module.startswith("sqlalchemy"):
         from hpclaunch.queue.db import describe_db_error
 
-        return describe_db_error(exc)
+        described = describe_db_error(exc)
+        if described is not None:
+            return described
+        orig = getattr(exc, "orig", None)  # the DB-API error SQLAlchemy wraps
+        if not isinstance(orig, BaseException):
+            return None
+        exc, module = orig, type(orig).__module__
+    if module == "sqlite3" or module.startswith("psycopg"):
+        # A raw DB-API error (the worker's path, and a file that is not a database).
+        lines = str(exc).strip().splitlines()
+        first = lines[0] if lines else type(exc).__name__
+        return (
+            f"database error: {first}; check the queue database "
+            "(`hpclaunch db current` shows which one is used)"
+        )
     return None
 
 

@@ -71,3 +71,14 @@ def test_hpclaunch_home_pointing_at_a_file_is_one_line(tmp_path, monkeypatch):
     assert "HPCLAUNCH_HOME" in one_error_line(run_main("tasks"))
     monkeypatch.setenv("HPCLAUNCH_HOME", str(target / "sub"))
     assert "HPCLAUNCH_HOME" in one_error_line(run_main("stats"))
+
+
+@pytest.mark.parametrize(
+    "argv", [["tasks"], ["db", "upgrade"], ["db", "current"], ["worker", "--singleflow"]]
+)
+def test_a_file_that_is_not_a_database_is_one_line(tmp_path, monkeypatch, argv):
+    monkeypatch.setenv("HPCLAUNCH_HOME", str(tmp_path / "home"))
+    db = tmp_path / "notes.txt"
+    db.write_bytes(os.urandom(4096))
+    line = one_error_line(run_main("--database", f"sqlite:///{db}", *argv))
+    assert "not a database" in line

@@ -215,3 +215,36 @@ def test_any_option_value(command, value):
     if command[0] == "worker" and ran.code == 0:
         return  # registered, found nothing with its tag, left
     check(ran, before, after)
+
+
+SQLITE_COMMANDS = [
+    ("tasks",),
+    ("tasks", "--json"),
+    ("stats", "--json"),
+    ("batches",),
+    ("db", "current"),
+    ("db", "upgrade"),
+    ("enqueue", "--", "true"),
+    ("worker", "--singleflow", "--wait-timeout", "0", "--db-wait", "0"),
+]
+
+
+@SETTINGS
+@given(
+    data=st.binary(min_size=1, max_size=300) | st.just(b"SQLite format 3\x00" + b"\x00" * 200),
+    command=st.sampled_from(SQLITE_COMMANDS),
+)
+def test_any_bytes_as_the_sqlite_file(data, command):
+    """A queue file that is not a database (or a damaged one): one line, never a traceback."""
+    e = env()
+    # A fresh file each time: a connection an earlier example left open must not
+    # make this one wait for SQLite's lock.
+    path = Path(tempfile.mkdtemp(dir=e.dir)) / "damaged.sqlite3"
+    path.write_bytes(data)
+    ran = run_main(
+        "--database", f"sqlite:///{path}", *command, env={**e.vars, "HPCLAUNCH_DATABASE_URL": None}
+    )
+    assert "Traceback" not in ran.text, ran
+    if ran.code != 0:
+        lines = [line for line in ran.err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: "), ran
