@@ -142,3 +142,29 @@ def test_no_task_spec_holds_a_value_a_worker_cannot_use(field, value):
     TaskSpec(**good)
     with pytest.raises(UserError):
         TaskSpec(**{**good, field: value})
+
+
+def _plant_timeout(url: str, task_id: int, value: float) -> None:
+    """A row written before validation existed (or by another client)."""
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        with sqlite3.connect(url.split(":///", 1)[1]) as conn:
+            conn.execute("UPDATE tasks SET timeout = ? WHERE id = ?", (value, task_id))
+    else:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("UPDATE tasks SET timeout = %s WHERE id = %s", (value, task_id))
+
+
+def test_a_stored_huge_timeout_does_not_kill_the_worker(queue_url):
+    from hpclaunch import Queue
+
+    q = Queue(queue_url)
+    first = q.enqueue_call("math:floor", [1.5])
+    second = q.enqueue_call("math:floor", [3.5])
+    _plant_timeout(queue_url, first.id, 1e12)
+    ran = run_main("worker", "--close-on-empty-queue", "--wait-timeout", "0")
+    assert ran.code == 0, ran
+    assert (first.result(), second.result()) == (1, 3)
