@@ -115,7 +115,21 @@ def _describe(exc: BaseException) -> str | None:
     if module.startswith(("psycopg", "sqlite3")):
         from hpclaunch.queue.db import describe_db_error
 
-        return describe_db_error(exc)
+        described = describe_db_error(exc)
+        if described is not None:
+            return described
+        orig = getattr(exc, "orig", None)  # the DB-API error SQLAlchemy wraps
+        if not isinstance(orig, BaseException):
+            return None
+        exc, module = orig, type(orig).__module__
+    if module == "sqlite3" or module.startswith("psycopg"):
+        # A raw DB-API error (the worker's path, and a file that is not a database).
+        lines = str(exc).strip().splitlines()
+        first = lines[0] if lines else type(exc).__name__
+        return (
+            f"database error: {first}; check the queue database "
+            "(`hpclaunch db current` shows which one is used)"
+        )
     return None
 
 
@@ -128,7 +142,13 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("Aborted.", err=True)
         sys.exit(130)
     except click.ClickException as exc:
-        exc.show()
+        from hpclaunch.queue.urls import redact
+
+        usage = " ".join(exc.format_message().split())
+        ctx = getattr(exc, "ctx", None)
+        if isinstance(exc, click.UsageError) and ctx is not None:
+            usage += f" (see `{ctx.command_path} --help`)"
+        click.echo(f"error: {redact(usage)}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
@@ -139,6 +159,9 @@ def main(argv: list[str] | None = None) -> None:
         message = _describe(exc)
         if message is None or debug:
             raise
-        click.echo(f"error: {message}", err=True)
+        from hpclaunch.queue.urls import redact
+
+        # One line, never a secret: a driver's message may quote the URL it was given.
+        click.echo(f"error: {redact(' '.join(message.split()))}", err=True)
         sys.exit(exc.exit_code if isinstance(exc, UserError) else 4)
     sys.exit(code if isinstance(code, int) else 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from hpclaunch.cli.validate import ROW_ID
 from hpclaunch.states import TaskStatus
 
 
@@ -83,7 +84,7 @@ def lost(ctx: click.Context, requeue: bool, as_json: bool) -> None:
 
 
 @click.command("why")
-@click.argument("task_id", type=int)
+@click.argument("task_id", type=ROW_ID)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def why(ctx: click.Context, task_id: int, as_json: bool) -> None:

@@ -8,7 +8,8 @@ from typing import Any
 import click
 
 from hpclaunch.cli.output import emit, fmt_time, print_json, print_table
-from hpclaunch.cli.sites_cmds import collect_overrides, override_options
+from hpclaunch.cli.sites_cmds import collect_overrides, override_options, warn_shadowing
+from hpclaunch.cli.validate import COUNT, worker_tags_option
 from hpclaunch.errors import UserError
 
 
@@ -26,10 +27,16 @@ def _queue_and_url(ctx: click.Context):
 
 @click.command()
 @click.option("--site", required=True, metavar="NAME", help="Site profile (or a .yaml path).")
-@click.option("--workers", "-n", required=True, type=int, help="Number of workers to start.")
+@click.option("--workers", "-n", required=True, type=COUNT, help="Number of workers to start.")
 @override_options
 @click.option(
-    "-t", "--tag", "tags", multiple=True, metavar="TAG", help="Worker tags (replace the profile's)."
+    "-t",
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="TAG",
+    callback=worker_tags_option,
+    help="Worker tags (replace the profile's).",
 )
 @click.option("--dry-run", is_flag=True, help="Show the plan and scripts; submit nothing.")
 @click.option(
@@ -48,6 +55,7 @@ def submit(ctx, site, workers, tags, dry_run, force, as_json, **kwargs):
     from hpclaunch.launches import submit as submitting
 
     profile = site_api.load_profile(site, collect_overrides(kwargs))
+    warn_shadowing(site)
     if dry_run:
         from hpclaunch.render import plan_launch
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -26,14 +28,35 @@ def fmt_duration(start: float | None, end: float | None) -> str:
     return f"{hours}:{minutes:02d}:{sec:02d}"
 
 
-def print_json(data: Any) -> None:
-    def default(value):
-        if isinstance(value, bytes | memoryview):
-            return f"<{len(bytes(value))} bytes>"
-        return str(value)
+def json_safe(value: Any) -> Any:
+    """Strict JSON for scripts: no ``Infinity``/``NaN`` (null instead), no secret."""
+    from hpclaunch.queue.urls import redact
 
-    json.dump(data, sys.stdout, indent=2, default=default)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, bytes | memoryview):
+        return f"<{len(bytes(value))} bytes>"
+    return value
+
+
+def print_json(data: Any) -> None:
+    json.dump(json_safe(data), sys.stdout, indent=2, default=str, allow_nan=False)
     sys.stdout.write("\n")
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(value: Any) -> str:
+    """Text safe for a terminal: control characters (escape sequences) shown, not sent."""
+    text = "" if value is None else str(value)
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def print_table(
@@ -44,6 +67,7 @@ def print_table(
     empty: str = "nothing to show",
 ) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -56,7 +80,7 @@ def print_table(
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+        table.add_row(*(escape(printable(v)) for v in row))
     console.print(table)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from hpclaunch.cli.output import emit, fmt_duration, fmt_time, print_table
+from hpclaunch.cli.output import emit, fmt_duration, fmt_time, print_table, printable
+from hpclaunch.cli.validate import ATTEMPTS, COUNT, PRIORITY, ROW_ID, Seconds, tags_option
 from hpclaunch.errors import UserError
 from hpclaunch.states import TaskStatus
 
@@ -17,19 +18,26 @@ def _run(ctx: click.Context, fn, *args, **kwargs):
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
-@click.option("-t", "--tag", "tags", multiple=True, help="Task tag (repeatable; default: default).")
-@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first.")
-@click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option(
+    "-t",
+    "--tag",
+    "tags",
+    multiple=True,
+    callback=tags_option,
+    help="Task tag (repeatable; default: default).",
+)
+@click.option("--priority", type=PRIORITY, default=0, show_default=True, help="Higher runs first.")
+@click.option("--max-attempts", type=ATTEMPTS, default=3, show_default=True)
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Seconds(allow_zero=False),
     default=None,
     metavar="SECONDS",
     help="Kill the task after this long.",
 )
 @click.option(
     "--expected-runtime",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Seconds(allow_zero=False),
     default=None,
     metavar="SECONDS",
     help="How long it should take (deadline-aware workers use it).",
@@ -102,6 +110,11 @@ def enqueue(
         parse_json_arg,
     )
 
+    if command and command[0].startswith("-"):
+        raise UserError(
+            f"{command[0]!r} is not an option of enqueue (see `hpclaunch enqueue --help`); "
+            "a command goes after `--`, e.g. enqueue -t small -- python sim.py"
+        )
     modes = sum(bool(x) for x in (command, target, batch_file))
     if modes != 1:
         raise UserError("give exactly one of: a command after `--`, --call, or --file")
@@ -200,8 +213,8 @@ TASK_COLUMNS = (
     default=None,
 )
 @click.option("--tag", default=None, help="Only tasks with this tag.")
-@click.option("--batch", "batch_id", type=int, default=None, help="Only tasks of this batch.")
-@click.option("--limit", type=click.IntRange(min=1), default=None)
+@click.option("--batch", "batch_id", type=ROW_ID, default=None, help="Only tasks of this batch.")
+@click.option("--limit", type=COUNT, default=None)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def tasks(ctx, status, tag, batch_id, limit, as_json):
@@ -215,7 +228,7 @@ def tasks(ctx, status, tag, batch_id, limit, as_json):
 
 
 @tasks.command("show")
-@click.argument("task_id", type=int)
+@click.argument("task_id", type=ROW_ID)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def tasks_show(ctx, task_id, as_json):
@@ -236,7 +249,7 @@ def tasks_show(ctx, task_id, as_json):
         print_json({**task, "attempt_history": history})
         return
     lines = [
-        f"task {task['id']}" + (f" ({task['name']})" if task["name"] else ""),
+        f"task {task['id']}" + (f" ({printable(task['name'])})" if task["name"] else ""),
         f"  status      {task['status']}" + (f" ({task['reason']})" if task["reason"] else ""),
         f"  kind        {task['kind']}",
         f"  payload     {json.dumps(json.loads(task['payload']))}",
@@ -249,7 +262,7 @@ def tasks_show(ctx, task_id, as_json):
         f"  exit code   {'' if task['exit_code'] is None else task['exit_code']}",
     ]
     if task["result"] is not None:
-        lines.append(f"  result      {task['result']}")
+        lines.append(f"  result      {printable(task['result'])}")
     elif has_pickle:
         lines.append("  result      (pickled; fetch it with Queue().task(ID).result())")
     if task["log_dir"]:
@@ -262,7 +275,7 @@ def tasks_show(ctx, task_id, as_json):
     ):
         if task[key]:
             click.echo(f"--- {label} ---")
-            click.echo(task[key].rstrip("\n")[-4000:])
+            click.echo(printable(task[key].rstrip("\n")[-4000:]))
     if history:
         click.echo("--- attempts ---")
         for a in history:
@@ -287,7 +300,7 @@ _register_why()
 
 
 @tasks.command("retry")
-@click.argument("task_ids", type=int, nargs=-1)
+@click.argument("task_ids", type=ROW_ID, nargs=-1)
 @click.option("--failed", "all_failed", is_flag=True, help="Retry every failed task.")
 @click.pass_context
 def tasks_retry(ctx, task_ids, all_failed):
@@ -301,17 +314,24 @@ def tasks_retry(ctx, task_ids, all_failed):
 
 
 @tasks.command("cancel")
-@click.argument("task_ids", type=int, nargs=-1)
-@click.option("--batch", "batch_id", type=int, default=None, help="Cancel a whole batch.")
+@click.argument("task_ids", type=ROW_ID, nargs=-1)
+@click.option("--batch", "batch_id", type=ROW_ID, default=None, help="Cancel a whole batch.")
 @click.pass_context
 def tasks_cancel(ctx, task_ids, batch_id):
     """Cancel pending or running tasks (running ones are stopped by their worker)."""
-    from hpclaunch.queue import operations
+    from hpclaunch.queue import operations, store
 
     if task_ids and batch_id is not None:
         raise UserError("name task IDs or pass --batch, not both")
     canceled = _run(ctx, operations.cancel, task_ids, batch_id=batch_id)
     click.echo(f"{len(canceled)} task(s) canceled")
+    # Say why a named task was not canceled: only pending and running tasks can be.
+    done = set(canceled)
+    for task_id in [t for t in dict.fromkeys(task_ids) if t not in done][:20]:
+        status = _run(ctx, store.task_status, task_id)
+        click.echo(f"task {task_id}: not canceled, it is already {status}", err=True)
+    if batch_id is not None and not canceled:
+        click.echo(f"batch {batch_id}: no pending or running task left to cancel", err=True)
 
 
 @tasks.command("reap")
@@ -361,7 +381,15 @@ def batches(ctx, as_json):
         rows,
         lambda: print_table(
             None,
-            ("ID", "name", "user", "created", "tasks", *(s.value for s in TaskStatus), "canceled"),
+            (
+                "ID",
+                "name",
+                "user",
+                "created",
+                "tasks",
+                *(s.value for s in TaskStatus),
+                "batch canceled",
+            ),
             table_rows,
             empty="no batches",
         ),
@@ -495,7 +523,7 @@ def db_current(ctx):
     from hpclaunch.queue.version import SCHEMA_HEAD
 
     url = resolve_database_url(ctx.obj["database_url"])
-    if is_sqlite(url) and not os.path.exists(sqlite_path(url)):
+    if is_sqlite(url) and not os.path.getsize(sqlite_path(url)):
         click.echo(f"{redact(url)}: not created yet (any command creates it)")
         return
     rev = _revision(url)

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from hpclaunch.cli.validate import COUNT, worker_tags_option
 from hpclaunch.errors import UserError
 
 _OVERRIDE_FLAGS = [
@@ -48,6 +49,16 @@ def collect_overrides(kwargs: dict[str, Any]) -> list:
     return out
 
 
+def warn_shadowing(site: str) -> str | None:
+    """Say on stderr when a profile in ./site-configs replaces one of the same name."""
+    from hpclaunch.sites.loader import shadowing
+
+    note = shadowing(site)
+    if note:
+        click.echo(f"warning: {note}", err=True)
+    return note
+
+
 def _console(stderr: bool = False):
     from rich.console import Console
 
@@ -81,7 +92,9 @@ def sites(ctx: click.Context, as_json: bool) -> None:
             )
         rows.append(row)
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        from hpclaunch.cli.output import print_json
+
+        print_json(rows)
         return
     from rich.table import Table
 
@@ -128,13 +141,15 @@ def show(name: str, as_json: bool, **kwargs: Any) -> None:
     from hpclaunch import sites as site_api
 
     profile = site_api.load_profile(name, collect_overrides(kwargs))
+    shadows = warn_shadowing(name)
     data = profile.to_dict()
     meta = {k: data.pop(k) for k in ("name", "path", "chain")}
+    meta["shadowing"] = shadows
     rows = [(key, value, _source(profile, key)) for key, value in _flatten(data)]
     if as_json:
-        click.echo(
-            json.dumps({**meta, "profile": data, "sources": {k: s for k, _, s in rows}}, indent=2)
-        )
+        from hpclaunch.cli.output import print_json
+
+        print_json({**meta, "profile": data, "sources": {k: s for k, _, s in rows}})
         return
     from rich.table import Table
 
@@ -164,10 +179,16 @@ def _source(profile: Any, key: str) -> str:
 # --------------------------------------------------------------------------- render
 @click.command("render")
 @click.option("--site", required=True, metavar="NAME", help="Site profile (or a .yaml path).")
-@click.option("--workers", "-n", required=True, type=int, help="Number of workers.")
+@click.option("--workers", "-n", required=True, type=COUNT, help="Number of workers.")
 @override_options
 @click.option(
-    "-t", "--tag", "tags", multiple=True, metavar="TAG", help="Worker tags (replace the profile's)."
+    "-t",
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="TAG",
+    callback=worker_tags_option,
+    help="Worker tags (replace the profile's).",
 )
 @click.option("--launch-id", default=None, help="Launch ID (default: derived from the inputs).")
 @click.option(
@@ -200,7 +221,10 @@ def render(
 
     if output is not None and out_dir is not None:
         raise UserError("give either -o FILE or --out-dir DIR, not both")
+    if output is not None and str(output) == "-":
+        output = None  # -o -: the script goes to stdout, as without -o
     profile = site_api.load_profile(site, collect_overrides(kwargs))
+    warn_shadowing(site)
     plan = plan_launch(profile, workers, launch_id, tags=list(tags) or None)
     if output is not None and len(plan.chunks) > 1:
         raise UserError(
@@ -214,7 +238,9 @@ def render(
     if as_json:
         data = plan.to_dict()
         data["written"] = [str(p) for p in written]
-        click.echo(json.dumps(data, indent=2))
+        from hpclaunch.cli.output import print_json
+
+        print_json(data)
         return
     _print_plan(plan, written)
     if not written:

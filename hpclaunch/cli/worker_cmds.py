@@ -6,6 +6,7 @@ import time
 
 import click
 
+from hpclaunch.cli.validate import COUNT, Seconds, worker_tags_option
 from hpclaunch.errors import UserError
 
 
@@ -19,7 +20,7 @@ def worker_options(func):
         ),
         click.option(
             "--nitems-max",
-            type=click.IntRange(min=1),
+            type=COUNT,
             default=None,
             help="Exit after this many tasks.",
         ),
@@ -30,7 +31,7 @@ def worker_options(func):
         ),
         click.option(
             "--wait-timeout",
-            type=click.FloatRange(min=0),
+            type=Seconds(),
             default=None,
             metavar="SECONDS",
             help="How long to wait for work before exiting.",
@@ -40,6 +41,7 @@ def worker_options(func):
             "--tag",
             "tags",
             multiple=True,
+            callback=worker_tags_option,
             help="Tags this worker accepts (repeatable; default: default).",
         ),
         click.option(
@@ -57,14 +59,14 @@ def worker_options(func):
         click.option("--launch-id", default=None, help="The launch this worker belongs to."),
         click.option(
             "--grace",
-            type=click.FloatRange(min=0),
+            type=Seconds(),
             default=30.0,
             show_default=True,
             help="Seconds a running task gets after SIGTERM/SIGINT/SIGUSR1.",
         ),
         click.option(
             "--lease",
-            type=click.FloatRange(min=1),
+            type=Seconds(1),
             default=120.0,
             show_default=True,
             help="Seconds without a heartbeat after which a task is reclaimed.",
@@ -82,7 +84,7 @@ def worker_options(func):
         ),
         click.option(
             "--db-wait",
-            type=click.FloatRange(min=0),
+            type=Seconds(),
             default=300.0,
             show_default=True,
             metavar="SECONDS",

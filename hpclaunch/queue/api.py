@@ -65,13 +65,22 @@ class TaskHandle:
             time.sleep(delay)
             delay = min(delay * 2, poll * 10, 2.0)
 
-    def result(self, timeout: float | None = None) -> Any:
-        """The task's result (JSON, or unpickled for run_cloud); raises TaskFailed."""
+    def result(self, timeout: float | None = None, *, unpickle: bool = True) -> Any:
+        """The task's result (JSON, or unpickled for run_cloud); raises TaskFailed.
+
+        Only a ``pickle`` task may have a pickled result (unpickling runs code from
+        the database); ``unpickle=False`` refuses even those.
+        """
         self.wait(timeout)
         task = self.info()
         if task["status"] != TaskStatus.COMPLETED:
             raise TaskFailed(task)
         if task["result_pickled"] is not None:
+            if task["kind"] != "pickle" or not unpickle:
+                why = (
+                    "unpickle=False" if task["kind"] == "pickle" else f"it is a {task['kind']} task"
+                )
+                raise UserError(f"task {self.id} has a pickled result; not unpickling it ({why})")
             import cloudpickle
 
             return cloudpickle.loads(task["result_pickled"])

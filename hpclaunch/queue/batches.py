@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import json
+import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from hpclaunch import yamlload
 from hpclaunch.errors import UserError
 from hpclaunch.tasks.payloads import (
     call_payload,
@@ -21,6 +25,7 @@ from hpclaunch.tasks.payloads import (
     check_limits,
     command_payload,
 )
+from hpclaunch.yamlload import StrictLoader
 
 KEYS = {
     "name",
@@ -40,6 +45,9 @@ KEYS = {
     "env",
 }
 MAX_TASKS = 1_000_000
+# One expanded command (Linux's limit for one argument) and a whole batch's payloads.
+MAX_COMMAND_CHARS = 128 * 1024
+MAX_BATCH_CHARS = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,18 @@ class TaskSpec:
     expected_runtime: float | None
     name: str | None = None
 
+    def __post_init__(self) -> None:
+        # Every way into the queue builds a TaskSpec: none stores a value a worker
+        # cannot use (an infinite timeout, a 40-bit priority, a tag it would refuse).
+        check_limits(
+            priority=self.priority,
+            max_attempts=self.max_attempts,
+            timeout=self.timeout,
+            expected_runtime=self.expected_runtime,
+        )
+        if canonical_tags(self.tags.split(",")) != self.tags:
+            raise UserError(f"tags {self.tags!r} are not canonical (sorted, comma-joined)")
+
 
 @dataclass(frozen=True)
 class Batch:
@@ -61,12 +81,12 @@ class Batch:
     tasks: list[TaskSpec]
 
 
-class _LineLoader(yaml.SafeLoader):
-    """Keeps the line of each top-level key so errors can point at it."""
+class _LineLoader(StrictLoader):
+    """The strict loader (no aliases, merge or duplicate keys), keeping key lines."""
 
 
 def _construct_mapping(loader, node, deep=False):
-    mapping = yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+    mapping = StrictLoader.construct_mapping(loader, node, deep=deep)
     lines = {k.value: k.start_mark.line + 1 for k, _ in node.value if hasattr(k, "value")}
     mapping["__lines__"] = lines
     return mapping
@@ -77,22 +97,11 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 
 def load_batch_file(path: str | Path) -> Batch:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UserError(f"cannot read batch file {path}: {exc.strerror}") from None
-    return parse_batch(text, source=str(path))
+    return parse_batch(yamlload.read_text(path, what="batch file"), source=str(path))
 
 
 def parse_batch(text: str, *, source: str = "<batch>") -> Batch:
-    try:
-        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark else source
-        raise UserError(
-            f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})"
-        ) from None
+    data = yamlload.load(text, source, _LineLoader)
     if not isinstance(data, dict):
         raise UserError(f"{source}: a batch file is a mapping with name, command or call, ...")
     lines = data.pop("__lines__", {})
@@ -139,6 +148,7 @@ def parse_batch(text: str, *, source: str = "<batch>") -> Batch:
 
     grid = _expand(data, err)
     specs: list[TaskSpec] = []
+    size = 0
     for run_index, params in enumerate(grid):
         values = {**params, "run": run_index}
         if has_command:
@@ -147,6 +157,13 @@ def parse_batch(text: str, *, source: str = "<batch>") -> Batch:
         else:
             payload = _call(data, params, err)
             kind = "call"
+        size += len(json.dumps(payload))
+        if size > MAX_BATCH_CHARS:
+            raise err(
+                "command" if has_command else "call",
+                f"the batch's tasks add up to more than {MAX_BATCH_CHARS // 2**20} MiB of "
+                "payload; split it into several batch files",
+            )
         specs.append(
             TaskSpec(
                 kind=kind,
@@ -208,33 +225,84 @@ def _expand(data: dict, err) -> list[dict[str, Any]]:
     return [{} for _ in range(n_runs)]
 
 
-def _fill(template: str, values: dict, err, key: str) -> str:
-    try:
-        return template.format(**values)
-    except KeyError as exc:
-        raise err(
-            key,
-            f"placeholder {{{exc.args[0]}}} is not a parameter (have: {', '.join(sorted(values))})",
-        ) from None
-    except (ValueError, IndexError) as exc:
-        raise err(key, f"bad placeholder: {exc}") from None
+_FIELD = re.compile(r"\{([^{}]*)\}|\{\{|\}\}|[{}]")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_WIDTHS = re.compile(r"\d+")
+RAW = "!raw"
+
+
+def _fill(template: str, values: dict, err, key: str, *, quote: bool = False) -> str:
+    """Substitute ``{name}`` / ``{name:spec}`` / ``{name!raw}`` placeholders.
+
+    With ``quote`` (a shell command), each value becomes one shell word
+    (``shlex.quote`` after its format spec); ``!raw`` inserts it as written.
+    Only plain parameter names: no ``{a.attr}``, ``{a[0]}`` or nested fields.
+    """
+    out: list[str] = []
+    pos = 0
+    for match in _FIELD.finditer(template):
+        out.append(template[pos : match.start()])
+        pos = match.end()
+        token = match.group(0)
+        if token in ("{{", "}}"):
+            out.append(token[0])
+            continue
+        if match.group(1) is None:
+            raise err(key, f"a single {token!r}; write {token * 2} for a literal brace")
+        field = match.group(1)
+        name, colon, spec = field.partition(":")
+        raw = name.endswith(RAW)
+        if raw:
+            name = name[: -len(RAW)]
+        if not _NAME.fullmatch(name):
+            raise err(
+                key,
+                f"placeholder {{{field}}} is not allowed; write {{name}}, {{name:spec}} "
+                "(e.g. {run:04d}) or {name!raw}",
+            )
+        if name not in values:
+            raise err(
+                key,
+                f"placeholder {{{name}}} is not a parameter (have: {', '.join(sorted(values))})",
+            )
+        if any(int(n) > MAX_COMMAND_CHARS for n in _WIDTHS.findall(spec)):
+            raise err(key, f"placeholder {{{field}}}: width beyond {MAX_COMMAND_CHARS}")
+        try:
+            text = format(values[name], spec) if colon else str(values[name])
+        except (ValueError, TypeError) as exc:
+            raise err(key, f"placeholder {{{field}}}: {exc}") from None
+        out.append(shlex.quote(text) if quote and not raw else text)
+    out.append(template[pos:])
+    filled = "".join(out)
+    if len(filled) > MAX_COMMAND_CHARS:
+        raise err(key, f"the expanded command is longer than {MAX_COMMAND_CHARS} characters")
+    return filled
 
 
 def _command(data: dict, values: dict, err) -> dict[str, Any]:
     command = data["command"]
     shell = bool(data.get("shell", isinstance(command, str)))
+    argv_or_text: list[str] | str
     if isinstance(command, str):
-        text = _fill(command, values, err, "command")
-        argv_or_text: list[str] | str = text if shell else text.split()
-    elif isinstance(command, list) and all(isinstance(a, str | int | float) for a in command):
-        argv_or_text = [_fill(str(a), values, err, "command") for a in command]
+        if shell:
+            argv_or_text = _fill(command, values, err, "command", quote=True)
+        else:  # split first: each value stays one word
+            argv_or_text = [_fill(w, values, err, "command") for w in command.split()]
+    elif isinstance(command, list) and all(
+        isinstance(a, str | int | float) and not isinstance(a, bool) for a in command
+    ):
+        words = [_fill(str(a), values, err, "command", quote=shell) for a in command]
+        argv_or_text = " ".join(words) if shell else words
     else:
         raise err("command", "expected a string or a list of strings")
     env = data.get("env")
     if env is not None and not isinstance(env, dict):
         raise err("env", "expected a mapping of NAME: value")
+    cwd = data.get("cwd")
+    if cwd is not None and not isinstance(cwd, str):
+        raise err("cwd", "expected a path")
     try:
-        return command_payload(argv_or_text, shell=shell, cwd=data.get("cwd"), env=env)
+        return command_payload(argv_or_text, shell=shell, cwd=cwd, env=env)
     except UserError as exc:
         raise err("command", str(exc)) from None
 

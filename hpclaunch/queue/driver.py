@@ -137,6 +137,7 @@ PERMANENT_HINTS = (
     "invalid connection option",
     "role ",
     "could not translate host name",
+    "failed to resolve host",  # psycopg's own DNS lookup: a typo, not an outage
 )
 
 

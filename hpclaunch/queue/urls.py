@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
 from hpclaunch.errors import DatabaseError, UserError
-from hpclaunch.paths import home
+from hpclaunch.paths import ensure_home, home, private_file
 
 ENV_URL = "HPCLAUNCH_DATABASE_URL"
 ENV_FILE = "HPCLAUNCH_DATABASE_FILE"
@@ -33,9 +34,12 @@ def resolve_database_url(explicit: str | None = None) -> str:
     if file_env:
         return read_connection_file(Path(file_env).expanduser(), source=ENV_FILE)
     conn_file = connection_file_path()
-    if conn_file.exists():
+    if conn_file.is_file():
         return read_connection_file(conn_file, source=str(conn_file))
-    return f"sqlite:///{default_sqlite_path()}"
+    ensure_home()  # 0700: the default queue and the logs live in it
+    url = f"sqlite:///{default_sqlite_path()}"
+    prepare_sqlite(url, source="the default")
+    return url
 
 
 def check_url(url: str, *, source: str) -> str:
@@ -45,7 +49,40 @@ def check_url(url: str, *, source: str) -> str:
             f"unsupported database URL from {source}: {redact(url)!r}; "
             "use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
         )
+    if is_sqlite(url):
+        prepare_sqlite(url, source=source)
     return url
+
+
+def prepare_sqlite(url: str, *, source: str) -> None:
+    """A usable SQLite path, its file created 0600 (whatever the umask) before first use.
+
+    ``sqlite://relative.db`` (two slashes) is a mistake for ``sqlite:///relative.db``;
+    a missing or read-only folder is one line, not a driver traceback.
+    """
+    if not url.lower().startswith("sqlite:///"):
+        raise DatabaseError(
+            f"{redact(url)!r} (from {source}) has no file path: write sqlite:///PATH "
+            "(three slashes) for a relative path, sqlite:////abs/path for an absolute one"
+        )
+    path = Path(sqlite_path(url)).expanduser()
+    folder = path.parent
+    if not folder.is_dir():
+        raise DatabaseError(
+            f"the folder of the SQLite database {path} (from {source}) does not exist; "
+            "create it or choose another path"
+        )
+    if path.exists():
+        if path.is_dir():
+            raise DatabaseError(f"the SQLite database {path} (from {source}) is a folder")
+        return
+    try:
+        os.close(private_file(path))
+    except OSError as exc:
+        raise DatabaseError(
+            f"cannot create the SQLite database {path} (from {source}): {exc.strerror}; "
+            "choose a folder you can write to"
+        ) from None
 
 
 def read_connection_file(path: Path, *, source: str) -> str:
@@ -59,14 +96,9 @@ def read_connection_file(path: Path, *, source: str) -> str:
             f"connection file {path} is readable by others (mode {stat.S_IMODE(st.st_mode):o}); "
             f"it may hold a password: run `chmod 600 {path}`"
         )
-    import yaml
+    from hpclaunch import yamlload
 
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise UserError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    data = yamlload.load(yamlload.read_text(path, what="connection file"), str(path))
     if not isinstance(data, dict) or not isinstance(data.get("url"), str):
         raise UserError(f"{path}: expected a mapping with a `url:` key (a database URL)")
     unknown = sorted(set(data) - {"url"})
@@ -75,16 +107,37 @@ def read_connection_file(path: Path, *, source: str) -> str:
     return check_url(data["url"], source=str(path))
 
 
-def redact(url: str) -> str:
-    """The URL with any password replaced, safe for messages and logs."""
-    if "://" not in url or "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, at, host = rest.rpartition("@")
-    if ":" in creds:
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
+# Every way libpq (and a shell environment) lets a secret ride along in a string:
+#   scheme://user:SECRET@host         (URL user info, also inside DSN=... env values)
+#   ?password=SECRET / &sslpassword=  (URL query parameters)
+#   password=SECRET passfile=PATH     (key=value connection strings, PGPASSWORD=...)
+_USERINFO = re.compile(r"(://[^\s:/@?#]*):([^\s@]*)@")
+_KEYVALUE = re.compile(
+    r"(?i)(?<![A-Za-z0-9])([A-Za-z_]*(?:password|passwd|passfile))(\s*=\s*)"
+    r"('(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\"|[^\s&'\";]+)"
+)
+MASK = "***"
+
+
+def redact(text: str) -> str:
+    """``text`` with every password form libpq accepts replaced by ``***``.
+
+    Works on a URL, a key=value DSN, an environment assignment or a whole
+    error message, so every printed string can go through it.
+    """
+    if not isinstance(text, str):
+        return text
+    text = _USERINFO.sub(lambda m: f"{m.group(1)}:{MASK}@", text)
+    return _KEYVALUE.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+
+
+def has_password(text: str) -> bool:
+    """Does ``text`` carry a password (or a password file) in any libpq form?
+
+    The one test behind every refusal: a profile's database URL, an ``env:``
+    value of a profile, anything bound for a batch script.
+    """
+    return isinstance(text, str) and redact(text) != text
 
 
 def is_sqlite(url: str) -> bool:

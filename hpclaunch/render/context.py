@@ -53,6 +53,8 @@ def worker_command(profile: Profile, launch_id: str, tags: tuple[str, ...], log_
         argv += ["--wait-timeout", str(w.wait_timeout)]
     for tag in tags:
         argv += ["-t", tag]
+    if w.no_pickle:  # hardening: the profile forbids code from the database
+        argv.append("--no-pickle")
     argv += [
         "--walltime",
         profile.resources.walltime_hms,

@@ -12,6 +12,7 @@ import functools
 from pathlib import Path
 
 import jinja2
+import jinja2.sandbox
 
 from hpclaunch import paths
 from hpclaunch.errors import UserError
@@ -73,7 +74,9 @@ def template_dirs() -> tuple[Path, ...]:
 
 @functools.lru_cache(maxsize=16)
 def environment(dirs: tuple[Path, ...]) -> jinja2.Environment:
-    env = jinja2.Environment(
+    # The sandbox: a profile's own template cannot reach Python (os.system via
+    # __globals__, __subclasses__, ...); a template that tries fails to render.
+    env = jinja2.sandbox.SandboxedEnvironment(
         loader=jinja2.FileSystemLoader([str(d) for d in dirs if d.is_dir()]),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,

@@ -66,6 +66,24 @@ def candidates(name: str, cwd: Path | None = None) -> list[Path]:
     return found
 
 
+def shadowing(name: str, cwd: Path | None = None) -> str | None:
+    """A warning when ``./site-configs/NAME.yaml`` replaces a shipped or user profile.
+
+    A project folder is whatever folder the command runs in: a profile there
+    silently changing what ``--site NAME`` means must at least be visible.
+    """
+    if name.endswith(SUFFIX) or "/" in name or not checks.NAME.fullmatch(name):
+        return None
+    found = candidates(name, cwd)
+    project = ((Path.cwd() if cwd is None else cwd) / "site-configs").resolve()
+    if len(found) < 2 or found[0].parent.resolve() != project:
+        return None
+    return (
+        f"site {name} comes from {display(found[0])} in the current folder and "
+        f"shadows {display(found[1])}"
+    )
+
+
 def available(cwd: Path | None = None) -> dict[str, Path]:
     """Every profile name on the search path and the file that wins for it."""
     names: dict[str, Path] = {}
@@ -295,12 +313,18 @@ def check_tree(tree: dict[str, Entry]) -> tuple[dict[str, Any], dict[str, str]]:
 
 # --------------------------------------------------------------------------- loading
 def _read(path: Path) -> dict[str, Entry]:
+    from hpclaunch.yamlload import MAX_YAML_BYTES
+
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_YAML_BYTES + 1)
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise UserError(f"{display(path)}: not UTF-8 text; save the profile as UTF-8") from None
     except OSError as exc:
         raise UserError(f"{display(path)}: cannot read ({exc.strerror})") from None
+    if len(data) > MAX_YAML_BYTES:
+        raise UserError(f"{display(path)}: larger than {MAX_YAML_BYTES // 2**20} MiB")
     tree = load_tree(text, display(path))
     check_tree(tree)  # each file is valid on its own (errors name the right file)
     return tree

@@ -74,6 +74,7 @@ class WorkerOptions:
     grace: int = 30
     workers_per_job: int = 1
     command: str = "hpclaunch"
+    no_pickle: bool = False  # start workers with --no-pickle (no code from the database)
 
 
 @dataclass(frozen=True)

@@ -217,17 +217,19 @@ def _setup_line(raw: Any) -> str:
 
 
 def _url(raw: Any) -> str:
+    from hpclaunch.queue.urls import has_password
+
     text = _text(raw).strip()
     if not text or any(c.isspace() for c in text) or "://" not in text:
         raise Invalid(f"{show(text)} is not a database URL like postgresql://user@host/db")
     try:
-        parts = urlsplit(text)
-        password = parts.password
+        urlsplit(text).port  # noqa: B018 - raises on a malformed host:port
     except ValueError as exc:
         raise Invalid(f"is not a valid URL ({exc})") from None
-    if password is not None:
+    if has_password(text):
         raise Invalid(
-            "carries a password; a password must never be written into a batch "
+            "carries a password (user:password@, ?password=, sslpassword= or passfile=); "
+            "a password must never be written into a batch "
             "script: use 'database: {env: VAR}' or 'database: {file: PATH}'"
         )
     return text
@@ -256,9 +258,12 @@ def _env_value(raw: Any) -> str:
     text = _text(raw)
     if len(text) > 4096:
         raise Invalid("is longer than 4096 characters")
-    if re.search(r"://[^/@\s]*:[^/@\s]*@", text):
+    from hpclaunch.queue.urls import has_password
+
+    if has_password(text):
         raise Invalid(
-            "looks like a URL with a password; passwords must not be written into batch scripts"
+            "carries a password (user:password@, password=, sslpassword= or passfile=); "
+            "passwords must not be written into batch scripts"
         )
     return text
 
@@ -323,6 +328,26 @@ def _leaf_keys(section: Section, prefix: tuple[str, ...] = ()) -> list[tuple[str
     return out
 
 
+def _tag(raw: Any) -> str:
+    from hpclaunch import validate
+    from hpclaunch.errors import UserError
+
+    try:
+        return validate.check_tag(_text(raw))
+    except UserError as exc:
+        raise Invalid(str(exc)) from None
+
+
+def _worker_tags(raw: Any) -> tuple:
+    """The one tag rule (``hpclaunch.validate``): what a worker would accept."""
+    from hpclaunch import validate
+
+    tags = _list_of(_tag, "tags")(raw)
+    if len(set(tags)) > validate.MAX_WORKER_TAGS:
+        raise Invalid(f"a worker takes at most {validate.MAX_WORKER_TAGS} tags, got {len(tags)}")
+    return tags
+
+
 # --------------------------------------------------------------------------- the schema
 WORD = _regex(checks.SHELL_WORD, checks.SHELL_WORD_CHARS)
 PATH = _regex(checks.PATH, f"a path of {checks.SHELL_WORD_CHARS} (a leading ~/ is fine)")
@@ -378,7 +403,12 @@ SCHEMA = Section(
                 "memory": Field(_memory),
                 "gpus": Field(_int(0, 1024), default=0, nullable=False, help="a whole number"),
                 "filesystems": Field(WORD),
-                "place": Field(WORD),
+                "place": Field(
+                    _regex(
+                        re.compile(r"[A-Za-z0-9_:.=+-]+"),
+                        "a PBS placement like scatter:excl (no commas: it is one -l value)",
+                    )
+                ),
             }
         ),
         "extra_directives": Field(_list_of(_directive, "scheduler options"), default=()),
@@ -407,7 +437,7 @@ SCHEMA = Section(
                 ),
                 "wait_timeout": Field(_int(0)),
                 "tags": Field(
-                    _list_of(WORD, "tags"),
+                    _worker_tags,
                     default=("default",),
                     nullable=False,
                     help="a list of tags",
@@ -417,6 +447,7 @@ SCHEMA = Section(
                     _int(1, 4096), default=1, nullable=False, help="a whole number"
                 ),
                 "command": Field(_command, default="hpclaunch", nullable=False, help="a command"),
+                "no_pickle": Field(_bool, default=False, nullable=False, help="true or false"),
             }
         ),
         "database": Section(

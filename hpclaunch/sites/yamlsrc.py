@@ -8,13 +8,13 @@ an error can say exactly where the mistake is.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from hpclaunch.errors import UserError
+from hpclaunch.yamlload import StrictLoader
 
 
 @dataclass(frozen=True)
@@ -36,31 +36,11 @@ class Entry:
     where: Where
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader without sexagesimal numbers (``12:00:00`` stays a string)."""
+class _Loader(StrictLoader):
+    """The shared strict loader: no aliases, merge keys or sexagesimal numbers."""
 
 
-_Loader.yaml_implicit_resolvers = {
-    first: [
-        (tag, regexp)
-        for tag, regexp in resolvers
-        if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
-    ]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:int",
-    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
-    list("-+0123456789"),
-)
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?"
-        r"|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
-    ),
-    list("-+0123456789."),
-)
+_NULLS = ("", "~", "null", "Null", "NULL")
 
 
 def _one_line(text: object) -> str:
@@ -74,8 +54,10 @@ def parse_scalar(text: str) -> Any:
     """
     try:
         value = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return text
+    if value is None and text.strip() not in _NULLS:
+        return text  # e.g. "#x": a comment to YAML, but the user meant the text
     return value
 
 
@@ -99,6 +81,8 @@ def load_tree(text: str, source: str) -> dict[str, Entry]:
         ) from None
     except yaml.YAMLError as exc:
         raise UserError(f"{source}: not valid YAML: {_one_line(exc)}") from None
+    except RecursionError:
+        raise UserError(f"{source}: nested too deeply; is this a profile?") from None
     finally:
         if loader is not None:
             loader.dispose()

@@ -12,32 +12,25 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from hpclaunch import validate
 from hpclaunch.errors import UserError
 
 KINDS = ("command", "call", "pickle")
-DEFAULT_TAGS = ("default",)
-MAX_WORKER_TAGS = 8
-_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}$")
+DEFAULT_TAGS = validate.DEFAULT_TAGS
+MAX_WORKER_TAGS = validate.MAX_WORKER_TAGS
 _TARGET = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
 def canonical_tags(tags: Iterable[str] | None) -> str:
     """Sorted, de-duplicated, comma-joined; ``default`` when none are given."""
-    given = list(tags or ())
-    for tag in given:
-        if not isinstance(tag, str) or not _TAG.match(tag):
-            raise UserError(
-                f"bad tag {tag!r}: tags are 1-64 letters, digits or _ . : + - "
-                "and start with a letter or digit"
-            )
-    return ",".join(sorted(set(given or DEFAULT_TAGS)))
+    if isinstance(tags, str):
+        tags = [tags]
+    return ",".join(validate.check_tags(tags))
 
 
 def worker_tag_sets(tags: Iterable[str] | None) -> list[str]:
     """Every tag set a worker with these tags may claim (all non-empty subsets)."""
-    names = canonical_tags(tags).split(",")
-    if len(names) > MAX_WORKER_TAGS:
-        raise UserError(f"a worker takes at most {MAX_WORKER_TAGS} tags, got {len(names)}")
+    names = validate.check_tags(tags, worker=True)
     return [
         ",".join(combo)
         for size in range(1, len(names) + 1)
@@ -112,10 +105,9 @@ def check_limits(
     timeout: float | None = None,
     expected_runtime: float | None = None,
 ) -> None:
-    if not isinstance(priority, int):
-        raise UserError(f"priority must be an integer, got {priority!r}")
-    if not isinstance(max_attempts, int) or max_attempts < 1:
-        raise UserError(f"max_attempts must be a whole number >= 1, got {max_attempts!r}")
+    """Only values a worker can use: 32-bit counts, finite bounded seconds."""
+    validate.check_priority(priority)
+    validate.check_max_attempts(max_attempts)
     for label, value in (("timeout", timeout), ("expected_runtime", expected_runtime)):
-        if value is not None and (not isinstance(value, int | float) or value <= 0):
-            raise UserError(f"{label} must be a positive number of seconds, got {value!r}")
+        if value is not None:
+            validate.check_seconds(value, name=label)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
+import re
 import signal
 import subprocess
 import time
@@ -20,10 +22,40 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hpclaunch.errors import UserError
+from hpclaunch.paths import private_dir, private_file
 from hpclaunch.queue.session import Claimed, Outcome
 
 TAIL_BYTES = 64 * 1024
 KILL_AFTER = 5.0  # seconds between SIGTERM and SIGKILL on a timeout
+# The longest timer setitimer takes everywhere (about 3 years); a larger task timeout
+# is "no timeout" in practice and must never reach setitimer (it raises).
+MAX_ITIMER = 10**8
+# The worker's own credentials: a task never inherits them (it would print them
+# into its stored output). HPCLAUNCH_DATABASE_FILE stays: it names a file, not a secret.
+_CREDENTIAL = re.compile(r"HPCLAUNCH_DATABASE_URL|HPCLAUNCH_\w*(?:TOKEN|PASSWORD|SECRET|KEY)\w*")
+
+
+def is_credential(name: str) -> bool:
+    """Is ``name`` one of the worker's credentials (kept from every task)?"""
+    return _CREDENTIAL.fullmatch(name) is not None
+
+
+def task_environ(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a command task starts with: the worker's, minus credentials."""
+    env = {k: v for k, v in os.environ.items() if not is_credential(k)}
+    env.update(extra or {})
+    return env
+
+
+@contextlib.contextmanager
+def _credentials_hidden():
+    """Hide the worker's credentials from ``os.environ`` while a call runs in-process."""
+    hidden = {k: os.environ.pop(k) for k in list(os.environ) if is_credential(k)}
+    try:
+        yield
+    finally:
+        os.environ.update(hidden)
 
 
 @dataclass
@@ -73,7 +105,7 @@ def run(task: Claimed, control: Control, log_root: Path) -> RunResult:
                 ok=False, reason="bad_payload", error=f"cannot read the task's payload: {exc!r}"
             )
         )
-    except OSError as exc:  # e.g. the log folder is full or read-only
+    except (OSError, UserError) as exc:  # e.g. the log folder is full or read-only
         return RunResult(
             Outcome(
                 ok=False,
@@ -102,15 +134,13 @@ def tail(path: Path, limit: int = TAIL_BYTES) -> str:
 
 def _run_command(task: Claimed, control: Control, log_dir: Path) -> RunResult:
     spec = json.loads(task.payload)
-    log_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(log_dir, what="task log folder")
     out_path = log_dir / f"attempt-{task.attempt}.out"
     err_path = log_dir / f"attempt-{task.attempt}.err"
-    env = None
-    if spec.get("env"):
-        env = {**os.environ, **spec["env"]}
+    env = task_environ(spec.get("env"))
     args = spec["shell"] if "shell" in spec else spec["argv"]
     try:
-        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        with open(private_file(out_path), "wb") as out, open(private_file(err_path), "wb") as err:
             proc = subprocess.Popen(
                 args,
                 shell="shell" in spec,
@@ -231,13 +261,18 @@ def _run_in_process(task: Claimed, control: Control, log_dir: Path) -> RunResult
     out, err = io.StringIO(), io.StringIO()
     result_json = result_pickled = None
     control.call_running = True
-    delays = [task.timeout] if task.timeout else []
+    delays = [task.timeout] if task.timeout and math.isfinite(task.timeout) else []
     if control.grace_deadline is not None:
         delays.append(max(control.grace_deadline - time.monotonic(), 0.001))
+    delays = [d for d in delays if d < MAX_ITIMER]  # beyond that: no timer at all
     if delays:
         signal.setitimer(signal.ITIMER_REAL, min(delays))
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with (
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+            _credentials_hidden(),
+        ):
             if task.kind == "call":
                 spec = json.loads(task.payload)
                 fn = _resolve(spec["target"])
@@ -319,9 +354,10 @@ def _save_streams(task: Claimed, log_dir: Path, out: io.StringIO, err: io.String
     for stream, suffix in ((out, "out"), (err, "err")):
         text = stream.getvalue()
         if text:
-            log_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(log_dir, what="task log folder")
             path = log_dir / f"attempt-{task.attempt}.{suffix}"
-            path.write_text(text, encoding="utf-8", errors="backslashreplace")
+            with open(private_file(path), "w", encoding="utf-8", errors="backslashreplace") as fh:
+                fh.write(text)
         tails.append(clean_text(text[-TAIL_BYTES:]) or None)
     return tails[0], tails[1]
 

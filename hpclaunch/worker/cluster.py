@@ -14,8 +14,9 @@ def run_cluster(count: int, database_url: str | None, worker_argv: list[str]) ->
     Exit code: 0 when every worker exited cleanly, else the first non-zero code.
     """
     base = [sys.executable, "-m", "hpclaunch"]
-    if database_url:
-        base += ["--database", database_url]
+    # The URL travels in the environment, never on the command line: argv is
+    # world-readable (ps, /proc/PID/cmdline) and the URL may hold a password.
+    url_env = {"HPCLAUNCH_DATABASE_URL": database_url} if database_url else {}
     procs: list[subprocess.Popen] = []
     stopping = False
 
@@ -36,7 +37,7 @@ def run_cluster(count: int, database_url: str | None, worker_argv: list[str]) ->
             for index in range(count):
                 if stopping:
                     break  # told to stop while starting: start no more
-                env = {**os.environ, "HPCLAUNCH_CLUSTER_INDEX": str(index)}
+                env = {**os.environ, **url_env, "HPCLAUNCH_CLUSTER_INDEX": str(index)}
                 # Own process group: a terminal's Ctrl-C reaches only the supervisor,
                 # which stops the workers exactly once.
                 procs.append(
