@@ -28,9 +28,11 @@ from hpclaunch.schedulers import (
 )
 from hpclaunch.schedulers._pbs_common import (
     ID_ARG_RE,
+    attr,
     drop_expanded_parents,
     element_id,
     exit_status_of,
+    limit_exceeded,
     make_state,
     parse_full_text,
     parse_job_id_lines,
@@ -71,28 +73,57 @@ _PENDING_REASONS = {
     "M": "moved to another server",
 }
 
-# Negative Exit_status: the job could not be executed (Reference Guide Table 11-2).
+# Negative Exit_status: JOB_EXEC_* values set by MOM or the server. Names and
+# numbers from OpenPBS src/include/job.h (commit cd7ab5eda, 23.06.06); -8/-9
+# (Globus) only in older PBS Professional Reference Guides (Table 11-2).
 EXEC_CODES: dict[int, tuple[str, str]] = {
-    -1: ("JOB_EXEC_FAIL1", "FAILED"),
-    -2: ("JOB_EXEC_FAIL2", "FAILED"),
-    -3: ("JOB_EXEC_RETRY", "FAILED"),
-    -4: ("JOB_EXEC_INITABT", "NODE_FAIL"),
+    -1: ("JOB_EXEC_FAIL1", "FAILED"),  # exec failed before files, no retry
+    -2: ("JOB_EXEC_FAIL2", "FAILED"),  # exec failed after files, no retry
+    -3: ("JOB_EXEC_RETRY", "FAILED"),  # exec failed, PBS retries it
+    -4: ("JOB_EXEC_INITABT", "NODE_FAIL"),  # aborted on MOM initialization
     -5: ("JOB_EXEC_INITRST", "NODE_FAIL"),
     -6: ("JOB_EXEC_INITRMG", "NODE_FAIL"),
-    -7: ("JOB_EXEC_BADRESRT", "FAILED"),
+    -7: ("JOB_EXEC_BADRESRT", "FAILED"),  # restart failed
     -8: ("JOB_EXEC_GLOBUS_INIT_RETRY", "FAILED"),
     -9: ("JOB_EXEC_GLOBUS_INIT_FAIL", "FAILED"),
-    -10: ("JOB_EXEC_FAILUID", "FAILED"),
+    -10: ("JOB_EXEC_FAILUID", "FAILED"),  # invalid uid/gid
     -11: ("JOB_EXEC_RERUN", "PREEMPTED"),
-    -12: ("JOB_EXEC_CHKP", "PREEMPTED"),
+    -12: ("JOB_EXEC_CHKP", "PREEMPTED"),  # checkpointed and killed
     -13: ("JOB_EXEC_FAIL_PASSWORD", "FAILED"),
-    -14: ("JOB_EXEC_RERUN_ON_SIS_FAIL", "NODE_FAIL"),
-    -15: ("JOB_EXEC_QUERST", "PREEMPTED"),
+    -14: ("JOB_EXEC_RERUN_SIS_FAIL", "NODE_FAIL"),
+    -15: ("JOB_EXEC_QUERST", "PREEMPTED"),  # requeued for restart from checkpoint
     -16: ("JOB_EXEC_FAILHOOK_RERUN", "FAILED"),
     -17: ("JOB_EXEC_FAILHOOK_DELETE", "FAILED"),
     -18: ("JOB_EXEC_HOOK_RERUN", "FAILED"),
     -19: ("JOB_EXEC_HOOK_DELETE", "FAILED"),
-    -20: ("JOB_EXEC_RERUN_MS_FAIL", "NODE_FAIL"),
+    -20: ("JOB_EXEC_RERUN_MS_FAIL", "NODE_FAIL"),  # mother superior connection failed
+    -21: ("JOB_EXEC_FAIL_SECURITY", "FAILED"),  # security breach in PBS directory
+    -22: ("JOB_EXEC_HOOKERROR", "FAILED"),  # hook exception or timeout
+    -23: ("JOB_EXEC_FAIL_KRB5", "FAILED"),  # no Kerberos credentials
+    -24: ("JOB_EXEC_KILL_NCPUS_BURST", "FAILED"),  # killed: ncpus exceeded (burst)
+    -25: ("JOB_EXEC_KILL_NCPUS_SUM", "FAILED"),  # killed: ncpus exceeded (sum)
+    -26: ("JOB_EXEC_KILL_VMEM", "OUT_OF_MEMORY"),
+    -27: ("JOB_EXEC_KILL_MEM", "OUT_OF_MEMORY"),
+    -28: ("JOB_EXEC_KILL_CPUT", "TIMEOUT"),  # CPU time limit: a time limit too
+    -29: ("JOB_EXEC_KILL_WALLTIME", "TIMEOUT"),  # the real walltime kill (23.06)
+    -30: ("JOB_EXEC_JOINJOB", "FAILED"),  # join job error
+}
+# Why each state above: the words PBS uses for the kill, shown to the user.
+_EXEC_WHY: dict[str, str] = {
+    "TIMEOUT": "killed at its time limit",
+    "OUT_OF_MEMORY": "killed at its memory limit",
+    "NODE_FAIL": "its node or MOM failed",
+    "PREEMPTED": "requeued or checkpointed by PBS",
+}
+# "... and exceeded resource walltime": the comment PBS writes on a limit kill.
+_EXCEEDED_RE = re.compile(r"exceeded resource (?P<res>[A-Za-z_]+)")
+_EXCEEDED_STATE = {
+    "walltime": "TIMEOUT",
+    "cput": "TIMEOUT",
+    "mem": "OUT_OF_MEMORY",
+    "vmem": "OUT_OF_MEMORY",
+    "pmem": "OUT_OF_MEMORY",
+    "pvmem": "OUT_OF_MEMORY",
 }
 
 
@@ -170,16 +201,35 @@ def exit_verdict(status: int | None, attrs: Mapping[str, Any]) -> tuple[str, str
     """State and reason of a finished PBS job from its Exit_status (raw value kept by caller).
 
     0..127 the script's exit value; 128+N the top process died of signal N;
-    254 execve() failed; >= 256 PBS killed it with signal (X % 256), which is
-    a walltime or memory limit when resources_used shows one reached (the
-    classic 271 = 256 + SIGTERM) and otherwise a qdel; negative = JOB_EXEC_*.
+    254 execve() failed; >= 256 PBS killed it with signal (X % 256): a limit
+    when resources_used shows one reached, otherwise a qdel (OpenPBS 23.06
+    records 271 for a qdel and -29 for a walltime kill). Negative: JOB_EXEC_*;
+    a code not in the table is judged by the comment, then resources_used.
     """
     if status is None:
         return "UNKNOWN", "finished; no exit status recorded (job history off?)"
     if status < 0:
-        name, state = EXEC_CODES.get(status, (f"exit status {status}", "FAILED"))
-        return state, f"{name}: the job could not be executed"
+        return negative_exit_verdict(status, attrs)
     return positive_exit_verdict(status, attrs)
+
+
+def negative_exit_verdict(status: int, attrs: Mapping[str, Any]) -> tuple[str, str]:
+    """A JOB_EXEC_* value: the table first, then the limit PBS says was exceeded."""
+    m = _EXCEEDED_RE.search(attr(attrs, "comment") or "")
+    known = EXEC_CODES.get(status)
+    if known is not None:
+        name, state = known
+        why = _EXEC_WHY.get(state, "the job could not be executed or was stopped by PBS")
+        if m:
+            why = f"exceeded resource {m.group('res')}"
+        return state, f"{name} ({status}): {why}"
+    if m and m.group("res").lower() in _EXCEEDED_STATE:
+        res = m.group("res").lower()
+        return _EXCEEDED_STATE[res], f"exit status {status}: exceeded resource {res}"
+    over = limit_exceeded(attrs)
+    if over is not None:
+        return over
+    return "FAILED", f"exit status {status}: the job could not be executed"
 
 
 # --- accounting: finished jobs come from the same qstat -x ------------------------------

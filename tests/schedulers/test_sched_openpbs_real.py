@@ -1,0 +1,103 @@
+"""PBS adapter on real OpenPBS 23.06.06 output.
+
+Source: tests/schedulers/fixtures/openpbs-23.06/README.md (a one-node OpenPBS
+server built from openpbs/openpbs commit cd7ab5eda, captured 2026-12-01); the
+``e2e*.txt`` transcripts there show each failure these tests reproduce.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import FIXTURES
+
+from hpclaunch.schedulers import pbs
+
+REAL = FIXTURES / "openpbs-23.06"
+
+
+def real(name: str) -> str:
+    return (REAL / name).read_text(encoding="utf-8")
+
+
+def by_id(states):
+    return {s.job_id: s for s in states}
+
+
+def test_fixtures_readme_names_the_source():
+    readme = real("README.md")
+    assert "OpenPBS 23.06.06" in readme and "cd7ab5eda" in readme
+
+
+# --- item 1: a walltime kill is TIMEOUT ------------------------------------------------
+
+
+def test_walltime_kill_is_timeout_not_failed():
+    # e2e3b_timeout_final.txt: both elements were requeued as FAILED "exit status -29".
+    states = by_id(pbs.parse_status(real("qstat_f_json_t_x_timeout_A_final.json")))
+    for i in (0, 1):
+        s = states[f"15[{i}].pbshost"]
+        assert s.state == "TIMEOUT", s
+        assert s.exit_code == -29
+        assert "walltime" in (s.reason or "")
+
+
+@pytest.mark.parametrize(
+    ("code", "state", "name"),
+    [
+        (-21, "FAILED", "JOB_EXEC_FAIL_SECURITY"),
+        (-22, "FAILED", "JOB_EXEC_HOOKERROR"),
+        (-23, "FAILED", "JOB_EXEC_FAIL_KRB5"),
+        (-24, "FAILED", "JOB_EXEC_KILL_NCPUS_BURST"),
+        (-25, "FAILED", "JOB_EXEC_KILL_NCPUS_SUM"),
+        (-26, "OUT_OF_MEMORY", "JOB_EXEC_KILL_VMEM"),
+        (-27, "OUT_OF_MEMORY", "JOB_EXEC_KILL_MEM"),
+        (-28, "TIMEOUT", "JOB_EXEC_KILL_CPUT"),
+        (-29, "TIMEOUT", "JOB_EXEC_KILL_WALLTIME"),
+        (-30, "FAILED", "JOB_EXEC_JOINJOB"),
+        (-14, "NODE_FAIL", "JOB_EXEC_RERUN_SIS_FAIL"),
+    ],
+)
+def test_every_job_exec_code_from_job_h(code, state, name):
+    # OpenPBS src/include/job.h (commit cd7ab5eda): the JOB_EXEC_* exit values.
+    text = json.dumps({"Jobs": {"7.s": {"job_state": "F", "Exit_status": code}}})
+    got = pbs.parse_status(text)[0]
+    assert (got.state, got.exit_code) == (state, code)
+    assert name in got.reason
+
+
+def test_unknown_negative_code_falls_back_to_the_limit_in_the_comment():
+    attrs = {
+        "job_state": "F",
+        "Exit_status": -77,
+        "comment": "Job run at Tue and exceeded resource walltime",
+    }
+    got = pbs.parse_status(json.dumps({"Jobs": {"7.s": attrs}}))[0]
+    assert got.state == "TIMEOUT"
+    attrs["comment"] = "Job run at Tue and exceeded resource mem"
+    got = pbs.parse_status(json.dumps({"Jobs": {"7.s": attrs}}))[0]
+    assert got.state == "OUT_OF_MEMORY"
+
+
+def test_unknown_negative_code_falls_back_to_resources_used():
+    attrs = {
+        "job_state": "F",
+        "Exit_status": -77,
+        "Resource_List": {"walltime": "00:00:30"},
+        "resources_used": {"walltime": "00:00:59"},
+    }
+    assert pbs.parse_status(json.dumps({"Jobs": {"7.s": attrs}}))[0].state == "TIMEOUT"
+
+
+def test_qdel_of_a_running_subjob_is_cancelled_not_timeout():
+    # 271 = 256 + SIGTERM is what OpenPBS 23.06 records for a qdel, well inside the walltime.
+    states = by_id(pbs.parse_status(real("qstat_f_json_t_x_qdel_running_array.json")))
+    for i in (0, 1):
+        s = states[f"13[{i}].pbshost"]
+        assert (s.state, s.exit_code) == ("CANCELLED", 271)
+
+
+def test_completed_array_is_completed():
+    states = pbs.parse_status(real("qstat_f_json_t_x_e2e_completed.json"))
+    assert [s.state for s in states] == ["COMPLETED"] * 4
