@@ -102,6 +102,8 @@ def _is_broken(view: dict) -> bool:
 
 
 def _never_worked(element: dict) -> bool:
+    if element["state"] == "CANCELLED":
+        return False  # someone deleted it (e.g. never started): says nothing of the worker
     if element["state"] == "COMPLETED" and element["workers"]:
         return False  # workers started and found nothing to do: not broken
     return all(w["exit_reason"] in (None, "crash") for w in element["workers"]) and (

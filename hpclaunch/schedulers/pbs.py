@@ -189,12 +189,35 @@ def job_state(key: str, attrs: Mapping[str, Any], source: str) -> JobState:
     status = exit_status_of(attrs, source)
     comment = attrs.get("comment")
     comment = comment.strip() if isinstance(comment, str) and comment.strip() else None
-    if letter in FINISHED_LETTERS:
+    reason: str | None
+    if letter in FINISHED_LETTERS and never_started(key, status, attrs):
+        state, reason = "CANCELLED", "never started (deleted before it ran)"
+    elif letter in FINISHED_LETTERS:
         state, reason = exit_verdict(status, attrs)
     else:
         state = STATE_MAP[letter]
         reason = comment or _PENDING_REASONS.get(letter)
     return make_state(key, state, letter, reason, status, source)
+
+
+def never_started(key: str, status: int | None, attrs: Mapping[str, Any]) -> bool:
+    """A finished subjob that never ran: its array was qdel'd before PBS started it.
+
+    OpenPBS 23.06 gives such subjobs ``Exit_status`` 1 (or none) and the
+    comment "Subjob finished", but no ``exec_host``, no ``resources_used`` and
+    no ``run_count``: nothing ran, so nothing failed. A negative (JOB_EXEC_*)
+    status means PBS did try to run it, so that keeps its own verdict.
+    """
+    if "[" not in key or key.split("[", 1)[1].startswith("]"):
+        return False  # not a subjob: plain jobs and array parents keep their verdict
+    if status is not None and status < 0:
+        return False
+    if attr(attrs, "exec_host") or attr(attrs, "exec_vnode"):
+        return False
+    if any(str(k).lower().startswith("resources_used") for k in attrs):
+        return False
+    run_count = attr(attrs, "run_count")
+    return not run_count or run_count.strip() in ("0", "")
 
 
 def exit_verdict(status: int | None, attrs: Mapping[str, Any]) -> tuple[str, str | None]:

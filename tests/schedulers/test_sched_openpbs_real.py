@@ -101,3 +101,31 @@ def test_qdel_of_a_running_subjob_is_cancelled_not_timeout():
 def test_completed_array_is_completed():
     states = pbs.parse_status(real("qstat_f_json_t_x_e2e_completed.json"))
     assert [s.state for s in states] == ["COMPLETED"] * 4
+
+
+# --- item 2: subjobs that never started are CANCELLED, not FAILED ------------------------
+
+
+def test_subjobs_never_started_after_an_outside_qdel_are_cancelled():
+    # e2e4_external_qdel.txt: 13[2]/13[3] ("Exit_status": 1, "Subjob finished", never run)
+    # were read as FAILED "exit code 1" and marked the launch broken.
+    states = by_id(pbs.parse_status(real("qstat_f_json_t_x_qdel_running_array.json")))
+    for i in (2, 3):
+        s = states[f"13[{i}].pbshost"]
+        assert s.state == "CANCELLED", s
+        assert "never started" in s.reason
+
+
+def test_array_deleted_while_queued_is_cancelled_never_started():
+    states = pbs.parse_status(real("qstat_f_json_t_x_deleted_queued_array.json"))
+    assert [(s.job_id, s.state) for s in states] == [
+        ("3[0].pbshost", "CANCELLED"),
+        ("3[1].pbshost", "CANCELLED"),
+    ]
+    assert all("never started" in s.reason for s in states)
+
+
+def test_a_subjob_that_ran_and_failed_is_still_failed():
+    attrs = {"job_state": "F", "Exit_status": 1, "exec_host": "n1/0", "run_count": 1}
+    got = pbs.parse_status(json.dumps({"Jobs": {"7[2].s": attrs}}))[0]
+    assert (got.state, got.reason) == ("FAILED", "exit code 1")
