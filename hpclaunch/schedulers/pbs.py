@@ -357,6 +357,10 @@ class Pbs(Scheduler):
     find_by_name_argv = staticmethod(find_by_name_argv)
     parse_find_by_name = staticmethod(parse_find_by_name)
 
+    def already_gone(self, output: str) -> bool:
+        """Also ``qdel: Job has finished ID`` (exit status 35 on OpenPBS 23.06)."""
+        return super().already_gone(output) or "job has finished" in (output or "").lower()
+
     def log_paths(
         self, log_dir: str, job_name: str, job_id: str, index: int | None
     ) -> tuple[str, str]:

@@ -103,3 +103,22 @@ def test_outside_qdel_of_a_running_array_does_not_mark_the_launch_broken(engine)
     assert all("never started" in (r or "") for _, r in states[2:])
     assert report.reconciled.broken == []
     assert records.get_launch(engine, "extqdel")["status"] != "broken"
+
+
+@pytest.mark.parametrize("element", [None, 1])
+def test_cancel_of_a_finished_launch_succeeds(engine, element):
+    # e2e5_cancel_finished.txt: "qdel: Job has finished 12[].pbshost", exit status 35,
+    # failed `hpclaunch cancel` (and `cancel --element 1`).
+    pbs_launch(engine, "done", ["12[].pbshost"], 4)
+    target = "12[].pbshost" if element is None else "12[1].pbshost"
+    transport = FakeTransport(
+        {
+            "qdel": CommandResult(35, "", f"qdel: Job has finished {target}\n"),
+            "qstat": CommandResult(0, real("qstat_f_json_t_x_e2e_completed.json"), ""),
+        }
+    )
+    out = track.cancel(
+        engine, "done", element=element, pool=track.TransportPool(lambda _l: transport), wait=5
+    )
+    assert out["gone"] is True
+    assert ["qdel", target] in transport.calls

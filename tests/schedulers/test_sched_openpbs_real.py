@@ -12,7 +12,7 @@ import json
 import pytest
 from conftest import FIXTURES
 
-from hpclaunch.schedulers import pbs
+from hpclaunch.schedulers import get_scheduler, pbs
 
 REAL = FIXTURES / "openpbs-23.06"
 
@@ -129,3 +129,15 @@ def test_a_subjob_that_ran_and_failed_is_still_failed():
     attrs = {"job_state": "F", "Exit_status": 1, "exec_host": "n1/0", "run_count": 1}
     got = pbs.parse_status(json.dumps({"Jobs": {"7[2].s": attrs}}))[0]
     assert (got.state, got.reason) == ("FAILED", "exit code 1")
+
+
+# --- item 3: qdel of a finished job counts as already gone ---------------------------------
+
+
+def test_qdel_of_a_finished_job_is_already_gone():
+    # e2e5_cancel_finished.txt / qdel_queued_arrays.txt: exit status 35.
+    sched = get_scheduler("pbs")
+    assert sched.already_gone("qdel: Job has finished 12[].pbshost\n")
+    assert sched.already_gone("qdel: Job has finished 12[1].pbshost\n")
+    assert sched.already_gone("qdel: Unknown Job Id 999[].pbshost\n")
+    assert not sched.already_gone("qdel: Unauthorized Request  12[].pbshost\n")
