@@ -111,18 +111,13 @@ def scheduler_states(
             continue
         calls += 1
         result = transport.run(scheduler.status_argv(job_ids), idempotent=True)
-        if result.ok:
-            states = scheduler.parse_status(result.stdout)
-        elif scheduler.no_such_jobs(result.stderr):
-            states = []
-        else:
-            raise UserError(
-                f"{name} status on {host or 'this machine'} failed: "
-                f"{result.stderr.strip().splitlines()[-1:] or result.returncode}"
-            )
-        by_key = {element_key(s.array_job_id or s.job_id, s.array_index): s for s in states}
+        answer = scheduler.interpret_status(result.stdout, result.stderr, result.returncode)
+        if answer.error is not None:
+            raise UserError(f"{name} status on {host or 'this machine'} failed: {answer.error}")
+        notes.extend(f"{host or 'this machine'}: {note}" for note in answer.notes)
+        by_key = {element_key(s.array_job_id or s.job_id, s.array_index): s for s in answer.states}
         missing = _missing(group, by_key)
-        if missing:
+        if missing and answer.accounting:
             calls += 1
             acct = transport.run(scheduler.accounting_argv(sorted(missing)), idempotent=True)
             if acct.ok and acct.stdout.strip():

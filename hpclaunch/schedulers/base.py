@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
-from hpclaunch.schedulers import JobState, SubmittedJob
+from hpclaunch.schedulers import JobState, StatusAnswer, SubmittedJob
 from hpclaunch.schedulers.environment import JobEnvironment
 from hpclaunch.schedulers.registry import ENVIRONMENTS
 
@@ -123,6 +123,20 @@ class Scheduler(ABC):
     @abstractmethod
     def parse_find_by_name(self, stdout: str) -> list[str]:
         """The job IDs :meth:`find_by_name_argv` found, in order."""
+
+    def interpret_status(self, stdout: str, stderr: str, returncode: int) -> StatusAnswer:
+        """Everything a status command's run says: states, forgotten IDs, notes, failure.
+
+        The one place launches learn from a status command, so a scheduler
+        whose command half-fails (PBS: exit 153 with JSON for the known jobs)
+        says so here. By default: exit 0 parses stdout, a failure that only
+        means "none of these jobs is known" is no states, anything else an error.
+        """
+        if returncode == 0:
+            return StatusAnswer(self.parse_status(stdout))
+        if self.no_such_jobs(stderr):
+            return StatusAnswer([])
+        return StatusAnswer([], error=f"{stderr.strip().splitlines()[-1:] or returncode}")
 
     def no_such_jobs(self, stderr: str) -> bool:
         """True when the status command failed only because no given job is known any more."""

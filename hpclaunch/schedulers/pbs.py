@@ -20,6 +20,7 @@ from hpclaunch.errors import UserError
 from hpclaunch.schedulers import (
     JobState,
     ParseError,
+    StatusAnswer,
     SubmittedJob,
     check_element,
     check_ids,
@@ -268,9 +269,66 @@ def parse_accounting(stdout: str) -> list[JobState]:
 
 
 def history_unavailable(stderr: str) -> bool:
-    """True when qstat says the server keeps no job history (job_history_enable unset)."""
+    """True when qstat says the server keeps no job history (job_history_enable unset).
+
+    OpenPBS 23.06: ``qstat: PBS is not configured to maintain job history ID``.
+    """
     text = (stderr or "").lower()
     return "job_history_enable" in text or ("history" in text and "not" in text)
+
+
+# "qstat: Unknown Job Id 17[].pbshost": one job no longer known (purged from history).
+_UNKNOWN_ID_RE = re.compile(r"^qstat: Unknown Job Id (?P<id>\S+)\s*$", re.IGNORECASE)
+_HISTORY_OFF_NOTE = (
+    "no scheduler accounting (PBS job history is off: job_history_enable); jobs that "
+    "left the queue are settled from their workers' records"
+)
+
+
+def interpret_status(stdout: str, stderr: str, returncode: int) -> StatusAnswer:
+    """What ``qstat -f -F json -t -x`` said, including its half-failures (OpenPBS 23.06).
+
+    Exit 153 with ``Unknown Job Id X`` on stderr still carries JSON for every
+    known job on stdout: keep those, report X as unknown. Job history off is
+    exit 0, a ``not configured to maintain job history`` line and no ``Jobs``:
+    finished jobs cannot be looked up at all, which the user is told.
+    """
+    if not isinstance(stdout, str) or not isinstance(stderr, str):
+        raise ParseError("qstat output must be text")
+    messages = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    # The messages belong on stderr; a transport that merges streams puts them first.
+    body_lines = []
+    for line in stdout.splitlines():
+        if line.startswith("qstat: "):
+            messages.append(line.strip())
+        else:
+            body_lines.append(line)
+    body = "\n".join(body_lines)
+    unknown: list[str] = []
+    history_off = False
+    other: list[str] = []
+    for line in messages:
+        m = _UNKNOWN_ID_RE.match(line)
+        if m:
+            unknown.append(m.group("id"))
+        elif history_unavailable(line):
+            history_off = True
+        else:
+            other.append(line)
+    if returncode != 0 and (other or not (unknown or history_off)):
+        return StatusAnswer([], error=f"{(other or messages)[-1:] or returncode}")
+    notes: list[str] = []
+    if unknown:
+        notes.append(
+            f"qstat no longer knows {', '.join(unknown)} (gone from job history): "
+            "its elements are settled from their workers' records"
+        )
+    if history_off:
+        notes.append(_HISTORY_OFF_NOTE)
+    # qstat -x is also the accounting command: asking again for what it lacks cannot help.
+    return StatusAnswer(
+        parse_status(body), unknown=tuple(unknown), notes=tuple(notes), accounting=False
+    )
 
 
 # --- cancel ------------------------------------------------------------------------
@@ -351,6 +409,7 @@ class Pbs(Scheduler):
     parse_submit = staticmethod(parse_submit)
     status_argv = staticmethod(status_argv)
     parse_status = staticmethod(parse_status)
+    interpret_status = staticmethod(interpret_status)
     accounting_argv = staticmethod(accounting_argv)
     parse_accounting = staticmethod(parse_accounting)
     cancel_argv = staticmethod(cancel_argv)

@@ -122,3 +122,96 @@ def test_cancel_of_a_finished_launch_succeeds(engine, element):
     )
     assert out["gone"] is True
     assert ["qdel", target] in transport.calls
+
+
+def add_worker(engine, launch_id: str, job_id: str, array_job_id: str | None, index: int | None):
+    """A worker that ran for the element and exited cleanly (its record in the database)."""
+    import time
+
+    from sqlalchemy import update
+
+    from hpclaunch.queue import claims, driver
+    from hpclaunch.queue.schema import workers
+
+    conn = driver.connect(str(engine.url))
+    try:
+        worker_id = claims.register_worker(
+            conn,
+            host="pbshost",
+            pid=1,
+            tags="default",
+            mode="draining",
+            lease=60,
+            scheduler="pbs",
+            job_id=job_id,
+            array_job_id=array_job_id,
+            array_index=index,
+            launch_id=launch_id,
+        )
+    finally:
+        conn.close()
+    with engine.begin() as c:
+        c.execute(
+            update(workers)
+            .where(workers.c.id == worker_id)
+            .values(status="exited", exit_reason="empty_queue", stopped_at=time.time())
+        )
+
+
+def test_one_job_gone_from_history_does_not_break_status_for_the_site(engine):
+    # e2e7_purged_history.txt: qstat exits 153 with "Unknown Job Id 999[].pbshost" on stderr
+    # and JSON for the known jobs on stdout; `status` aborted for the whole site.
+    pbs_launch(engine, "known", ["12[].pbshost"], 4)
+    pbs_launch(engine, "purged", ["999[].pbshost"], 2)
+    for i in range(2):
+        add_worker(engine, "purged", f"999[{i}].pbshost", "999[].pbshost", i)
+    qstat = CommandResult(
+        153, real("qstat_f_json_t_x_e2e_completed.json"), real("qstat_mixed_unknown.stderr")
+    )
+    transport = FakeTransport({"qstat": qstat})
+    report = status_with(engine, transport)
+    assert [s for s, _ in elements_of(report, "known")] == ["COMPLETED"] * 4
+    # The purged job is settled from its workers' records, and the report says so.
+    assert elements_of(report, "purged") == [("COMPLETED", "workers exited: empty_queue")] * 2
+    assert any("999[].pbshost" in n and "workers' records" in n for n in report.notes)
+    assert report.scheduler_calls == 1  # no second qstat for a job it just said it forgot
+
+
+def test_job_history_off_is_noticed_and_said(engine):
+    # qstat_history_off.txt: exit status 0, a message, JSON without "Jobs".
+    text = real("qstat_history_off.txt")
+    body = text[text.index("{") : text.index("}") + 1]
+    message = next(ln for ln in text.splitlines() if ln.startswith("qstat: PBS is not"))
+    records.create_launch(
+        engine,
+        launch_id="nohist",
+        site="pbslocal",
+        host="pbshost",
+        scheduler="pbs",
+        workdir="/w",
+        log_dir="/w/nohist",
+        workers_count=1,
+        tags="default",
+        profile={},
+        chunks=[
+            {
+                "chunk": 0,
+                "job_name": "hpcl-nohist-0",
+                "elements": 1,
+                "workers_per_element": 1,
+                "array": 0,
+                "script": "#!",
+                "script_path": "/w/hpcl-nohist-0.sh",
+            }
+        ],
+    )
+    records.set_job_id(engine, "nohist", 0, "18.pbshost")
+    records.set_status(engine, "nohist", "submitted")
+    add_worker(engine, "nohist", "18.pbshost", None, None)
+    report = status_with(engine, FakeTransport({"qstat": CommandResult(0, body, message + "\n")}))
+    assert elements_of(report, "nohist") == [("COMPLETED", "workers exited: empty_queue")]
+    assert any(
+        "no scheduler accounting" in n and "job history" in n and "workers' records" in n
+        for n in report.notes
+    ), report.notes
+    assert report.scheduler_calls == 1

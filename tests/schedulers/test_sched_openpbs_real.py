@@ -141,3 +141,41 @@ def test_qdel_of_a_finished_job_is_already_gone():
     assert sched.already_gone("qdel: Job has finished 12[1].pbshost\n")
     assert sched.already_gone("qdel: Unknown Job Id 999[].pbshost\n")
     assert not sched.already_gone("qdel: Unauthorized Request  12[].pbshost\n")
+
+
+# --- items 4 and 5: what a status command's run says, as a scheduler-level API ------------
+
+
+def test_unknown_job_id_with_json_on_stdout_keeps_the_known_jobs():
+    # qstat_mixed_unknown.*: exit status 153, "Unknown Job Id 999[].pbshost" on stderr.
+    answer = get_scheduler("pbs").interpret_status(
+        real("qstat_mixed_unknown.stdout"), real("qstat_mixed_unknown.stderr"), 153
+    )
+    assert answer.error is None
+    assert [s.job_id for s in answer.states] == [f"12[{i}].pbshost" for i in range(4)]
+    assert answer.unknown == ("999[].pbshost",)
+    assert answer.notes and "999[].pbshost" in answer.notes[0]
+
+
+def test_history_off_is_detected():
+    text = real("qstat_history_off.txt")
+    body = text[text.index("{") : text.index("}") + 1]
+    msg = "qstat: PBS is not configured to maintain job history 18.pbshost\n"
+    for stdout, stderr in ((body, msg), (msg + body, "")):  # stderr, or merged into stdout
+        answer = get_scheduler("pbs").interpret_status(stdout, stderr, 0)
+        assert answer.error is None and answer.states == []
+        assert answer.accounting is False
+        assert any("job history is off" in n for n in answer.notes)
+
+
+def test_a_real_qstat_failure_is_still_an_error():
+    answer = get_scheduler("pbs").interpret_status("", "qstat: cannot connect to server\n", 1)
+    assert answer.error is not None and "cannot connect" in answer.error
+
+
+def test_other_schedulers_keep_the_default_reading():
+    slurm = get_scheduler("slurm")
+    assert slurm.interpret_status("", "squeue: error: Invalid job id specified\n", 1).states == []
+    failed = slurm.interpret_status("", "squeue: error: slurm_load_jobs: timeout\n", 1)
+    assert failed.error is not None and "timeout" in failed.error
+    assert slurm.interpret_status("", "", 0).accounting is True
