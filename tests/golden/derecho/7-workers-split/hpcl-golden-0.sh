@@ -8,7 +8,6 @@
 #PBS -l walltime=06:00:00
 #PBS -o golden/hpcl-golden-0.out
 #PBS -e golden/hpcl-golden-0.err
-#PBS -v HPCLAUNCH_DATABASE_URL
 
 cd "${PBS_O_WORKDIR:-$HOME}" || exit 1
 mkdir -p "$HOME"/hpclaunch/golden

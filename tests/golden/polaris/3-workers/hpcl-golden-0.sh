@@ -10,7 +10,6 @@
 #PBS -l place=scatter
 #PBS -o golden/hpcl-golden-0.out
 #PBS -e golden/hpcl-golden-0.err
-#PBS -v HPCLAUNCH_DATABASE_URL
 
 cd "${PBS_O_WORKDIR:-$HOME}" || exit 1
 mkdir -p "$HOME"/hpclaunch/golden

@@ -11,7 +11,6 @@
 #$ -t 1-3
 #$ -o golden/hpcl-golden-0.$TASK_ID.out
 #$ -e golden/hpcl-golden-0.$TASK_ID.err
-#$ -v HPCLAUNCH_DATABASE_URL
 
 mkdir -p "$HOME"/hpclaunch/golden
 export HPCLAUNCH_LAUNCH_ID=golden

@@ -12,7 +12,6 @@
 #$ -tc 1
 #$ -o golden/hpcl-golden-2.$TASK_ID.out
 #$ -e golden/hpcl-golden-2.$TASK_ID.err
-#$ -v HPCLAUNCH_DATABASE_URL
 
 mkdir -p "$HOME"/hpclaunch/golden
 export HPCLAUNCH_LAUNCH_ID=golden
