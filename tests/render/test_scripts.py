@@ -226,3 +226,13 @@ def test_a_failing_setup_line_ends_the_job_before_any_worker(home, tmp_path):
     done = subprocess.run(["bash", str(script)], timeout=60, capture_output=True, text=True)
     assert done.returncode != 0
     assert "setting up" in done.stdout and "ran worker" not in done.stdout
+
+
+def test_a_grace_leaving_less_than_half_the_walltime_is_refused(home):
+    # Issue 10 item 8: walltime 30 s with the default grace of 30 s made the workers exit
+    # at once without claiming a task (e2e3_timeout_submit.txt, real OpenPBS 23.06).
+    with pytest.raises(UserError, match=r"worker.grace 30 s leaves less than half"):
+        plan("derecho", account="P1", walltime="00:00:30")
+    with pytest.raises(UserError, match="worker.grace"):
+        plan("tests-slurm", walltime="00:01:00", sets=["worker.grace=31"])
+    assert plan("tests-slurm", walltime="00:01:00", sets=["worker.grace=30"]).chunks
