@@ -284,25 +284,140 @@ def cancel(ctx, launch_id, element, as_json):
     help="Array element (numbered across the launch's chunks).",
 )
 @click.option("--tail", type=click.IntRange(min=1), default=None, help="Only the last N lines.")
+@click.option(
+    "--follow",
+    "-f",
+    is_flag=True,
+    help="Keep printing the workers' output as it comes, until the element ends (or Ctrl-C).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def logs(ctx, launch_id, element, tail, as_json):
-    """Show an array element's stdout and stderr (fetched over SFTP for remote sites)."""
+def logs(ctx, launch_id, element, tail, follow, as_json):
+    """Show an array element's output: its workers', then the scheduler's -o/-e files.
+
+    The workers write to files in the launch folder while they run (fetched over SFTP
+    for remote sites); the scheduler's files hold the batch shell's own messages.
+    """
     from hpclaunch.launches import track
 
     engine, _ = _engine_and_url(ctx)
+    if follow:
+        if as_json:
+            raise UserError("--follow prints output as it comes; it cannot be combined with --json")
+        _follow_logs(engine, launch_id, element)
+        return
     result = track.logs(engine, launch_id, element=element, tail=tail)
+    live = _read_worker_logs(engine, launch_id, element, tail)
+    result = {**result, **live}
     if as_json:
         print_json(result)
         return
-    if result["stdout"] is None and result["stderr"] is None:
+    labels = ("workers_stdout", "workers_stderr", "stdout", "stderr")
+    if all(result[label] is None for label in labels):
         raise UserError(
             f"no output yet for element {element} of launch {launch_id} "
-            f"(looked for {result['stdout_path']})"
+            f"(looked for {result['workers_stdout_path']} and {result['stdout_path']})"
         )
-    for label in ("stdout", "stderr"):
+    for label in labels:
         click.echo(f"==> {result[label + '_path']} <==")
         click.echo(result[label] if result[label] is not None else "(missing)\n", nl=False)
+
+
+def _worker_log_files(engine, launch_id: str, element: int) -> tuple[dict, tuple[str, str]]:
+    """The launch row and where element ``element``'s workers write (Scheduler names them)."""
+    from hpclaunch.launches import records, track
+    from hpclaunch.schedulers import get_scheduler
+
+    launch = records.get_launch(engine, launch_id)
+    elements = track.expected_elements(launch)
+    if not 0 <= element < len(elements):
+        raise UserError(f"launch {launch_id} has elements 0-{len(elements) - 1}, not {element}")
+    el = elements[element]
+    scheduler = get_scheduler(launch["scheduler"])
+    return launch, scheduler.worker_log_paths(launch["log_dir"], el["job_name"], el["index"])
+
+
+def _read_files(launch: dict, paths: tuple[str, ...], pool) -> list[bytes | None]:
+    from pathlib import Path
+
+    transport = pool.get(launch) if launch["host"] else None
+    out: list[bytes | None] = []
+    for path in paths:
+        try:
+            out.append(transport.read_file(path) if transport else Path(path).read_bytes())
+        except OSError:
+            out.append(None)
+    return out
+
+
+def _read_worker_logs(engine, launch_id: str, element: int, tail: int | None) -> dict[str, Any]:
+    from hpclaunch.launches import track
+
+    launch, (out_path, err_path) = _worker_log_files(engine, launch_id, element)
+    pool = track.TransportPool()
+    try:
+        data = _read_files(launch, (out_path, err_path), pool)
+    finally:
+        pool.close()
+    result: dict[str, Any] = {"workers_stdout_path": out_path, "workers_stderr_path": err_path}
+    for label, raw in zip(("workers_stdout", "workers_stderr"), data, strict=True):
+        text = None if raw is None else raw.decode("utf-8", errors="replace")
+        if text is not None and tail:
+            text = "\n".join(text.splitlines()[-tail:]) + ("\n" if text else "")
+        result[label] = text
+    return result
+
+
+def follow_output(read, ended, echo, *, interval: float = 2.0, sleep=time.sleep) -> None:
+    """Print what was appended to the files since the last poll, until ``ended()``.
+
+    ``read()`` returns each file's whole content (None while missing); ``ended()``
+    is asked before reading, so what was written before the end is still printed.
+    A file that shrank (rotated, truncated) is printed again from its start.
+    """
+    offsets: dict[int, int] = {}
+    while True:
+        finished = ended()
+        for number, data in enumerate(read()):
+            if data is None:
+                continue
+            seen = offsets.get(number, 0)
+            if len(data) < seen:
+                seen = 0
+            if len(data) > seen:
+                echo(number, data[seen:])
+            offsets[number] = len(data)
+        if finished:
+            return
+        sleep(interval)
+
+
+def _follow_logs(engine, launch_id: str, element: int) -> None:
+    """``logs --follow``: poll the workers' files over the transport; ask status now and then."""
+    from hpclaunch.launches import track
+
+    launch, paths = _worker_log_files(engine, launch_id, element)
+    pool = track.TransportPool()
+    polls = {"n": 0}
+
+    def ended() -> bool:
+        polls["n"] += 1
+        if polls["n"] % 8 != 1:  # one scheduler call every ~16 s, not every poll
+            return False
+        report = track.status(engine, launch_id=launch_id)
+        (view,) = [v for v in report.launches if v["id"] == launch_id]
+        return view["elements"][element]["state"] not in track.ACTIVE
+
+    def echo(number: int, data: bytes) -> None:
+        click.echo(data.decode("utf-8", errors="replace"), nl=False, err=number == 1)
+
+    click.echo(f"==> {paths[0]} (stderr: {paths[1]}) <==", err=True)
+    try:
+        follow_output(lambda: _read_files(launch, paths, pool), ended, echo)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        pool.close()
 
 
 @click.command()

@@ -159,6 +159,30 @@ class Scheduler(ABC):
         Must agree with the template's output directives.
         """
 
+    def worker_log_paths(
+        self, log_dir: str, job_name: str, index: int | str | None
+    ) -> tuple[str, str]:
+        """Where the batch script sends its workers' stdout and stderr, while they run.
+
+        In the launch folder itself: PBS keeps ``-o/-e`` in its spool on the
+        execution host until the job ends, and ``logs --follow`` must see output
+        as it comes, the same way on every scheduler. ``index`` is the element
+        counted from 0 (None: a plain job), or when rendering the shell
+        expression that yields it. The scheduler's own files (:meth:`log_paths`)
+        keep the batch shell's messages.
+        """
+        stem = f"{job_name}.{index}.workers" if index is not None else f"{job_name}.workers"
+        return self._log_pair(log_dir, stem)
+
+    def index_expression(self) -> str:
+        """The shell expression for the running element's index counted from 0."""
+        env = self.environment
+        if env.array_index is None:
+            return "0"
+        if env.index_base:
+            return f"$(( ${{{env.array_index}}} - {env.index_base} ))"
+        return f"${{{env.array_index}}}"
+
     @staticmethod
     def _log_pair(log_dir: str, stem: str) -> tuple[str, str]:
         base = posixpath.join(log_dir, stem)

@@ -201,11 +201,15 @@ def test_local_scheduler_script_runs_all_workers(home, tmp_path):
     assert len(p.chunks) == 1 and p.chunks[0].workers == 2
     script = tmp_path / "run.sh"
     script.write_text(p.chunks[0].script)
-    out = subprocess.run(
+    shell_out = subprocess.run(
         ["bash", str(script)], check=True, timeout=60, capture_output=True, text=True
     ).stdout
+    # The workers' output is in the launch folder (where `logs` reads it), not the
+    # shell's own stdout (issue 10 item 6).
+    live = tmp_path / "L1" / f"{p.chunks[0].job_name}.workers.out"
+    out = live.read_text()
     assert out.count("ran worker") == 2 and "--walltime 24:00:00" in out
-    assert (tmp_path / "L1").is_dir()  # the launch folder the workers log into
+    assert "ran worker" not in shell_out
 
 
 def test_a_failing_setup_line_ends_the_job_before_any_worker(home, tmp_path):
