@@ -215,3 +215,50 @@ def test_job_history_off_is_noticed_and_said(engine):
         for n in report.notes
     ), report.notes
     assert report.scheduler_calls == 1
+
+
+def test_a_walltime_kill_types_the_held_task_timeout(engine):
+    # e2e3b_timeout_final.txt: the task was requeued with reason FAILED ("exit status -29").
+    from sqlalchemy import select
+
+    from hpclaunch.queue import claims, driver
+    from hpclaunch.queue.schema import tasks
+
+    pbs_launch(engine, "wall", ["15[].pbshost"], 2)
+    from hpclaunch import Queue
+
+    queue = Queue(str(engine.url))
+    queue.enqueue_command("sleep 99")
+    conn = driver.connect(str(engine.url))
+    try:
+        worker = claims.register_worker(
+            conn,
+            host="pbshost",
+            pid=1,
+            tags="default",
+            mode="draining",
+            lease=60,
+            scheduler="pbs",
+            job_id="15[0].pbshost",
+            array_job_id="15[].pbshost",
+            array_index=0,
+            launch_id="wall",
+        )
+        held = claims.Claimer(
+            conn,
+            worker_id=worker,
+            tag_sets=["default"],
+            lease=60,
+            allow_pickle=True,
+            fit_deadline=False,
+        ).claim()
+    finally:
+        conn.close()
+    assert held is not None
+    qstat = CommandResult(0, real("qstat_f_json_t_x_timeout_A_final.json"), "")
+    report = status_with(engine, FakeTransport({"qstat": qstat}))
+    assert [s for s, _ in elements_of(report, "wall")] == ["TIMEOUT", "TIMEOUT"]
+    with engine.connect() as c:
+        row = c.execute(select(tasks.c.status, tasks.c.reason).where(tasks.c.id == held.id)).one()
+    assert (row.status, row.reason) == ("pending", "TIMEOUT")
+    assert any(a.state == "TIMEOUT" and a.outcome == "requeued" for a in report.reconciled.actions)
