@@ -19,13 +19,12 @@ from hpclaunch.schedulers import get_scheduler
 
 @pytest.fixture
 def db(tmp_path, monkeypatch):
+    from test_status_openpbs import open_queue
+
     monkeypatch.setenv("HPCLAUNCH_HOME", str(tmp_path / "home"))
     url = f"sqlite:///{tmp_path / 'queue.sqlite3'}"
     monkeypatch.setenv("HPCLAUNCH_DATABASE_URL", url)
-    from hpclaunch.queue.db import get_engine
-
-    get_engine.cache_clear()
-    return get_engine(url), url
+    return open_queue(url), url
 
 
 def running_pbs_launch(engine, log_dir) -> None:

@@ -41,15 +41,25 @@ class FakeTransport:
         pass
 
 
+def open_queue(url: str):
+    """What the launches functions take: an engine here, a driver connection after the
+    queue rework (``queue.db.connect``); both forms, so this file survives the merge."""
+    from hpclaunch.queue import db
+
+    if hasattr(db, "get_engine"):
+        db.get_engine.cache_clear()
+        return db.get_engine(url)
+    return db.connect(url)
+
+
 @pytest.fixture
 def engine(tmp_path, monkeypatch):
     monkeypatch.setenv("HPCLAUNCH_HOME", str(tmp_path / "home"))
     url = f"sqlite:///{tmp_path / 'queue.sqlite3'}"
     monkeypatch.setenv("HPCLAUNCH_DATABASE_URL", url)
-    from hpclaunch.queue.db import get_engine
-
-    get_engine.cache_clear()
-    return get_engine(url)
+    handle = open_queue(url)
+    handle.test_url = url  # type: ignore[attr-defined]
+    return handle
 
 
 def pbs_launch(engine, launch_id: str, job_ids: list[str], elements: int) -> None:
@@ -128,12 +138,9 @@ def add_worker(engine, launch_id: str, job_id: str, array_job_id: str | None, in
     """A worker that ran for the element and exited cleanly (its record in the database)."""
     import time
 
-    from sqlalchemy import update
-
     from hpclaunch.queue import claims, driver
-    from hpclaunch.queue.schema import workers
 
-    conn = driver.connect(str(engine.url))
+    conn = driver.connect(engine.test_url)
     try:
         worker_id = claims.register_worker(
             conn,
@@ -148,14 +155,13 @@ def add_worker(engine, launch_id: str, job_id: str, array_job_id: str | None, in
             array_index=index,
             launch_id=launch_id,
         )
+        conn.execute(
+            "UPDATE workers SET status = 'exited', exit_reason = 'empty_queue', "
+            "stopped_at = :now WHERE id = :id",
+            {"now": time.time(), "id": worker_id},
+        )
     finally:
         conn.close()
-    with engine.begin() as c:
-        c.execute(
-            update(workers)
-            .where(workers.c.id == worker_id)
-            .values(status="exited", exit_reason="empty_queue", stopped_at=time.time())
-        )
 
 
 def test_one_job_gone_from_history_does_not_break_status_for_the_site(engine):
@@ -219,17 +225,12 @@ def test_job_history_off_is_noticed_and_said(engine):
 
 def test_a_walltime_kill_types_the_held_task_timeout(engine):
     # e2e3b_timeout_final.txt: the task was requeued with reason FAILED ("exit status -29").
-    from sqlalchemy import select
-
+    from hpclaunch import Queue
     from hpclaunch.queue import claims, driver
-    from hpclaunch.queue.schema import tasks
 
     pbs_launch(engine, "wall", ["15[].pbshost"], 2)
-    from hpclaunch import Queue
-
-    queue = Queue(str(engine.url))
-    queue.enqueue_command("sleep 99")
-    conn = driver.connect(str(engine.url))
+    Queue(engine.test_url).enqueue_command("sleep 99")
+    conn = driver.connect(engine.test_url)
     try:
         worker = claims.register_worker(
             conn,
@@ -258,7 +259,10 @@ def test_a_walltime_kill_types_the_held_task_timeout(engine):
     qstat = CommandResult(0, real("qstat_f_json_t_x_timeout_A_final.json"), "")
     report = status_with(engine, FakeTransport({"qstat": qstat}))
     assert [s for s, _ in elements_of(report, "wall")] == ["TIMEOUT", "TIMEOUT"]
-    with engine.connect() as c:
-        row = c.execute(select(tasks.c.status, tasks.c.reason).where(tasks.c.id == held.id)).one()
-    assert (row.status, row.reason) == ("pending", "TIMEOUT")
+    conn = driver.connect(engine.test_url)
+    try:
+        row = conn.one("SELECT status, reason FROM tasks WHERE id = :id", {"id": held.id})
+    finally:
+        conn.close()
+    assert tuple(row) == ("pending", "TIMEOUT")
     assert any(a.state == "TIMEOUT" and a.outcome == "requeued" for a in report.reconciled.actions)
