@@ -240,3 +240,21 @@ def test_a_grace_leaving_less_than_half_the_walltime_is_refused(home):
     with pytest.raises(UserError, match="worker.grace"):
         plan("tests-slurm", walltime="00:01:00", sets=["worker.grace=31"])
     assert plan("tests-slurm", walltime="00:01:00", sets=["worker.grace=30"]).chunks
+
+
+def test_a_failing_worker_leaves_its_last_words_in_the_shells_stderr(home, tmp_path):
+    # The workers' stderr now goes to the launch folder (issue 10 item 6); a worker that
+    # cannot start must still be explained in the scheduler's -e file, which `status`
+    # quotes when it marks the launch broken.
+    p = plan(
+        "local", workers=1, sets=["worker.command=/opt/nowhere/hpclaunch", f"workdir={tmp_path}"]
+    )
+    script = tmp_path / "run.sh"
+    script.write_text(p.chunks[0].script)
+    done = subprocess.run(["bash", str(script)], timeout=60, capture_output=True, text=True)
+    assert done.returncode == 127
+    assert "/opt/nowhere/hpclaunch" in done.stderr
+    assert (
+        "/opt/nowhere/hpclaunch"
+        in (tmp_path / "L1" / f"{p.chunks[0].job_name}.workers.err").read_text()
+    )

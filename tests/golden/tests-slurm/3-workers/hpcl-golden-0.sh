@@ -47,4 +47,10 @@ for hpcl_pid in "${hpcl_pids[@]}"; do
   done
   [ "$hpcl_rc" -eq 0 ] || hpcl_status=$hpcl_rc
 done
+# A failing worker (a missing command, a broken Python) said why in its own file: repeat
+# the end of it here, so the scheduler's -e file (and `status` on a broken launch) shows it.
+if [ "$hpcl_status" -ne 0 ] && [ -s /tmp/hpclaunch-tests/work/golden/hpcl-golden-0.${SLURM_ARRAY_TASK_ID}.workers.err ]; then
+  echo "hpclaunch: a worker exited with status $hpcl_status; the end of its stderr:" >&2
+  tail -n 5 /tmp/hpclaunch-tests/work/golden/hpcl-golden-0.${SLURM_ARRAY_TASK_ID}.workers.err >&2
+fi
 exit "$hpcl_status"
