@@ -309,25 +309,57 @@ def cancel(ctx, launch_id, element, as_json):
     help="Array element (numbered across the launch's chunks).",
 )
 @click.option("--tail", type=click.IntRange(min=1), default=None, help="Only the last N lines.")
+@click.option(
+    "--follow",
+    "-f",
+    is_flag=True,
+    help="Keep printing the workers' output as it comes, until the element ends (or Ctrl-C).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def logs(ctx, launch_id, element, tail, as_json):
-    """Show an array element's stdout and stderr (fetched over SFTP for remote sites)."""
-    from hpclaunch.launches.logs import logs as launch_logs
+def logs(ctx, launch_id, element, tail, follow, as_json):
+    """Show an array element's output: its workers', then the scheduler's -o/-e files.
+
+    The workers write to files in the launch folder while they run (fetched over SFTP
+    for remote sites); the scheduler's files hold the batch shell's own messages.
+    """
+    from hpclaunch.launches import logs as launch_logs
     from hpclaunch.launches.pool import TransportPool
 
     conn, _ = _queue_and_url(ctx)
+    if follow and as_json:
+        raise UserError("--follow prints output as it comes; it cannot be combined with --json")
     with TransportPool() as pool:
-        result = launch_logs(conn, launch_id, pool, element=element, tail=tail)
+        if follow:
+
+            def echo(number: int, data: bytes) -> None:
+                click.echo(data.decode("utf-8", errors="replace"), nl=False, err=number == 1)
+
+            try:
+                launch_logs.follow(
+                    conn,
+                    launch_id,
+                    pool,
+                    echo,
+                    element=element,
+                    announce=lambda paths: click.echo(
+                        f"==> {paths[0]} (stderr: {paths[1]}) <==", err=True
+                    ),
+                )
+            except KeyboardInterrupt:
+                pass
+            return
+        result = launch_logs.logs(conn, launch_id, pool, element=element, tail=tail)
     if as_json:
         print_json(result)
         return
-    if result["stdout"] is None and result["stderr"] is None:
+    labels = ("workers_stdout", "workers_stderr", "stdout", "stderr")
+    if all(result[label] is None for label in labels):
         raise UserError(
             f"no output yet for element {element} of launch {launch_id} "
-            f"(looked for {result['stdout_path']})"
+            f"(looked for {result['workers_stdout_path']} and {result['stdout_path']})"
         )
-    for label in ("stdout", "stderr"):
+    for label in labels:
         click.echo(f"==> {result[label + '_path']} <==")
         click.echo(result[label] if result[label] is not None else "(missing)\n", nl=False)
 

@@ -34,6 +34,8 @@ def is_broken(view: dict[str, Any]) -> bool:
 
 
 def _never_worked(element: dict[str, Any]) -> bool:
+    if element["state"] == JobStateName.CANCELLED:
+        return False  # someone deleted it (e.g. never started): says nothing of the worker
     if element["state"] == JobStateName.COMPLETED and element["workers"]:
         return False  # workers started and found nothing to do: not broken
     return all(w["exit_reason"] in (None, ExitReason.CRASH) for w in element["workers"]) and (

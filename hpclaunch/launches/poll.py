@@ -53,8 +53,9 @@ def scheduler_states(launches: list[Launch], pool: TransportPool) -> Observation
         else:
             answer = _ask_within_budget(pool, group, job_ids, seen.notes)
         seen.calls += answer["calls"]
-        by_key = _interpret(get_scheduler(name), answer, host)
-        if answer["accounting"] is None and _missing(group, by_key):
+        by_key, notes = _interpret(get_scheduler(name), answer, host)
+        seen.notes.extend(f"{host or 'this machine'}: {note}" for note in notes)
+        if answer["accounting"] is None and answer["accounting_helps"] and _missing(group, by_key):
             seen.notes.append(
                 f"{host or 'this machine'}: no scheduler accounting; jobs that "
                 "left the queue are settled from their workers' records"
@@ -106,11 +107,15 @@ def _ask(pool: TransportPool, group: list[Launch], job_ids: list[str]) -> dict[s
         "job_ids": job_ids,
         "status": [result.returncode, result.stdout, result.stderr],
         "accounting": None,
+        "accounting_helps": True,
         "calls": 1,
     }
-    by_key = _interpret(scheduler, answer, group[0].host)
+    by_key, _ = _interpret(scheduler, answer, group[0].host)
+    answer["accounting_helps"] = scheduler.interpret_status(
+        result.stdout, result.stderr, result.returncode
+    ).accounting
     missing = _missing(group, by_key)
-    if missing:
+    if missing and answer["accounting_helps"]:
         answer["calls"] += 1
         acct = transport.run(scheduler.accounting_argv(sorted(missing)), idempotent=True)
         if acct.ok and acct.stdout.strip():
@@ -120,23 +125,21 @@ def _ask(pool: TransportPool, group: list[Launch], job_ids: list[str]) -> dict[s
 
 def _interpret(
     scheduler: Any, answer: dict[str, Any], host: str | None
-) -> dict[ElementKey, JobState]:
-    """States by element from the raw answers; a failed status call is one clear line."""
+) -> tuple[dict[ElementKey, JobState], tuple[str, ...]]:
+    """States by element from the raw answers, and the scheduler's notes.
+
+    The scheduler reads its own command's result (``interpret_status``: PBS keeps the
+    JSON of a half-failed qstat); a status call that failed outright is one clear line.
+    """
     returncode, stdout, stderr = answer["status"]
-    if returncode == 0:
-        states = scheduler.parse_status(stdout)
-    elif scheduler.no_such_jobs(stderr):
-        states = []
-    else:
-        raise UserError(
-            f"{scheduler.name} status on {host or 'this machine'} failed: "
-            f"{stderr.strip().splitlines()[-1:] or returncode}"
-        )
-    by_key = {_state_key(s): s for s in states}
+    said = scheduler.interpret_status(stdout, stderr, returncode)
+    if said.error is not None:
+        raise UserError(f"{scheduler.name} status on {host or 'this machine'} failed: {said.error}")
+    by_key = {_state_key(s): s for s in said.states}
     if answer["accounting"]:
         for s in scheduler.parse_accounting(answer["accounting"]):
             by_key.setdefault(_state_key(s), s)
-    return by_key
+    return by_key, said.notes
 
 
 def _missing(group: list[Launch], by_key: dict[ElementKey, JobState]) -> set[str]:
@@ -160,8 +163,11 @@ def wait_gone(
     while ids and time.monotonic() < end:
         polls += 1
         result = pool.get(launch).run(scheduler.status_argv(ids), idempotent=True)
-        states = scheduler.parse_status(result.stdout) if result.ok else []
-        live = {_state_key(s) for s in states if s.state in ACTIVE_JOB_STATES}
+        said = scheduler.interpret_status(result.stdout, result.stderr, result.returncode)
+        if said.error is not None:  # cannot tell: look again rather than call them gone
+            time.sleep(GONE_POLL_SECONDS)
+            continue
+        live = {_state_key(s) for s in said.states if s.state in ACTIVE_JOB_STATES}
         if not keys & live:
             return True, polls
         time.sleep(GONE_POLL_SECONDS)

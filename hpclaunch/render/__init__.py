@@ -141,6 +141,7 @@ def plan_launch(
             f"--workers {checks.show(workers)}: give a whole number from 1 to {MAX_WORKERS}"
         )
     _check_required(profile)
+    _check_grace(profile)
     tags = profile.worker.tags if tags is None or len(tags) == 0 else _check_tags(tags)
     launch_id = (
         default_launch_id(profile, workers, tags)
@@ -184,6 +185,21 @@ def _check_required(profile: Profile) -> None:
                 f"{how}, or set it in ~/.hpclaunch/sites/{profile.name}.yaml with "
                 f"'extends: {profile.name}'"
             )
+
+
+def _check_grace(profile: Profile) -> None:
+    """Refuse a grace that leaves workers less than half the walltime to work.
+
+    With walltime 30 s and the default grace of 30 s the workers exit at once
+    without claiming anything (issue 10 item 8).
+    """
+    wall, grace = profile.resources.walltime_seconds, profile.worker.grace
+    if grace * 2 > wall:
+        raise UserError(
+            f"site {profile.name}: worker.grace {grace} s leaves less than half of the walltime "
+            f"({profile.resources.walltime_hms}) to work; lower worker.grace "
+            f"(--set worker.grace=SECONDS) or raise the walltime (--walltime)"
+        )
 
 
 def _ignored(profile: Profile) -> list[str]:

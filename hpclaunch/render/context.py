@@ -127,4 +127,7 @@ def build(
         "log_dir": directive_log_dir(profile.workdir, launch_id),
         "log_dir_shell": log_dir_shell,
         "worker_command": worker_command(profile, launch_id, tags, log_dir_shell),
+        "worker_logs": scheduler.worker_log_paths(
+            log_dir_shell, job_name, scheduler.index_expression() if shape.array else None
+        ),
     }

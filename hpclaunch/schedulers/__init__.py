@@ -90,6 +90,26 @@ class JobState:
         return self.state in TERMINAL_STATES
 
 
+@dataclass(frozen=True)
+class StatusAnswer:
+    """What one status command said, read by :meth:`Scheduler.interpret_status`.
+
+    ``states`` are the jobs it reported. ``unknown`` are job IDs it says it no
+    longer knows (purged from history): their elements are settled from the
+    workers' records. ``notes`` are lines for the user (without the host).
+    ``accounting`` is False when a look-up of the missing jobs in accounting
+    cannot help (no job history, or accounting is the command that just
+    answered). ``error`` is set when the command failed outright: the caller
+    reports it and stops.
+    """
+
+    states: list[JobState]
+    unknown: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    accounting: bool = True
+    error: str | None = None
+
+
 _INSTANCES: dict[str, Scheduler] = {}
 
 

@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
-from hpclaunch.schedulers import JobState, SubmittedJob
+from hpclaunch.schedulers import JobState, StatusAnswer, SubmittedJob
 from hpclaunch.schedulers.environment import JobEnvironment
 from hpclaunch.schedulers.registry import ENVIRONMENTS
 
@@ -124,6 +124,20 @@ class Scheduler(ABC):
     def parse_find_by_name(self, stdout: str) -> list[str]:
         """The job IDs :meth:`find_by_name_argv` found, in order."""
 
+    def interpret_status(self, stdout: str, stderr: str, returncode: int) -> StatusAnswer:
+        """Everything a status command's run says: states, forgotten IDs, notes, failure.
+
+        The one place launches learn from a status command, so a scheduler
+        whose command half-fails (PBS: exit 153 with JSON for the known jobs)
+        says so here. By default: exit 0 parses stdout, a failure that only
+        means "none of these jobs is known" is no states, anything else an error.
+        """
+        if returncode == 0:
+            return StatusAnswer(self.parse_status(stdout))
+        if self.no_such_jobs(stderr):
+            return StatusAnswer([])
+        return StatusAnswer([], error=f"{stderr.strip().splitlines()[-1:] or returncode}")
+
     def no_such_jobs(self, stderr: str) -> bool:
         """True when the status command failed only because no given job is known any more."""
         return False
@@ -144,6 +158,30 @@ class Scheduler(ABC):
 
         Must agree with the template's output directives.
         """
+
+    def worker_log_paths(
+        self, log_dir: str, job_name: str, index: int | str | None
+    ) -> tuple[str, str]:
+        """Where the batch script sends its workers' stdout and stderr, while they run.
+
+        In the launch folder itself: PBS keeps ``-o/-e`` in its spool on the
+        execution host until the job ends, and ``logs --follow`` must see output
+        as it comes, the same way on every scheduler. ``index`` is the element
+        counted from 0 (None: a plain job), or when rendering the shell
+        expression that yields it. The scheduler's own files (:meth:`log_paths`)
+        keep the batch shell's messages.
+        """
+        stem = f"{job_name}.{index}.workers" if index is not None else f"{job_name}.workers"
+        return self._log_pair(log_dir, stem)
+
+    def index_expression(self) -> str:
+        """The shell expression for the running element's index counted from 0."""
+        env = self.environment
+        if env.array_index is None:
+            return "0"
+        if env.index_base:
+            return f"$(( ${{{env.array_index}}} - {env.index_base} ))"
+        return f"${{{env.array_index}}}"
 
     @staticmethod
     def _log_pair(log_dir: str, stem: str) -> tuple[str, str]:

@@ -198,11 +198,19 @@ def _entries(value: Any, where: Where) -> Any:
 def merge(
     base: dict[str, Entry], child: dict[str, Entry], spec: Section = SCHEMA
 ) -> dict[str, Entry]:
-    """Deep-merge ``child`` over ``base``: mappings merge, everything else replaces."""
+    """Deep-merge ``child`` over ``base``: mappings merge, everything else replaces.
+
+    ``null`` over an inherited value removes it (back to the default), so a
+    profile built on a site can drop that site's own resources (Polaris's
+    ``filesystems``), which stock PBS refuses.
+    """
     out = dict(base)
     for key, entry in child.items():
         sub = spec.fields.get(key)
         old = out.get(key)
+        if entry.value is None and old is not None:
+            del out[key]
+            continue
         if (
             old is not None
             and isinstance(old.value, dict)
@@ -326,8 +334,18 @@ def _read(path: Path) -> dict[str, Entry]:
     if len(data) > MAX_YAML_BYTES:
         raise UserError(f"{display(path)}: larger than {MAX_YAML_BYTES // 2**20} MiB")
     tree = load_tree(text, display(path))
-    check_tree(tree)  # each file is valid on its own (errors name the right file)
+    # Each file is valid on its own (errors name the right file); a null may remove
+    # an inherited value, so it is judged once the chain is merged.
+    check_tree(_without_nulls(tree))
     return tree
+
+
+def _without_nulls(tree: dict[str, Entry]) -> dict[str, Entry]:
+    return {
+        k: Entry(_without_nulls(e.value), e.where) if isinstance(e.value, dict) else e
+        for k, e in tree.items()
+        if e.value is not None
+    }
 
 
 def _resolve_file(name: str, cwd: Path | None) -> Path:

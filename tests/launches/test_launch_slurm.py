@@ -154,3 +154,30 @@ def test_1000_workers_make_one_connection_and_four_sbatch_calls(
         assert launch["state_counts"] == {"PENDING": 1000}
     finally:
         cli("cancel", out["launch_id"], check=False)
+
+
+def test_logs_shows_and_follows_the_workers_output_while_the_element_runs(
+    slurm, pg_queue_url, tmp_path
+):
+    """Issue 10 item 6: the workers' output is in the launch folder while they run
+    (PBS spools -o/-e until the end), here on the real local SLURM."""
+    import subprocess
+
+    cli("enqueue", "--", "sleep", "20")
+    out = cli_json(
+        "submit", "--site", "tests-slurm", "--workers", "1", *common(tmp_path, pg_queue_url)
+    )
+    launch_id = out["launch_id"]
+    wait_until(lambda: queue_counts().get("running") == 1, timeout=120, what="task running")
+    live = cli_json("logs", launch_id)
+    assert live["workers_stderr_path"].startswith(str(tmp_path / "work"))
+    assert "started" in (live["workers_stderr"] or ""), live
+    followed = subprocess.run(
+        [hpclaunch_exe(), "logs", launch_id, "--follow"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert followed.returncode == 0, followed.stderr
+    assert "stopped:" in followed.stderr  # the worker's last line, printed as it came
+    assert queue_counts()["completed"] == 1

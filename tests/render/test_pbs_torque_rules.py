@@ -109,3 +109,29 @@ def test_torque_scripts_follow_torque_rules(home, workers):
         # the worker reads PBS_ARRAY_INDEX; Torque provides PBS_ARRAYID
         assert 'export PBS_ARRAY_INDEX="${PBS_ARRAYID:-}"' in chunk.script
         assert not any(x.startswith(("-J", "-r")) for x in d)
+
+
+@pytest.mark.parametrize(
+    ("site", "prefix", "sets"),
+    [
+        ("derecho", "#PBS", ()),
+        ("polaris", "#PBS", ()),
+        ("derecho", "#PBS", ("scheduler=torque",)),
+        ("sge-example", "#$", ()),
+    ],
+)
+def test_no_variable_is_passed_from_the_submitting_shell(home, site, prefix, sets):
+    # Issue 10 item 7, e2e8_submit_env_unset.txt (real OpenPBS 23.06): `#PBS -v VAR` with
+    # VAR unset where qsub runs fails the submit ("qsub: cannot send environment with the
+    # job"). The job reads the variable from its own environment, and says so if missing.
+    script = plan(site, workers=2, account="P1", sets=sets).chunks[0].script
+    assert not any(d.startswith(("-v ", "-V")) for d in directives(script, prefix))
+    assert "HPCLAUNCH_DATABASE_URL is not set in the job environment" in script
+
+
+def test_a_profile_database_url_is_exported_by_the_script_itself(home):
+    script = (
+        plan("derecho", account="P1", sets=["database.url=postgresql://u@db/q"]).chunks[0].script
+    )
+    assert "export HPCLAUNCH_DATABASE_URL=postgresql://u@db/q" in script
+    assert not any(d.startswith("-v ") for d in directives(script, "#PBS"))

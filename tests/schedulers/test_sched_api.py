@@ -129,3 +129,28 @@ def test_every_script_tells_its_workers_which_scheduler_runs_them(home, name):
     profile = load_profile("derecho", [parse_set(s) for s in sets])
     for chunk in plan_launch(profile, 2, "L1").chunks:
         assert f"\nexport HPCLAUNCH_SCHEDULER={name}\n" in chunk.script
+
+
+@pytest.mark.parametrize("name", SCHEDULERS)
+def test_workers_write_their_output_in_the_launch_folder_where_logs_reads_it(home, name):
+    """Issue 10 item 6: PBS keeps -o/-e in its spool until the job ends, so the batch
+    script sends each worker's output to files in the launch folder itself, on every
+    scheduler, named by Scheduler.worker_log_paths (what `logs` and `logs --follow` read)."""
+    sets = ["workdir=/w", "resources.account=a1", f"scheduler={name}"]
+    profile = load_profile("derecho", [parse_set(s) for s in sets])
+    scheduler = get_scheduler(name)
+    for chunk in plan_launch(profile, 4, "L1").chunks:
+        (line,) = [ln for ln in chunk.script.splitlines() if " --launch-id " in ln and "&" in ln]
+        index = None
+        if chunk.array:
+            var = scheduler.environment.array_index
+            base = scheduler.environment.index_base
+            index = f"$(( ${{{var}}} - {base} ))" if base else f"${{{var}}}"
+        out, err = scheduler.worker_log_paths("/w/L1", chunk.job_name, index)
+        assert f">> {out} 2>> {err} &" in line, line
+        # the scheduler's own -o/-e keep the shell's messages, under other names
+        if chunk.array:
+            assert out not in scheduler.log_paths("/w/L1", chunk.job_name, "9", 1)
+    # `logs` for element 1 reads the file element 1's workers write to
+    assert scheduler.worker_log_paths("/w/L1", "j", 1)[0] == "/w/L1/j.1.workers.out"
+    assert scheduler.worker_log_paths("/w/L1", "j", None)[1] == "/w/L1/j.workers.err"

@@ -188,3 +188,30 @@ def test_job_names_are_validated(module, name):
     except UserError:
         return
     assert name in argv and not name.startswith("-") and not any(c.isspace() for c in name)
+
+
+@pytest.mark.parametrize("name", ["slurm", "pbs", "torque", "sge", "local"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    stdout=st.one_of(st.text(), scheduler_like),
+    stderr=st.one_of(
+        st.text(max_size=80),
+        st.sampled_from(
+            [
+                "qstat: Unknown Job Id 17[].pbshost\n",
+                "qstat: PBS is not configured to maintain job history 18.pbshost\n",
+                "squeue: error: Invalid job id specified\n",
+            ]
+        ),
+    ),
+    returncode=st.sampled_from([0, 1, 35, 153]),
+)
+def test_status_interpretation_never_crashes(name, stdout, stderr, returncode):
+    from hpclaunch.schedulers import StatusAnswer, get_scheduler
+
+    try:
+        answer = get_scheduler(name).interpret_status(stdout, stderr, returncode)
+    except ParseError:
+        return
+    assert isinstance(answer, StatusAnswer)
+    assert all(s.state in STATES for s in answer.states)

@@ -64,7 +64,8 @@ def test_array_subjobs_are_expanded_and_classified():
         "RUNNING",
         "PENDING",
     ]
-    assert sub[1].exit_code == 271 and "walltime" in sub[1].reason
+    # Real OpenPBS 23.06: -29 (JOB_EXEC_KILL_WALLTIME) is the walltime kill, not 271.
+    assert sub[1].exit_code == -29 and "walltime" in sub[1].reason
     assert "mem" in sub[2].reason
     assert "SIGTERM" in sub[3].reason
     assert sub[5].reason.startswith("Not Running")

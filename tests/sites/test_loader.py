@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hpclaunch.errors import NotFound, UserError
+from hpclaunch.render import plan_launch
 from hpclaunch.schedulers import SCHEDULERS
 from hpclaunch.sites import available, flag_overrides, load_profile, parse_set
 
@@ -159,3 +160,30 @@ def test_profile_is_frozen(home):
     profile = load_profile("local")
     with pytest.raises(AttributeError):
         profile.scheduler = "slurm"
+
+
+def test_null_in_a_derived_profile_removes_an_inherited_value(home):
+    # Issue 10 item 9: -l filesystems=... and ngpus are Polaris's own resources; stock
+    # OpenPBS refuses them (fixtures/openpbs-23.06/qsub_rendered_as_is.txt), so a profile
+    # for another PBS system built on polaris must be able to drop them.
+    write(
+        home / "sites",
+        "otherpbs",
+        "extends: polaris\n"
+        "required: [resources.account]\n"
+        "resources:\n  filesystems: null\n  gpus: null\n  partition: workq\n",
+    )
+    profile = load_profile("otherpbs", flag_overrides(account="proj1"))
+    assert profile.resources.filesystems is None
+    assert not profile.resources.gpus  # back to the default: no GPUs asked for
+    assert profile.resources.place == "scatter"  # what is not nulled is still inherited
+    script = plan_launch(profile, 2, "L1").chunks[0].script
+    directives = [ln for ln in script.splitlines() if ln.startswith("#PBS")]
+    assert not any("filesystems" in d or "ngpus" in d for d in directives), directives
+    assert "#PBS -l select=1:ncpus=32" in directives
+
+
+def test_null_for_a_required_inherited_value_is_still_refused(home):
+    write(home / "sites", "otherpbs", "extends: polaris\nresources:\n  filesystems: null\n")
+    with pytest.raises(UserError, match="filesystems"):
+        plan_launch(load_profile("otherpbs", flag_overrides(account="p")), 1, "L1")

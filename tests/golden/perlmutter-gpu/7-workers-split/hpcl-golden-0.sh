@@ -32,8 +32,10 @@ hpcl_pids=()
 hpcl_forward() { [ -n "${hpcl_pids[*]:-}" ] && kill -"$1" ${hpcl_pids[*]} 2>/dev/null; }
 trap 'hpcl_forward USR1' USR1
 trap 'hpcl_forward TERM' TERM INT
+# Each worker's own output goes to the launch folder as it comes (`hpclaunch logs
+# --follow` reads it there); the scheduler's -o/-e files keep this shell's messages.
 for hpcl_slot in $(seq 4); do
-  hpclaunch worker --close-on-empty-queue -t default --walltime 12:00:00 --launch-id golden --grace 30 --log-dir "$HOME"/hpclaunch/golden &
+  hpclaunch worker --close-on-empty-queue -t default --walltime 12:00:00 --launch-id golden --grace 30 --log-dir "$HOME"/hpclaunch/golden >> "$HOME"/hpclaunch/golden/hpcl-golden-0.${SLURM_ARRAY_TASK_ID}.workers.out 2>> "$HOME"/hpclaunch/golden/hpcl-golden-0.${SLURM_ARRAY_TASK_ID}.workers.err &
   hpcl_pids+=("$!")
 done
 hpcl_status=0
@@ -47,4 +49,10 @@ for hpcl_pid in "${hpcl_pids[@]}"; do
   done
   [ "$hpcl_rc" -eq 0 ] || hpcl_status=$hpcl_rc
 done
+# A failing worker (a missing command, a broken Python) said why in its own file: repeat
+# the end of it here, so the scheduler's -e file (and `status` on a broken launch) shows it.
+if [ "$hpcl_status" -ne 0 ] && [ -s "$HOME"/hpclaunch/golden/hpcl-golden-0.${SLURM_ARRAY_TASK_ID}.workers.err ]; then
+  echo "hpclaunch: a worker exited with status $hpcl_status; the end of its stderr:" >&2
+  tail -n 5 "$HOME"/hpclaunch/golden/hpcl-golden-0.${SLURM_ARRAY_TASK_ID}.workers.err >&2
+fi
 exit "$hpcl_status"
