@@ -16,7 +16,7 @@ from hpclaunch.errors import UserError
 
 # command name -> "module:attribute"; each area owns its module.
 COMMANDS: dict[str, str] = {
-    # the queue (issue 2)
+    # the queue
     "enqueue": "hpclaunch.cli.queue_cmds:enqueue",
     "tasks": "hpclaunch.cli.queue_cmds:tasks",
     "batches": "hpclaunch.cli.queue_cmds:batches",
@@ -25,10 +25,10 @@ COMMANDS: dict[str, str] = {
     "db": "hpclaunch.cli.queue_cmds:db",
     "worker": "hpclaunch.cli.worker_cmds:worker",
     "cluster": "hpclaunch.cli.worker_cmds:cluster",
-    # sites and scripts (issue 3)
+    # sites and scripts
     "sites": "hpclaunch.cli.sites_cmds:sites",
     "render": "hpclaunch.cli.sites_cmds:render",
-    # launches (issue 4/5)
+    # launches
     "submit": "hpclaunch.cli.launch_cmds:submit",
     "status": "hpclaunch.cli.launch_cmds:status",
     "cancel": "hpclaunch.cli.launch_cmds:cancel",

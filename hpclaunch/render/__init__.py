@@ -191,7 +191,7 @@ def _check_grace(profile: Profile) -> None:
     """Refuse a grace that leaves workers less than half the walltime to work.
 
     With walltime 30 s and the default grace of 30 s the workers exit at once
-    without claiming anything (issue 10 item 8).
+    without claiming anything.
     """
     wall, grace = profile.resources.walltime_seconds, profile.worker.grace
     if grace * 2 > wall:

@@ -159,7 +159,7 @@ def test_1000_workers_make_one_connection_and_four_sbatch_calls(
 def test_logs_shows_and_follows_the_workers_output_while_the_element_runs(
     slurm, pg_queue_url, tmp_path
 ):
-    """Issue 10 item 6: the workers' output is in the launch folder while they run
+    """The workers' output is in the launch folder while they run
     (PBS spools -o/-e until the end), here on the real local SLURM."""
     import subprocess
 

@@ -1,6 +1,6 @@
 """``logs`` and ``logs --follow`` read the workers' output from the launch folder.
 
-Issue 10 item 6: on a real OpenPBS 23.06 (tests/schedulers/fixtures/openpbs-23.06/,
+On a real OpenPBS 23.06 (tests/schedulers/fixtures/openpbs-23.06/,
 e2e3b_timeout_status.txt) `logs` of a running element said "no output yet", because
 PBS keeps -o/-e in its spool on the execution host until the job ends. The batch
 script now writes each worker's output to files in the launch folder as it comes.

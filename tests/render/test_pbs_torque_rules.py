@@ -121,7 +121,7 @@ def test_torque_scripts_follow_torque_rules(home, workers):
     ],
 )
 def test_no_variable_is_passed_from_the_submitting_shell(home, site, prefix, sets):
-    # Issue 10 item 7, e2e8_submit_env_unset.txt (real OpenPBS 23.06): `#PBS -v VAR` with
+    # e2e8_submit_env_unset.txt (real OpenPBS 23.06): `#PBS -v VAR` with
     # VAR unset where qsub runs fails the submit ("qsub: cannot send environment with the
     # job"). The job reads the variable from its own environment, and says so if missing.
     script = plan(site, workers=2, account="P1", sets=sets).chunks[0].script

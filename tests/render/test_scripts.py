@@ -205,7 +205,7 @@ def test_local_scheduler_script_runs_all_workers(home, tmp_path):
         ["bash", str(script)], check=True, timeout=60, capture_output=True, text=True
     ).stdout
     # The workers' output is in the launch folder (where `logs` reads it), not the
-    # shell's own stdout (issue 10 item 6).
+    # shell's own stdout.
     live = tmp_path / "L1" / f"{p.chunks[0].job_name}.workers.out"
     out = live.read_text()
     assert out.count("ran worker") == 2 and "--walltime 24:00:00" in out
@@ -233,7 +233,7 @@ def test_a_failing_setup_line_ends_the_job_before_any_worker(home, tmp_path):
 
 
 def test_a_grace_leaving_less_than_half_the_walltime_is_refused(home):
-    # Issue 10 item 8: walltime 30 s with the default grace of 30 s made the workers exit
+    # Walltime 30 s with the default grace of 30 s made the workers exit
     # at once without claiming a task (e2e3_timeout_submit.txt, real OpenPBS 23.06).
     with pytest.raises(UserError, match=r"worker.grace 30 s leaves less than half"):
         plan("derecho", account="P1", walltime="00:00:30")
@@ -243,7 +243,7 @@ def test_a_grace_leaving_less_than_half_the_walltime_is_refused(home):
 
 
 def test_a_failing_worker_leaves_its_last_words_in_the_shells_stderr(home, tmp_path):
-    # The workers' stderr now goes to the launch folder (issue 10 item 6); a worker that
+    # The workers' stderr now goes to the launch folder; a worker that
     # cannot start must still be explained in the scheduler's -e file, which `status`
     # quotes when it marks the launch broken.
     p = plan(

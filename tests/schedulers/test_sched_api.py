@@ -133,7 +133,7 @@ def test_every_script_tells_its_workers_which_scheduler_runs_them(home, name):
 
 @pytest.mark.parametrize("name", SCHEDULERS)
 def test_workers_write_their_output_in_the_launch_folder_where_logs_reads_it(home, name):
-    """Issue 10 item 6: PBS keeps -o/-e in its spool until the job ends, so the batch
+    """PBS keeps -o/-e in its spool until the job ends, so the batch
     script sends each worker's output to files in the launch folder itself, on every
     scheduler, named by Scheduler.worker_log_paths (what `logs` and `logs --follow` read)."""
     sets = ["workdir=/w", "resources.account=a1", f"scheduler={name}"]

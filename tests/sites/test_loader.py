@@ -163,7 +163,7 @@ def test_profile_is_frozen(home):
 
 
 def test_null_in_a_derived_profile_removes_an_inherited_value(home):
-    # Issue 10 item 9: -l filesystems=... and ngpus are Polaris's own resources; stock
+    # -l filesystems=... and ngpus are Polaris's own resources; stock
     # OpenPBS refuses them (fixtures/openpbs-23.06/qsub_rendered_as_is.txt), so a profile
     # for another PBS system built on polaris must be able to drop them.
     write(
