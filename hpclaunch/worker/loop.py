@@ -49,6 +49,7 @@ WALLTIME_RELEASE = "walltime"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 FINISH_WAIT = 3600.0  # how long a result is retried without a deadline (seconds)
 EXIT_RECORD_WAIT = 10.0  # how long recording the worker's exit is retried
+WATCH_MARGIN = 5.0  # seconds past a watched task's lease before looking again
 
 
 @dataclass
@@ -309,9 +310,28 @@ class Worker:
             if opts.wait_timeout is not None
             else (0.0 if exits_when_empty else None)
         )
-        start = time.monotonic()
+        end = None if limit is None else time.monotonic() + limit
+        lease_end: float | None = None  # when the watched task's lease ends
+        announced: int | None = None
         delay = 0.05
-        while limit is None or time.monotonic() - start < limit:
+        while True:
+            if end is not None and time.monotonic() >= end:
+                # About to leave: not while a task may still come back (issue 16).
+                watch = self.session.watch(self._remaining())
+                if watch is None:
+                    return None
+                if announced != watch.task_id:
+                    announced = watch.task_id
+                    log(
+                        opts,
+                        f"waiting for task {watch.task_id}: its worker {watch.owner} is silent "
+                        f"for {watch.silent_for:.0f} s, its lease ends in "
+                        f"{max(watch.lease_ends_in, 0):.0f} s",
+                    )
+                lease_end = time.monotonic() + max(watch.lease_ends_in, 0.0)
+                # Look again after a heartbeat interval: an owner that beats again
+                # (it was only stopped) releases the waiter early.
+                end = min(lease_end + WATCH_MARGIN, time.monotonic() + max(opts.lease / 4, 1.0))
             if self.control.stop_requested():
                 return None
             remaining = self._remaining()
@@ -319,11 +339,14 @@ class Worker:
                 return None
             time.sleep(delay)
             delay = min(delay * 2, opts.max_poll)
-            self._maybe_reap()
+            due = lease_end is not None and time.monotonic() >= lease_end
+            if due:
+                lease_end = None if self._maybe_reap(force=True) else lease_end
+            else:
+                self._maybe_reap()
             task = self._claim()
             if task is not None:
                 return task
-        return None
 
     def _remaining(self) -> float | None:
         if self.opts.deadline is None:
