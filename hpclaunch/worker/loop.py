@@ -69,6 +69,7 @@ class WorkerOptions:
     quiet: bool = False
     max_poll: float = 2.0
     db_wait: float = 300.0  # seconds an idle worker waits for an unreachable database
+    walltime_releases: int = 3  # walltime stops before a task fails as TIMEOUT
 
 
 def log(opts: WorkerOptions, message: str) -> None:
@@ -89,6 +90,7 @@ class Worker:
         self._last_reap = 0.0
         self.exit_detail: str | None = None
         self.tag_sets: list[str] = []
+        self._deadline_stop = False  # the worker stopped its task at deadline - grace
 
     # --- signals -------------------------------------------------------------
     def _on_stop(self, signum, frame) -> None:
@@ -96,10 +98,13 @@ class Worker:
         if control.stop_signal is not None:
             return
         control.stop_signal = signum
-        control.grace_deadline = time.monotonic() + self.opts.grace
+        # Stopped by its own deadline watch, the task gets half the grace: the
+        # other half records the release before the scheduler's kill.
+        grace = self.opts.grace / 2 if self._deadline_stop else self.opts.grace
+        control.grace_deadline = time.monotonic() + grace
         if control.call_running:
             remaining = signal.getitimer(signal.ITIMER_REAL)[0]
-            delay = self.opts.grace if remaining == 0 else min(remaining, self.opts.grace)
+            delay = grace if remaining == 0 else min(remaining, grace)
             signal.setitimer(signal.ITIMER_REAL, max(delay, 0.001))
 
     def _on_alarm(self, signum, frame) -> None:
@@ -133,6 +138,23 @@ class Worker:
                         signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGALRM)
             except Exception as exc:  # noqa: BLE001 - keep running the task through outages
                 log(self.opts, f"heartbeat failed: {str(exc).splitlines()[0] if str(exc) else exc}")
+
+    def _deadline_watch(self, deadline: float) -> None:
+        """At the deadline minus the grace, stop a running task as the scheduler's
+        USR1 would (issue 10 item 8): only SLURM sends one (``--signal``); PBS and
+        Grid Engine send SIGTERM at the limit and SIGKILL soon after. The task is
+        put back as ``walltime``, which the reconciler types TIMEOUT."""
+        at = deadline - self.opts.grace
+        while not self._stop_heartbeat.wait(min(max(at - time.time(), 0.05), 1.0)):
+            if time.time() < at or self.control.stop_signal is not None:
+                continue
+            task = self.current
+            if task is None:
+                continue  # idle: the loop's own deadline check ends it
+            self._deadline_stop = True
+            log(self.opts, f"deadline minus the grace reached: stopping task {task.id}")
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
+            return
 
     def _log(self, message: str) -> None:
         log(self.opts, message)
@@ -176,6 +198,7 @@ class Worker:
                     allow_pickle=opts.allow_pickle,
                     fit_deadline=opts.deadline is not None,
                     version=__version__,
+                    walltime_releases=opts.walltime_releases,
                     launch_id=opts.launch_id or os.environ.get("HPCLAUNCH_LAUNCH_ID") or None,
                     **identity,
                 )
@@ -191,6 +214,10 @@ class Worker:
         log(opts, f"worker {self.worker_id} started (tags {canonical_tags(opts.tags)})")
         beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         beat.start()
+        if opts.deadline is not None:
+            threading.Thread(
+                target=self._deadline_watch, args=(opts.deadline,), name="deadline", daemon=True
+            ).start()
         log_root = opts.log_dir or _default_log_root()
         reason, detail, error = ExitReason.CRASH, None, None
         try:
@@ -263,9 +290,15 @@ class Worker:
                     # The scheduler's warning before the walltime (B:USR1@grace): the
                     # reconciler reads this as the task running out of time.
                     why = WALLTIME_RELEASE
-                self.session.release(task, why)
+                status = self.session.release(task, why)
                 self.current = None
-                log(opts, f"task {task.id} put back on the queue ({result.released})")
+                if status == "failed":
+                    log(opts, f"task {task.id} failed as TIMEOUT: it never fits in the walltime")
+                else:
+                    log(opts, f"task {task.id} put back on the queue ({why})")
+                if self._deadline_stop:
+                    self.exit_detail = f"task {task.id} stopped at the deadline minus the grace"
+                    return ExitReason.DEADLINE
                 return ExitReason.SIGNAL
             status = self._finish(task, result.outcome)
             self.current = None
