@@ -265,7 +265,8 @@ class Worker:
         self._maybe_reap(force=True)
         while True:
             if self.control.stop_requested():
-                return ExitReason.SIGNAL
+                # The deadline watch fired just as a task ended: it is the deadline.
+                return ExitReason.DEADLINE if self._deadline_stop else ExitReason.SIGNAL
             if opts.nitems_max is not None and done >= opts.nitems_max:
                 return ExitReason.NITEMS_MAX
             remaining = self._remaining()
