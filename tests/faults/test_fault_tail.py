@@ -34,7 +34,15 @@ def _blockers(queue, gate: Path, n: int) -> None:
 
 
 def _silent(url: str) -> list[dict]:
-    conn = driver.connect(url)
+    """``silent_owners()``; [] (poll again) while the shared server restarts."""
+    from hpclaunch.queue import retry
+
+    try:
+        conn = driver.connect(url)
+    except Exception as exc:
+        if retry.is_transient(exc):
+            return []
+        raise
     try:
         return store.silent_owners(conn)
     finally:
