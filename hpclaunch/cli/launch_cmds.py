@@ -228,7 +228,7 @@ def _print_status(
         console.print(ProgressBar(total=total, completed=done, width=50))
     for note in report.notes:
         console.print(f"[dim]note: {note}[/dim]", highlight=False)
-    for row in silent or []:  # issue 16: why a launch has not finished
+    for row in silent or []:  # why a launch has not finished yet
         silent_for = (
             "gone" if row["silent_for"] is None else f"silent for {row['silent_for']:.0f} s"
         )

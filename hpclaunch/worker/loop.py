@@ -141,7 +141,7 @@ class Worker:
 
     def _deadline_watch(self, deadline: float) -> None:
         """At the deadline minus the grace, stop a running task as the scheduler's
-        USR1 would (issue 10 item 8): only SLURM sends one (``--signal``); PBS and
+        USR1 would, on every scheduler: only SLURM sends one (``--signal``); PBS and
         Grid Engine send SIGTERM at the limit and SIGKILL soon after. The task is
         put back as ``walltime``, which the reconciler types TIMEOUT."""
         at = deadline - self.opts.grace
@@ -350,7 +350,7 @@ class Worker:
         delay = 0.05
         while True:
             if end is not None and time.monotonic() >= end:
-                # About to leave: not while a task may still come back (issue 16).
+                # About to leave: not while a task may still come back.
                 watch = self.session.watch(self._remaining())
                 if watch is None:
                     return None

@@ -1,4 +1,4 @@
-"""Issue 10 item 8: a worker stops its task itself at the deadline minus the
+"""A worker stops its task itself at the deadline minus the
 grace, on every scheduler (here a SLURM job with no ``--signal``, as on PBS),
 and a task that never fits stops coming back after a bounded number of tries."""
 

@@ -1,4 +1,4 @@
-"""Issue 16, no task left behind: workers about to leave an empty queue wait for
+"""No task left behind: workers about to leave an empty queue wait for
 a task whose owner was SIGKILLed (exactly one of them), not for a live owner's."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 10 item 8 through a real launch: a task still running at the deadline
+"""Through a real launch: a task still running at the deadline
 minus the grace is put back as `walltime`, and `status` types it TIMEOUT."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The queue operations behind "no task left behind" (issue 16) and the walltime
-bound (issue 10 item 8), on SQLite and PostgreSQL: at most one live watcher per
+"""The queue operations behind "no task left behind" and the walltime
+bound, on SQLite and PostgreSQL: at most one live watcher per
 silent owner's task, fenced by the attempt; a task that never fits stops coming
 back. The end-to-end runs with real processes are in tests/faults/."""
 
