@@ -140,6 +140,7 @@ def status(ctx, site, launch_id, include_finished, show_elements, watch, interva
             )
             reconciled = db.call(conn, reconciler.apply, report, pool)
             stats = db.call(conn, store.stats)
+            silent = db.call(conn, store.silent_owners)
             if as_json:
                 print_json(
                     {
@@ -149,11 +150,12 @@ def status(ctx, site, launch_id, include_finished, show_elements, watch, interva
                         "scheduler_calls": report.scheduler_calls,
                         "ssh_connections": report.connections,
                         "notes": report.notes,
+                        "silent_owners": silent,
                     }
                 )
             else:
                 _print_reconciled(reconciled)
-                _print_status(report, stats, show_elements)
+                _print_status(report, stats, show_elements, silent)
             if not watch:
                 return
             time.sleep(interval)
@@ -161,7 +163,9 @@ def status(ctx, site, launch_id, include_finished, show_elements, watch, interva
                 click.clear()
 
 
-def _print_status(report, stats: dict[str, Any], show_elements: bool) -> None:
+def _print_status(
+    report, stats: dict[str, Any], show_elements: bool, silent: list[dict] | None = None
+) -> None:
     from rich.console import Console
     from rich.progress_bar import ProgressBar
 
@@ -242,6 +246,16 @@ def _print_status(report, stats: dict[str, Any], show_elements: bool) -> None:
         console.print(ProgressBar(total=total, completed=done, width=50))
     for note in report.notes:
         console.print(f"[dim]note: {note}[/dim]", highlight=False)
+    for row in silent or []:  # why a launch has not finished yet
+        silent_for = (
+            "gone" if row["silent_for"] is None else f"silent for {row['silent_for']:.0f} s"
+        )
+        waits = f"; worker {row['watcher_id']} waits for it" if row["watcher_id"] else ""
+        console.print(
+            f"task {row['task_id']}: owner worker {row['worker_id']} {silent_for}, "
+            f"lease ends in {max(row['lease_ends_in'] or 0, 0):.0f} s{waits}",
+            highlight=False,
+        )
     console.print(
         f"[dim]{report.scheduler_calls} scheduler call(s), "
         f"{report.connections} SSH connection(s)[/dim]",

@@ -91,6 +91,14 @@ def worker_options(func):
             help="How long an idle worker waits for an unreachable database before "
             "exiting (code 4); a running task's result is retried longer.",
         ),
+        click.option(
+            "--walltime-releases",
+            type=click.IntRange(min=0),
+            default=3,
+            show_default=True,
+            metavar="N",
+            help="A task stopped at the walltime more than N times fails as TIMEOUT.",
+        ),
         click.option("-q", "--quiet", is_flag=True, help="Only print errors."),
     ]
     for option in reversed(options):
@@ -115,6 +123,7 @@ def build_options(
     log_dir,
     quiet,
     db_wait=300.0,
+    walltime_releases=3,
 ):
     from pathlib import Path
 
@@ -144,6 +153,7 @@ def build_options(
         log_dir=Path(log_dir) if log_dir else None,
         quiet=quiet,
         db_wait=db_wait,
+        walltime_releases=walltime_releases,
     )
 
 

@@ -15,10 +15,25 @@ from typing import Any
 
 from hpclaunch.queue import transitions as tr
 from hpclaunch.queue.driver import Connection
-from hpclaunch.queue.session import Claimed, Outcome
-from hpclaunch.states import AttemptOutcome, TaskStatus, WorkerStatus
+from hpclaunch.queue.session import Claimed, Outcome, Watch
+from hpclaunch.states import AttemptOutcome, JobStateName, TaskStatus, WorkerStatus
 
 WALLTIME_RELEASE = tr.WALLTIME_RELEASE
+WALLTIME_RELEASES = 3  # default: stops at the walltime before a task fails as TIMEOUT
+
+# A worker heart-beats every lease/4 s; after two missed beats (half its lease)
+# it is "silent": its task may come back when its lease ends. Well below the
+# lease, so a waiter is chosen long before the reaper may act.
+SILENT_LEASES = 0.5
+# ``w`` is the owner's row (LEFT JOINed): gone, exited, lost or silent.
+SILENT_OWNER = (
+    f"(w.id IS NULL OR w.status <> '{WorkerStatus.RUNNING}' "
+    f"OR w.heartbeat_at + w.lease * {SILENT_LEASES} < {{now}})"
+)
+_LIVE_WORKERS = (
+    f"SELECT id FROM workers WHERE status = '{WorkerStatus.RUNNING}' "
+    f"AND heartbeat_at + lease * {SILENT_LEASES} >= {{now}}"
+)
 
 
 def register_worker(conn: Connection, **fields: Any) -> int:
@@ -126,7 +141,8 @@ class Claimer:
         source = "tasks" if conn.dialect == "postgresql" else "tasks INDEXED BY ix_tasks_pending"
         self.sql = (
             f"UPDATE tasks SET status = '{TaskStatus.RUNNING}', worker_id = :worker_id, "
-            "attempts = attempts + 1, claim_token = :token, started_at = {now}, "
+            "attempts = attempts + 1, claim_token = :token, watcher_id = NULL, "
+            "started_at = {now}, "
             "finished_at = NULL, lease_expires_at = {now} + :lease "
             # Only the primary key here: an extra `status = 'pending'` makes PostgreSQL
             # scan every pending row. The row lock taken by the subquery (re-checked
@@ -254,10 +270,122 @@ def finish(conn: Connection, worker_id: int, task: Claimed, outcome: Outcome) ->
     return row[0]
 
 
-def release(conn: Connection, worker_id: int, task: Claimed, reason: str) -> bool:
-    """Put an unfinished task back on the queue without counting the attempt."""
+def release(
+    conn: Connection,
+    worker_id: int,
+    task: Claimed,
+    reason: str,
+    walltime_releases: int = WALLTIME_RELEASES,
+) -> str | None:
+    """Put an unfinished task back on the queue without counting the attempt.
+
+    A task stopped at the walltime more than ``walltime_releases`` times (its
+    walltime releases, and the ones the reconciler typed TIMEOUT) would loop
+    forever: it fails as TIMEOUT instead, saying it never fits. Returns the
+    task's new status, or None if fenced off.
+    """
+    held = _held(worker_id, task)
     with conn.transaction():
-        return tr.release_uncounted(conn, _held(worker_id, task), reason)
+        if reason == WALLTIME_RELEASE:
+            before = int(
+                conn.one(
+                    "SELECT COUNT(*) FROM task_attempts WHERE task_id = :id "
+                    "AND reason IN (:walltime, :timeout)",
+                    {"id": task.id, "walltime": WALLTIME_RELEASE, "timeout": JobStateName.TIMEOUT},
+                )[0]
+            )
+            if before >= walltime_releases:
+                error = (
+                    f"stopped at the walltime {before + 1} times: it never fits in a "
+                    "worker's time (give it a longer walltime, or split it)"
+                )
+                status = tr.requeue_or_fail(
+                    conn,
+                    held,
+                    outcome=AttemptOutcome.FAILED,
+                    reason=JobStateName.TIMEOUT.value,
+                    error=error,
+                    attempt_error=error,
+                    fail=True,
+                )
+                return None if status is None else status.value
+        released = tr.release_uncounted(conn, held, reason)
+    return TaskStatus.PENDING.value if released else None
+
+
+def watch(
+    conn: Connection,
+    worker_id: int,
+    tag_sets: list[str],
+    *,
+    allow_pickle: bool,
+    within: float | None,
+) -> Watch | None:
+    """Register this idle worker as the one waiting for a silent owner's task.
+
+    Candidates: running tasks of its tag sets whose owner is silent and whose
+    lease ends within ``within`` s, not watched by another live worker. The
+    watch is a compare-and-set on the row as read (its claim token and its
+    watcher), like a claim: of two workers racing for one task, one wins and
+    the other looks at the next. A new claim of the task clears it; the watch
+    also lapses when its worker exits or stops heart-beating.
+    """
+    params: dict[str, Any] = {f"t{i}": t for i, t in enumerate(tag_sets)}
+    conditions = [
+        f"t.status = '{TaskStatus.RUNNING}'",
+        f"t.tags IN ({', '.join(':' + k for k in params)})",
+        "t.worker_id <> :me",
+        SILENT_OWNER,
+        f"(t.watcher_id IS NULL OR t.watcher_id = :me OR t.watcher_id NOT IN ({_LIVE_WORKERS}))",
+    ]
+    if not allow_pickle:
+        conditions.append("t.kind <> 'pickle'")
+    if within is not None:
+        conditions.append("t.lease_expires_at <= {now} + :within")
+        params["within"] = within
+    params["me"] = worker_id
+    with conn.transaction():
+        rows = conn.execute(
+            "SELECT t.id, t.claim_token, t.watcher_id, t.worker_id, "
+            "{now} - w.heartbeat_at, t.lease_expires_at - {now} "
+            "FROM tasks t LEFT JOIN workers w ON w.id = t.worker_id "
+            f"WHERE {' AND '.join(conditions)} "
+            "ORDER BY CASE WHEN t.watcher_id = :me THEN 0 ELSE 1 END, t.lease_expires_at "
+            "LIMIT 20",
+            params,
+        ).fetchall()
+        for task_id, token, watcher, owner, silent_for, ends_in in rows:
+            seen = "watcher_id IS NULL" if watcher is None else "watcher_id = :seen"
+            cur = conn.execute(
+                "UPDATE tasks SET watcher_id = :me WHERE id = :id AND claim_token = :token "
+                f"AND status = '{TaskStatus.RUNNING}' AND {seen}",
+                {"me": worker_id, "id": task_id, "token": token, "seen": watcher},
+            )
+            if cur.rowcount != 1:
+                continue  # another worker got there first
+            _unwatch(conn, worker_id, but=int(task_id))
+            return Watch(
+                task_id=int(task_id),
+                owner=None if owner is None else int(owner),
+                silent_for=float(silent_for or 0.0),
+                lease_ends_in=float(ends_in or 0.0),
+            )
+        _unwatch(conn, worker_id)
+    return None
+
+
+def unwatch(conn: Connection, worker_id: int) -> None:
+    """Drop this worker's watch (it took other work, or leaves)."""
+    with conn.transaction():
+        _unwatch(conn, worker_id)
+
+
+def _unwatch(conn: Connection, worker_id: int, but: int | None = None) -> None:
+    conn.execute(
+        "UPDATE tasks SET watcher_id = NULL "
+        f"WHERE status = '{TaskStatus.RUNNING}' AND watcher_id = :me AND id <> :but",
+        {"me": worker_id, "but": -1 if but is None else but},
+    )
 
 
 def _held(worker_id: int, task: Claimed) -> tr.Held:

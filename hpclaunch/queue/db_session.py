@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from hpclaunch.queue import claims, driver, operations, retry
 from hpclaunch.queue.migrate import open_ready
-from hpclaunch.queue.session import Claimed, Outcome, QueueUnavailable, WorkerInfo
+from hpclaunch.queue.session import Claimed, Outcome, QueueUnavailable, Watch, WorkerInfo
 from hpclaunch.worker import estimates
 
 T = TypeVar("T")
@@ -37,6 +37,9 @@ class DatabaseSession:
         self.worker_id: int | None = None
         self.lease = 0.0
         self.tag_sets: list[str] = []
+        self.allow_pickle = True
+        self.walltime_releases = claims.WALLTIME_RELEASES
+        self._watching: int | None = None  # the task this worker watches, if any
         self._claimer: claims.Claimer | None = None
         self._beat: driver.Connection | None = None
         self._last_estimates = float("-inf")
@@ -70,6 +73,8 @@ class DatabaseSession:
     def register(self, worker: WorkerInfo) -> int:
         self.conn = self._call(open_ready, self.url, what="connect", stoppable=True)
         self.lease, self.tag_sets = worker.lease, worker.tag_sets
+        self.allow_pickle = worker.allow_pickle
+        self.walltime_releases = worker.walltime_releases
         worker_id = self._call(
             claims.register_worker,
             what="register",
@@ -118,7 +123,28 @@ class DatabaseSession:
                 broke = True
                 raise
 
-        return self._call(attempt, what="claim", stoppable=True)
+        task = self._call(attempt, what="claim", stoppable=True)
+        if task is not None and self._watching is not None:
+            if task.id != self._watching:
+                # Busy now: let another idle worker wait for the silent task.
+                self._call(claims.unwatch, worker_id, what="unwatch")
+            self._watching = None
+        return task
+
+    def watch(self, within: float | None) -> Watch | None:
+        worker_id = self.worker_id
+        assert worker_id is not None, "register first"
+        found = self._call(
+            claims.watch,
+            worker_id,
+            self.tag_sets,
+            allow_pickle=self.allow_pickle,
+            within=within,
+            what="watch",
+            stoppable=True,
+        )
+        self._watching = None if found is None else found.task_id
+        return found
 
     def heartbeat(self, task: Claimed | None) -> bool:
         assert self.worker_id is not None, "register first"
@@ -152,8 +178,15 @@ class DatabaseSession:
 
         return self._call(attempt, wait=wait, what=f"recording task {task.id}")
 
-    def release(self, task: Claimed, reason: str) -> bool:
-        return self._call(claims.release, self.worker_id, task, reason, what="release")
+    def release(self, task: Claimed, reason: str) -> str | None:
+        return self._call(
+            claims.release,
+            self.worker_id,
+            task,
+            reason,
+            self.walltime_releases,
+            what="release",
+        )
 
     def record_crash(self, task: Claimed, detail: str) -> None:
         if self.conn is None or self.worker_id is None:

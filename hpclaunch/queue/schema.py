@@ -90,6 +90,9 @@ tasks = Table(
     # Fencing token of the current attempt: completions must present it.
     Column("claim_token", String(40), nullable=True),
     Column("lease_expires_at", Float, nullable=True),
+    # The idle worker waiting for this attempt's silent owner (``claims.watch``);
+    # it counts only while that worker heart-beats. A claim clears it.
+    Column("watcher_id", Id, nullable=True),
     Column("exit_code", Integer, nullable=True),
     Column("result", Text, nullable=True),
     Column("result_pickled", LargeBinary, nullable=True),

@@ -60,11 +60,24 @@ class WorkerInfo:
     allow_pickle: bool
     fit_deadline: bool  # claim only tasks whose estimate fits in the time left
     version: str
+    # Stops at the walltime after which a task fails as TIMEOUT instead of going back.
+    walltime_releases: int = 3
     launch_id: str | None = None
     scheduler: str | None = None
     job_id: str | None = None
     array_job_id: str | None = None
     array_index: int | None = None
+
+
+@dataclass(frozen=True)
+class Watch:
+    """A task this idle worker waits for: running under an owner that stopped
+    heart-beating, so it comes back to the queue when its lease ends."""
+
+    task_id: int
+    owner: int | None  # the silent worker's ID
+    silent_for: float  # seconds since the owner's last heartbeat
+    lease_ends_in: float  # seconds until the reaper may take it back (<= 0: now)
 
 
 class QueueUnavailable(DatabaseError):
@@ -86,7 +99,18 @@ class QueueSession(Protocol):
         ...
 
     def claim(self, remaining: float | None) -> Claimed | None:
-        """The next task this worker may run (one that fits in ``remaining`` s)."""
+        """The next task this worker may run (one that fits in ``remaining`` s).
+
+        A claim drops the worker's watch (``watch``): it is busy now."""
+        ...
+
+    def watch(self, within: float | None) -> Watch | None:
+        """Before leaving an empty queue: a task it could run whose owner went
+        silent and whose lease ends within ``within`` s, now watched by this
+        worker alone; None when there is none, or live workers watch them all.
+
+        At most one live worker watches each such task, so no more workers stay
+        than there are tasks that may come back."""
         ...
 
     def heartbeat(self, task: Claimed | None) -> bool:
@@ -98,8 +122,10 @@ class QueueSession(Protocol):
         """Record the attempt's end; the task's new status, or None if fenced off."""
         ...
 
-    def release(self, task: Claimed, reason: str) -> bool:
-        """Put a task back without counting the attempt (stopped, walltime, ...)."""
+    def release(self, task: Claimed, reason: str) -> str | None:
+        """Put a task back without counting the attempt (stopped, walltime, ...);
+        its new status (``failed`` when it was stopped at the walltime more than
+        ``WorkerInfo.walltime_releases`` times), or None if fenced off."""
         ...
 
     def record_crash(self, task: Claimed, detail: str) -> None:

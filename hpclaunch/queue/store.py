@@ -15,6 +15,7 @@ from typing import Any
 
 from hpclaunch.errors import NotFound
 from hpclaunch.queue.batches import Batch, TaskSpec
+from hpclaunch.queue.claims import SILENT_OWNER
 from hpclaunch.queue.driver import Connection
 from hpclaunch.states import AttemptOutcome, TaskStatus, WorkerStatus
 
@@ -205,3 +206,28 @@ def stats(conn: Connection) -> dict[str, Any]:
         "by_tag": by_tag,
         "workers_running": int(live_workers),
     }
+
+
+def silent_owners(conn: Connection) -> list[dict[str, Any]]:
+    """Running tasks whose owner stopped heart-beating (or is gone): why a launch
+    has not finished yet. ``silent_for`` (None when the owner's row is gone) and
+    ``lease_ends_in`` are seconds; ``watcher_id`` is the idle worker waiting to
+    rerun the task when its lease ends (``claims.watch``), if any."""
+    rows = conn.execute(
+        "SELECT t.id, t.worker_id, w.host, w.launch_id, {now} - w.heartbeat_at, "
+        "t.lease_expires_at - {now}, t.watcher_id FROM tasks t "
+        "LEFT JOIN workers w ON w.id = t.worker_id "
+        f"WHERE t.status = '{TaskStatus.RUNNING}' AND {SILENT_OWNER} ORDER BY t.id"
+    ).fetchall()
+    return [
+        {
+            "task_id": int(task_id),
+            "worker_id": worker_id,
+            "host": host,
+            "launch_id": launch_id,
+            "silent_for": None if silent is None else round(float(silent), 1),
+            "lease_ends_in": None if ends is None else round(float(ends), 1),
+            "watcher_id": watcher,
+        }
+        for task_id, worker_id, host, launch_id, silent, ends, watcher in rows
+    ]

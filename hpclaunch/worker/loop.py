@@ -49,6 +49,7 @@ WALLTIME_RELEASE = "walltime"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 FINISH_WAIT = 3600.0  # how long a result is retried without a deadline (seconds)
 EXIT_RECORD_WAIT = 10.0  # how long recording the worker's exit is retried
+WATCH_MARGIN = 5.0  # seconds past a watched task's lease before looking again
 
 
 @dataclass
@@ -68,6 +69,7 @@ class WorkerOptions:
     quiet: bool = False
     max_poll: float = 2.0
     db_wait: float = 300.0  # seconds an idle worker waits for an unreachable database
+    walltime_releases: int = 3  # walltime stops before a task fails as TIMEOUT
 
 
 def log(opts: WorkerOptions, message: str) -> None:
@@ -88,6 +90,7 @@ class Worker:
         self._last_reap = 0.0
         self.exit_detail: str | None = None
         self.tag_sets: list[str] = []
+        self._deadline_stop = False  # the worker stopped its task at deadline - grace
 
     # --- signals -------------------------------------------------------------
     def _on_stop(self, signum, frame) -> None:
@@ -95,10 +98,13 @@ class Worker:
         if control.stop_signal is not None:
             return
         control.stop_signal = signum
-        control.grace_deadline = time.monotonic() + self.opts.grace
+        # Stopped by its own deadline watch, the task gets half the grace: the
+        # other half records the release before the scheduler's kill.
+        grace = self.opts.grace / 2 if self._deadline_stop else self.opts.grace
+        control.grace_deadline = time.monotonic() + grace
         if control.call_running:
             remaining = signal.getitimer(signal.ITIMER_REAL)[0]
-            delay = self.opts.grace if remaining == 0 else min(remaining, self.opts.grace)
+            delay = grace if remaining == 0 else min(remaining, grace)
             signal.setitimer(signal.ITIMER_REAL, max(delay, 0.001))
 
     def _on_alarm(self, signum, frame) -> None:
@@ -132,6 +138,23 @@ class Worker:
                         signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGALRM)
             except Exception as exc:  # noqa: BLE001 - keep running the task through outages
                 log(self.opts, f"heartbeat failed: {str(exc).splitlines()[0] if str(exc) else exc}")
+
+    def _deadline_watch(self, deadline: float) -> None:
+        """At the deadline minus the grace, stop a running task as the scheduler's
+        USR1 would, on every scheduler: only SLURM sends one (``--signal``); PBS and
+        Grid Engine send SIGTERM at the limit and SIGKILL soon after. The task is
+        put back as ``walltime``, which the reconciler types TIMEOUT."""
+        at = deadline - self.opts.grace
+        while not self._stop_heartbeat.wait(min(max(at - time.time(), 0.05), 1.0)):
+            if time.time() < at or self.control.stop_signal is not None:
+                continue
+            task = self.current
+            if task is None:
+                continue  # idle: the loop's own deadline check ends it
+            self._deadline_stop = True
+            log(self.opts, f"deadline minus the grace reached: stopping task {task.id}")
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
+            return
 
     def _log(self, message: str) -> None:
         log(self.opts, message)
@@ -175,6 +198,7 @@ class Worker:
                     allow_pickle=opts.allow_pickle,
                     fit_deadline=opts.deadline is not None,
                     version=__version__,
+                    walltime_releases=opts.walltime_releases,
                     launch_id=opts.launch_id or os.environ.get("HPCLAUNCH_LAUNCH_ID") or None,
                     **identity,
                 )
@@ -190,6 +214,10 @@ class Worker:
         log(opts, f"worker {self.worker_id} started (tags {canonical_tags(opts.tags)})")
         beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         beat.start()
+        if opts.deadline is not None:
+            threading.Thread(
+                target=self._deadline_watch, args=(opts.deadline,), name="deadline", daemon=True
+            ).start()
         log_root = opts.log_dir or _default_log_root()
         reason, detail, error = ExitReason.CRASH, None, None
         try:
@@ -237,7 +265,8 @@ class Worker:
         self._maybe_reap(force=True)
         while True:
             if self.control.stop_requested():
-                return ExitReason.SIGNAL
+                # The deadline watch fired just as a task ended: it is the deadline.
+                return ExitReason.DEADLINE if self._deadline_stop else ExitReason.SIGNAL
             if opts.nitems_max is not None and done >= opts.nitems_max:
                 return ExitReason.NITEMS_MAX
             remaining = self._remaining()
@@ -262,9 +291,15 @@ class Worker:
                     # The scheduler's warning before the walltime (B:USR1@grace): the
                     # reconciler reads this as the task running out of time.
                     why = WALLTIME_RELEASE
-                self.session.release(task, why)
+                status = self.session.release(task, why)
                 self.current = None
-                log(opts, f"task {task.id} put back on the queue ({result.released})")
+                if status == "failed":
+                    log(opts, f"task {task.id} failed as TIMEOUT: it never fits in the walltime")
+                else:
+                    log(opts, f"task {task.id} put back on the queue ({why})")
+                if self._deadline_stop:
+                    self.exit_detail = f"task {task.id} stopped at the deadline minus the grace"
+                    return ExitReason.DEADLINE
                 return ExitReason.SIGNAL
             status = self._finish(task, result.outcome)
             self.current = None
@@ -309,9 +344,28 @@ class Worker:
             if opts.wait_timeout is not None
             else (0.0 if exits_when_empty else None)
         )
-        start = time.monotonic()
+        end = None if limit is None else time.monotonic() + limit
+        lease_end: float | None = None  # when the watched task's lease ends
+        announced: int | None = None
         delay = 0.05
-        while limit is None or time.monotonic() - start < limit:
+        while True:
+            if end is not None and time.monotonic() >= end:
+                # About to leave: not while a task may still come back.
+                watch = self.session.watch(self._remaining())
+                if watch is None:
+                    return None
+                if announced != watch.task_id:
+                    announced = watch.task_id
+                    log(
+                        opts,
+                        f"waiting for task {watch.task_id}: its worker {watch.owner} is silent "
+                        f"for {watch.silent_for:.0f} s, its lease ends in "
+                        f"{max(watch.lease_ends_in, 0):.0f} s",
+                    )
+                lease_end = time.monotonic() + max(watch.lease_ends_in, 0.0)
+                # Look again after a heartbeat interval: an owner that beats again
+                # (it was only stopped) releases the waiter early.
+                end = min(lease_end + WATCH_MARGIN, time.monotonic() + max(opts.lease / 4, 1.0))
             if self.control.stop_requested():
                 return None
             remaining = self._remaining()
@@ -319,11 +373,14 @@ class Worker:
                 return None
             time.sleep(delay)
             delay = min(delay * 2, opts.max_poll)
-            self._maybe_reap()
+            due = lease_end is not None and time.monotonic() >= lease_end
+            if due:
+                lease_end = None if self._maybe_reap(force=True) else lease_end
+            else:
+                self._maybe_reap()
             task = self._claim()
             if task is not None:
                 return task
-        return None
 
     def _remaining(self) -> float | None:
         if self.opts.deadline is None:
