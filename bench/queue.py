@@ -33,7 +33,7 @@ NOOP = "os:getpid"
 
 def hpclaunch_exe() -> list[str]:
     exe = Path(sys.executable).parent / "hpclaunch"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "hpclaunch"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-P", "-m", "hpclaunch"]
 
 
 def fresh_database(kind: str, pg_url: str | None, workdir: Path) -> str:

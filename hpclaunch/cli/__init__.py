@@ -118,7 +118,8 @@ def _describe(exc: BaseException) -> str | None:
         described = describe_db_error(exc)
         if described is not None:
             return described
-        orig = getattr(exc, "orig", None)  # the DB-API error SQLAlchemy wraps
+    else:
+        orig = getattr(exc, "orig", None)  # a DB-API error wrapped (SQLAlchemy, in migrations)
         if not isinstance(orig, BaseException):
             return None
         exc, module = orig, type(orig).__module__

@@ -128,14 +128,17 @@ class Claimer:
         ]
         if not allow_pickle:
             conditions.append("kind <> 'pickle'")
+        self.estimate_params = {f"e{i}": None for i in range(len(tag_sets))}
+        case = " ".join(
+            f"WHEN :t{i} THEN CAST(:e{i} AS DOUBLE PRECISION)" for i in range(len(tag_sets))
+        )
+        estimate = f"COALESCE(expected_runtime, CASE tags {case} END, timeout, 0)"
+        # Pending tasks this worker could run but not in the time left (why it stops).
+        self.too_long_sql = "SELECT COUNT(*) FROM tasks WHERE " + " AND ".join(
+            [*conditions, f"{estimate} > :remaining"]
+        )
         if fit_deadline:
-            self.estimate_params = {f"e{i}": None for i in range(len(tag_sets))}
-            case = " ".join(
-                f"WHEN :t{i} THEN CAST(:e{i} AS DOUBLE PRECISION)" for i in range(len(tag_sets))
-            )
-            conditions.append(
-                f"COALESCE(expected_runtime, CASE tags {case} END, timeout, 0) <= :remaining"
-            )
+            conditions.append(f"{estimate} <= :remaining")
         lock = " FOR UPDATE SKIP LOCKED" if conn.dialect == "postgresql" else ""
         # SQLite has no statistics to prefer the partial index over ix_tasks_status.
         source = "tasks" if conn.dialect == "postgresql" else "tasks INDEXED BY ix_tasks_pending"
@@ -162,6 +165,17 @@ class Claimer:
         for tags, seconds in estimates.items():
             if tags in tag_index:
                 self.estimate_params[f"e{tag_index[tags]}"] = float(seconds)
+
+    def too_long(self, remaining: float) -> int:
+        """How many pending tasks it could take do not fit in ``remaining`` seconds.
+
+        Tasks that fit but were locked by other workers' claims are not counted:
+        they are being taken, which is not a reason to say the deadline stopped us.
+        """
+        row = self.conn.one(
+            self.too_long_sql, {**self.tag_params, **self.estimate_params, "remaining": remaining}
+        )
+        return int(row[0]) if row else 0
 
     def claim(self, remaining: float | None = None) -> Claimed | None:
         token = secrets.token_hex(16)
@@ -431,14 +445,3 @@ def completed_runtimes(
         params,
     )
     return [(tags, float(seconds)) for tags, seconds in cur.fetchall()]
-
-
-def waiting_count(conn: Connection, tag_sets: list[str]) -> int:
-    """Pending tasks this worker could take if time allowed."""
-    params = {f"t{i}": t for i, t in enumerate(tag_sets)}
-    row = conn.one(
-        f"SELECT COUNT(*) FROM tasks WHERE status = '{TaskStatus.PENDING}' "
-        f"AND tags IN ({', '.join(':' + k for k in params)})",
-        params,
-    )
-    return int(row[0])

@@ -226,8 +226,10 @@ class DatabaseSession:
             return
         self._claimer.set_estimates(estimates.estimates(samples))
 
-    def waiting_count(self) -> int:
-        return self._call(claims.waiting_count, self.tag_sets, what="count")
+    def too_long_count(self, remaining: float) -> int:
+        claimer = self._claimer
+        assert claimer is not None, "register first"
+        return self._call(lambda _conn: claimer.too_long(remaining), what="count")
 
     def record_exit(self, reason: str, detail: str | None, *, wait: float) -> None:
         if self.conn is None or self.worker_id is None:

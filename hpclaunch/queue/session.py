@@ -144,8 +144,8 @@ class QueueSession(Protocol):
         """Update the runtime estimates per tag set that deadline-aware claims use."""
         ...
 
-    def waiting_count(self) -> int:
-        """Pending tasks this worker could take if time allowed."""
+    def too_long_count(self, remaining: float) -> int:
+        """Pending tasks this worker could take, but not in ``remaining`` seconds."""
         ...
 
     def record_exit(self, reason: str, detail: str | None, *, wait: float) -> None:

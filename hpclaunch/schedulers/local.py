@@ -156,7 +156,7 @@ def start(
     """Start one detached wrapper around ``command``; its PID is the job ID."""
     with open(out_path, "ab") as out, open(err_path, "ab") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", WRAPPER_MODULE, str(exit_dir), "--", *command],
+            [sys.executable, "-P", "-m", WRAPPER_MODULE, str(exit_dir), "--", *command],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
@@ -290,7 +290,7 @@ def exit_dir() -> Path:
 
 
 def _runner(*args: str) -> list[str]:
-    return [sys.executable, "-m", RUNNER_MODULE, *args]
+    return [sys.executable, "-P", "-m", RUNNER_MODULE, *args]
 
 
 def _parse_pids(stdout: str, what: str) -> list[str]:
@@ -339,7 +339,7 @@ class Local(Scheduler):
         whether or not its venv is on PATH."""
         if profile.worker.command != "hpclaunch":
             return profile
-        command = f"{shlex.quote(sys.executable)} -m hpclaunch"
+        command = f"{shlex.quote(sys.executable)} -P -m hpclaunch"
         return dataclasses.replace(
             profile, worker=dataclasses.replace(profile.worker, command=command)
         )

@@ -78,10 +78,19 @@ def shadowing(name: str, cwd: Path | None = None) -> str | None:
     project = ((Path.cwd() if cwd is None else cwd) / "site-configs").resolve()
     if len(found) < 2 or found[0].parent.resolve() != project:
         return None
+    if _same_bytes(found[0], found[1]):
+        return None  # an identical copy (e.g. hpclaunch's own source tree) changes nothing
     return (
         f"site {name} comes from {display(found[0])} in the current folder and "
         f"shadows {display(found[1])}"
     )
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    try:
+        return a.read_bytes() == b.read_bytes()
+    except OSError:
+        return False
 
 
 def available(cwd: Path | None = None) -> dict[str, Path]:

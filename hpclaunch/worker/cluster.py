@@ -13,7 +13,7 @@ def run_cluster(count: int, database_url: str | None, worker_argv: list[str]) ->
 
     Exit code: 0 when every worker exited cleanly, else the first non-zero code.
     """
-    base = [sys.executable, "-m", "hpclaunch"]
+    base = [sys.executable, "-P", "-m", "hpclaunch"]  # -P: never a ./hpclaunch folder
     # The URL travels in the environment, never on the command line: argv is
     # world-readable (ps, /proc/PID/cmdline) and the URL may hold a password.
     url_env = {"HPCLAUNCH_DATABASE_URL": database_url} if database_url else {}

@@ -321,7 +321,7 @@ class Worker:
             return ExitReason.EMPTY_QUEUE
         if remaining <= 0:
             return ExitReason.DEADLINE
-        waiting = self.session.waiting_count()
+        waiting = self.session.too_long_count(remaining)
         if waiting:
             self.exit_detail = (
                 f"{waiting} pending task(s) do not fit in the {remaining:.0f} s "

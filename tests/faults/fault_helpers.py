@@ -15,7 +15,7 @@ from waiting import wait_until
 
 
 def hpclaunch_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "hpclaunch", *args]
+    return [sys.executable, "-P", "-m", "hpclaunch", *args]
 
 
 def run_cli(*args: str, check: bool = False, timeout: float = 120, env=None):

@@ -23,7 +23,7 @@ def test_worker_in_a_slurm_job_takes_its_deadline_from_squeue(slurm, tmp_path, m
     monkeypatch.setenv("HPCLAUNCH_HOME", str(tmp_path / "home"))
     assert run_cli("enqueue", "--", "true").returncode == 0
     out = tmp_path / "job.out"
-    worker = shlex.join([sys.executable, "-m", "hpclaunch", "worker", "--singleflow"])
+    worker = shlex.join([sys.executable, "-P", "-m", "hpclaunch", "worker", "--singleflow"])
     before = time.time()
     env = {**slurm.env, "HPCLAUNCH_DATABASE_URL": url, "HPCLAUNCH_HOME": str(tmp_path / "home")}
     job_id = (

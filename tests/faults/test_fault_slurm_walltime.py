@@ -17,7 +17,7 @@ from waiting import wait_until
 
 def _sbatch(slurm, tmp_path, url: str, worker_args: list[str], *extra: str) -> str:
     """A plain job (no ``--signal``): the worker finds its deadline with squeue."""
-    worker = shlex.join([sys.executable, "-m", "hpclaunch", "worker", *worker_args])
+    worker = shlex.join([sys.executable, "-P", "-m", "hpclaunch", "worker", *worker_args])
     env = {**slurm.env, "HPCLAUNCH_DATABASE_URL": url, "HPCLAUNCH_HOME": str(tmp_path / "home")}
     done = subprocess.run(
         [

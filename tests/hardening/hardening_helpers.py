@@ -26,9 +26,7 @@ class Ran:
 def run_main(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> Ran:
     """``hpclaunch ARGS...`` in this process; a traceback escapes as an exception."""
     from hpclaunch.cli import main
-    from hpclaunch.queue.db import get_engine
 
-    get_engine.cache_clear()
     runner = CliRunner()
     with runner.isolation(input=input, env=env) as (out, err, _):
         code = 0

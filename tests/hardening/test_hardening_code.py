@@ -100,3 +100,10 @@ def test_a_project_profile_shadowing_a_shipped_one_is_visible(tmp_path, monkeypa
     assert "shadows" in shown["shadowing"]
     other = run_main("render", "--site", "local", "-n", "1")
     assert "shadows" not in other.err
+    # An identical copy (hpclaunch's own source tree, next to its installed wheel)
+    # changes nothing, so it is not worth a warning on every command.
+    from hpclaunch.paths import shipped_dir
+
+    shipped = shipped_dir("site-configs") / "local.yaml"
+    (tmp_path / "site-configs" / "local.yaml").write_bytes(shipped.read_bytes())
+    assert "shadows" not in run_main("render", "--site", "local", "-n", "1").err

@@ -119,6 +119,7 @@ def test_no_command_output_or_log_contains_the_password(pg_queue_url, tmp_path, 
     worker = subprocess.run(
         [
             sys.executable,
+            "-P",
             "-m",
             "hpclaunch",
             "worker",
@@ -159,7 +160,7 @@ def test_worker_and_cluster_stderr_hide_the_password(tmp_path, form):
     env = {**os.environ, "HPCLAUNCH_HOME": str(tmp_path / "home")}
     for argv in (["worker", "--singleflow"], ["cluster", "2", "--singleflow"]):
         proc = subprocess.run(
-            [sys.executable, "-m", "hpclaunch", "--database", url, *argv, "--db-wait", "0"],
+            [sys.executable, "-P", "-m", "hpclaunch", "--database", url, *argv, "--db-wait", "0"],
             capture_output=True,
             text=True,
             timeout=120,
@@ -180,6 +181,7 @@ def test_cluster_passes_the_url_in_the_environment_not_argv(pg_queue_url, monkey
     proc = subprocess.run(
         [
             sys.executable,
+            "-P",
             "-m",
             "hpclaunch",
             *run,

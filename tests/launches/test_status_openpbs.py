@@ -47,13 +47,9 @@ class FakeTransport:
 
 
 def open_queue(url: str):
-    """What the launches functions take: an engine here, a driver connection after the
-    queue rework (``queue.db.connect``); both forms, so this file survives the merge."""
+    """The queue connection the launches functions take (as the CLI opens it)."""
     from hpclaunch.queue import db
 
-    if hasattr(db, "get_engine"):
-        db.get_engine.cache_clear()
-        return db.get_engine(url)
     return db.connect(url)
 
 

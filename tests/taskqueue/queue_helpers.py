@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def hpclaunch_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "hpclaunch", *args]
+    return [sys.executable, "-P", "-m", "hpclaunch", *args]
 
 
 def run_cli(*args: str, check: bool = False, timeout: float = 120, **kw):

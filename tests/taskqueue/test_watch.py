@@ -138,3 +138,20 @@ def test_a_task_stopped_at_the_walltime_too_often_fails_as_timeout(queue, conn):
     for _ in range(5):
         assert claims.release(conn, worker_id, take.claim(), "stopped") == "pending"
     assert store.get_task(conn, other.id)["status"] == "pending"
+
+
+def test_a_deadline_stop_counts_only_tasks_that_do_not_fit(queue, conn):
+    """A worker stopping at its deadline says how many tasks do not fit; a task that
+    fits but is held by another worker's claim is not one of them (with 16 workers
+    draining 200 tasks, the last ones said "N pending task(s) do not fit")."""
+    queue.enqueue_command(["true"], expected_runtime=5)
+    queue.enqueue_command(["true"], expected_runtime=500)
+    worker = register(conn)
+    deadline_aware = claims.Claimer(
+        conn, worker_id=worker, tag_sets=TAGS, lease=30, allow_pickle=True, fit_deadline=True
+    )
+    assert deadline_aware.too_long(60) == 1  # the 500 s task; the 5 s one fits
+    assert deadline_aware.too_long(1000) == 0
+    assert deadline_aware.claim(60) is not None  # the 5 s task
+    assert deadline_aware.claim(60) is None  # only the 500 s one is left, and it does not fit
+    assert deadline_aware.too_long(60) == 1

@@ -62,6 +62,6 @@ def test_a_misspelt_transport_is_one_line_naming_the_file_and_the_choices(privat
         SSHOptions.from_mapping({"status_interval": 0})
     assert SSHOptions.from_mapping({"status-interval": 45}).status_interval == 45.0
     proc = subprocess.run(
-        [sys.executable, "-m", "hpclaunch", "connect", "typo"], capture_output=True, text=True
+        [sys.executable, "-P", "-m", "hpclaunch", "connect", "typo"], capture_output=True, text=True
     )
     assert proc.returncode != 0 and proc.stderr.count("\n") == 1 and "ssh.transport" in proc.stderr

@@ -88,7 +88,7 @@ def mfa_site(mfa_sshd, private_home, tmp_path, monkeypatch):
 
 
 def _hpclaunch(*args: str) -> list[str]:
-    return [sys.executable, "-m", "hpclaunch", *args]
+    return [sys.executable, "-P", "-m", "hpclaunch", *args]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
