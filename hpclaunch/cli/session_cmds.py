@@ -9,9 +9,7 @@ through it without a prompt until it expires or ``disconnect`` ends it.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
 
 import click
 
@@ -42,10 +40,7 @@ def _transport_for(site: str):
         raise UserError(
             f"site {site} runs on this machine (no host): there is nothing to log in to"
         )
-    options: dict[str, Any] = {
-        k: v for k, v in asdict(profile.ssh).items() if v not in (None, False) and k != "transport"
-    }
-    return OpenSSHTransport(profile.host, options)
+    return OpenSSHTransport(profile.host, profile.ssh)
 
 
 def _when(iso: str) -> str:

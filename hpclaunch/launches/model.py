@@ -7,12 +7,12 @@ stored with the launch is parsed here, once, so nothing downstream re-reads JSON
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from hpclaunch.states import LIVE_LAUNCH_STATUSES, LaunchStatus
+from hpclaunch.transport.options import SSHOptions
 
 ElementKey = tuple[str, int | None]
 
@@ -20,11 +20,6 @@ ElementKey = tuple[str, int | None]
 def element_key(job_id: str, index: int | None) -> ElementKey:
     """How an element is found in scheduler output and worker rows: (job ID, index)."""
     return (str(job_id), index)
-
-
-def transport_options(ssh: Mapping[str, Any]) -> dict[str, Any]:
-    """A profile's ``ssh:`` values as the transport takes them (unset ones left to ssh config)."""
-    return {k: v for k, v in ssh.items() if v not in (None, False)}
 
 
 def worker_key(worker: dict[str, Any]) -> ElementKey:
@@ -138,9 +133,12 @@ class Launch:
         return data if isinstance(data, dict) else {}
 
     @property
-    def ssh_options(self) -> dict[str, Any]:
-        """The profile's SSH options as the transport takes them (unset ones left out)."""
-        return transport_options(self.profile.get("ssh") or {})
+    def ssh_options(self) -> SSHOptions:
+        """The profile's SSH options as they were at submit time (unset ones left out)."""
+        ssh = self.profile.get("ssh") or {}
+        return SSHOptions.from_mapping(
+            {k: v for k, v in ssh.items() if v is not None}, where=f"launch {self.id} ssh"
+        )
 
     @property
     def retry_rules(self) -> dict[str, Any]:

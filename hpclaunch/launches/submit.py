@@ -12,11 +12,10 @@ import os
 import posixpath
 import secrets
 import shlex
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from hpclaunch.errors import UserError
-from hpclaunch.launches.model import transport_options
 from hpclaunch.launches.poll import forget_view
 from hpclaunch.queue import launch_rows
 from hpclaunch.queue.driver import Connection
@@ -93,7 +92,7 @@ def submit(
     if transport is None:
         from hpclaunch.transport import open_transport
 
-        transport = open_transport(profile.host, transport_options(asdict(profile.ssh)))
+        transport = open_transport(profile.host, profile.ssh)
     if profile.database.kind == "local":
         # Workers inherit the submitting environment (sbatch/qsub export it); the
         # URL itself never goes into a script.

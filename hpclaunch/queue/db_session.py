@@ -15,10 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from hpclaunch.queue import claims, driver, operations, retry
+from hpclaunch.queue import claims, driver, estimates, operations, retry
 from hpclaunch.queue.migrate import open_ready
 from hpclaunch.queue.session import Claimed, Outcome, QueueUnavailable, Watch, WorkerInfo
-from hpclaunch.worker import estimates
 
 T = TypeVar("T")
 

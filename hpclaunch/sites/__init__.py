@@ -27,7 +27,7 @@ from hpclaunch.sites.model import (
     Resources,
     RetryRule,
     SSHOptions,
-    WorkerOptions,
+    WorkerProfile,
 )
 
 __all__ = [
@@ -39,7 +39,7 @@ __all__ = [
     "Resources",
     "RetryRule",
     "SSHOptions",
-    "WorkerOptions",
+    "WorkerProfile",
     "available",
     "candidates",
     "flag_overrides",

@@ -11,18 +11,11 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from types import MappingProxyType
 from typing import Any
 
-from hpclaunch.sites.schema import walltime_parts, walltime_seconds
+from hpclaunch.sites.schema import SCHEMA, walltime_parts, walltime_seconds
+from hpclaunch.transport.options import SSHOptions  # the profile's ssh: section, as used
 
-
-@dataclass(frozen=True)
-class SSHOptions:
-    user: str | None = None
-    port: int | None = None
-    identity_file: str | None = None
-    proxy_jump: str | None = None
-    accept_new_host_key: bool = False
-    transport: str = "paramiko"  # paramiko | openssh | auto (see transport/select.py)
-    status_interval: int = 30  # seconds between read-only scheduler queries (transport/budget)
+#: The ``ssh:`` keys a profile may set (the schema's), out of the transport's options.
+PROFILE_SSH_KEYS: frozenset[str] = frozenset(SCHEMA.fields["ssh"].fields)
 
 
 @dataclass(frozen=True)
@@ -65,7 +58,10 @@ class Arrays:
 
 
 @dataclass(frozen=True)
-class WorkerOptions:
+class WorkerProfile:
+    """A profile's ``worker:`` section: how its jobs start workers (``worker.loop.WorkerOptions``
+    is what one running worker was told)."""
+
     mode: str = "singleflow"
     nitems_max: int | None = None
     close_on_empty_queue: bool = True
@@ -107,7 +103,7 @@ class Profile:
     setup: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     arrays: Arrays = Arrays()
-    worker: WorkerOptions = WorkerOptions()
+    worker: WorkerProfile = WorkerProfile()
     database: DatabaseAccess = DatabaseAccess("env", "HPCLAUNCH_DATABASE_URL")
     retry: tuple[RetryRule, ...] = ()
     required: tuple[str, ...] = ()  # keys that must be set before rendering
@@ -135,6 +131,8 @@ class Profile:
             if f.name != "provenance"
             for v in [getattr(self, f.name)]
         }
+        # Only what a profile can say: the transport's other options stay its own.
+        data["ssh"] = {k: v for k, v in data["ssh"].items() if k in PROFILE_SSH_KEYS}
         data["env"] = dict(self.env)
         data["retry"] = {
             r.reason: (r.action if r.site is None else {"requeue_on": r.site}) for r in self.retry

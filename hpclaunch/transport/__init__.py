@@ -54,9 +54,9 @@ def open_transport(
     otherwise ``ssh.transport`` picks paramiko or the system OpenSSH.
     The SSH connection is opened lazily, on first use.
     """
-    if host is None or host == "" or (host == "localhost" and not ssh_options):
-        return LocalTransport()
     options = SSHOptions.from_mapping(ssh_options)
+    if host is None or host == "" or (host == "localhost" and options == SSHOptions()):
+        return LocalTransport()
     from hpclaunch.transport.select import choose
 
     if choose(host, options) == "openssh":

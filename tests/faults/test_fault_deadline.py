@@ -9,8 +9,8 @@ import time
 import pytest
 from fault_helpers import run_cli, start_worker
 
+from hpclaunch.queue.estimates import p95
 from hpclaunch.worker.deadline import deadline_from_environment, parse_squeue_end_time
-from hpclaunch.worker.estimates import p95
 
 
 def test_worker_skips_a_task_whose_p95_runtime_does_not_fit(queue, tmp_path):

@@ -25,7 +25,7 @@ def test_task_running_at_deadline_minus_grace_is_typed_timeout(slurm, pg_queue_u
         "--set",
         "resources.walltime=00:01:00",
         "--set",
-        "worker.grace=40",
+        "worker.grace=30",  # at most half the walltime (render refuses more)
     )
 
     def typed():
@@ -34,7 +34,7 @@ def test_task_running_at_deadline_minus_grace_is_typed_timeout(slurm, pg_queue_u
         return task if task["reason"] == "TIMEOUT" else None
 
     task = wait_until(typed, timeout=150, interval=2, what="released and typed TIMEOUT")
-    # Stopped about 20 s in (60 s walltime, 40 s grace), the element ended cleanly,
+    # Stopped about 30 s in (60 s walltime, 30 s grace), the element ended cleanly,
     # and the walltime release counts as one TIMEOUT attempt; two remain.
     assert (task["status"], task["attempts"]) == ("pending", 1)
     why = cli("tasks", "why", str(task["id"])).stdout
