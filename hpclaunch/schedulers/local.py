@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hpclaunch import paths
 from hpclaunch.errors import UserError
 from hpclaunch.schedulers import (
     JobState,
@@ -336,7 +337,11 @@ class Local(Scheduler):
 
     def submit_profile(self, profile: Profile) -> Profile:
         """Same machine: run the workers with the very installation that submits,
-        whether or not its venv is on PATH."""
+        whether or not its venv is on PATH; a workdir under ``~/.hpclaunch`` follows
+        ``HPCLAUNCH_HOME`` (private folders, and what tests and users move)."""
+        workdir = _under_home(profile.workdir)
+        if workdir != profile.workdir:
+            profile = dataclasses.replace(profile, workdir=workdir)
         if profile.worker.command != "hpclaunch":
             return profile
         command = f"{shlex.quote(sys.executable)} -P -m hpclaunch"
@@ -383,3 +388,15 @@ class Local(Scheduler):
         self, log_dir: str, job_name: str, job_id: str, index: int | None
     ) -> tuple[str, str]:
         return self._log_pair(log_dir, job_name)
+
+
+DEFAULT_HOME = "~/.hpclaunch"
+
+
+def _under_home(workdir: str) -> str:
+    """``~/.hpclaunch/...`` re-rooted at ``HPCLAUNCH_HOME`` when that is set."""
+    if not os.environ.get("HPCLAUNCH_HOME"):
+        return workdir
+    if workdir == DEFAULT_HOME or workdir.startswith(DEFAULT_HOME + "/"):
+        return str(paths.home()) + workdir[len(DEFAULT_HOME) :]
+    return workdir

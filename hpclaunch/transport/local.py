@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from hpclaunch.paths import private_dir
 from hpclaunch.transport.base import (
     DEFAULT_COMMAND_TIMEOUT,
     CommandResult,
@@ -70,7 +71,8 @@ class LocalTransport:
             raise
 
     def makedirs(self, path: str) -> None:
-        Path(path).expanduser().mkdir(parents=True, exist_ok=True)
+        """Folders hpclaunch creates hold scripts and logs: 0700 whatever the umask."""
+        private_dir(Path(path).expanduser(), what="launch folder")
 
     def close(self) -> None:
         pass

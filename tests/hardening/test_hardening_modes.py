@@ -82,3 +82,42 @@ def test_a_file_that_is_not_a_database_is_one_line(tmp_path, monkeypatch, argv):
     db.write_bytes(os.urandom(4096))
     line = one_error_line(run_main("--database", f"sqlite:///{db}", *argv))
     assert "not a database" in line
+
+
+def test_the_local_sites_runs_live_under_hpclaunch_home(tmp_path, monkeypatch):
+    """`submit --site local` writes its scripts and logs under HPCLAUNCH_HOME (a private
+    folder), not under ~/.hpclaunch, when HPCLAUNCH_HOME moves the home."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    home = tmp_path / "home"
+    env = {**os.environ, "HPCLAUNCH_HOME": str(home)}
+    env.pop("HPCLAUNCH_DATABASE_URL", None)
+    hpclaunch = [sys.executable, "-P", "-m", "hpclaunch"]
+    subprocess.run([*hpclaunch, "enqueue", "--", "true"], env=env, check=True)
+    out = subprocess.run(
+        [*hpclaunch, "submit", "--site", "local", "--workers", "1", "--json"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    submitted = json.loads(out.stdout)
+    assert submitted["workdir"] == str(home / "local-runs")
+    (job,) = submitted["jobs"]
+    assert job["script_path"].startswith(str(home / "local-runs" / submitted["launch_id"]))
+    assert not (Path.home() / ".hpclaunch" / "local-runs" / submitted["launch_id"]).exists()
+    assert stat.S_IMODE((home / "local-runs").stat().st_mode) & 0o077 == 0
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        tasks = json.loads(
+            subprocess.run(
+                [*hpclaunch, "tasks", "--json"], env=env, check=True, capture_output=True
+            ).stdout
+        )
+        if tasks[0]["status"] == "completed":
+            break
+        time.sleep(0.5)
+    assert tasks[0]["status"] == "completed"
