@@ -149,7 +149,8 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _size(n: int) -> str:
+def size_text(n: int) -> str:
+    """Bytes for people: ``512 B``, ``3.2 KiB``, ``1.0 GiB``."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -195,7 +196,7 @@ def purge(ctx, days, statuses, batch_id, dry_run):
     emptied = f", {done.batches} emptied batch(es)" if done.batches else ""
     click.echo(
         f"{verb} {done.tasks} task(s), {done.attempts} attempt(s){emptied}, "
-        f"{done.log_dirs} log folder(s) ({_size(done.bytes)}"
+        f"{done.log_dirs} log folder(s) ({size_text(done.bytes)}"
         f"{' to free' if dry_run else ' freed'})"
     )
     for path in done.failed_dirs:
