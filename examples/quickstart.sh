@@ -15,14 +15,13 @@ batch=$($H enqueue --file examples/sweep.yaml --json | python3 -c 'import json,s
 echo "queued batch $batch (8 tasks)"
 $H submit --site local --workers 4
 
-# Wait until the batch has nothing pending or running (the workers exit when the queue is empty).
-for _ in $(seq 600); do
-    left=$($H tasks --batch "$batch" --json | python3 -c 'import json,sys; print(sum(t["status"] in ("pending", "running") for t in json.load(sys.stdin)))')
-    [[ $left == 0 ]] && break
-    sleep 0.5
-done
+# Wait until every task is completed, failed or canceled (the workers exit when the
+# queue is empty); exit 0 only if all completed, and a one-line summary either way.
+$H batches wait "$batch" --timeout 300 || true
 
 $H status --all
 $H tasks --batch "$batch"
 first=$($H tasks --batch "$batch" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
 $H tasks show "$first"
+# The sweep as one table: parameters, status, runtime and result of every task.
+$H results "$batch" --format csv

@@ -7,11 +7,11 @@ element), so the public Python API is loaded on first use.
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["Queue", "TaskHandle", "__version__"]
+__all__ = ["BatchHandle", "Queue", "TaskHandle", "__version__"]
 
 
 def __getattr__(name: str):
-    if name in ("Queue", "TaskHandle"):
+    if name in ("BatchHandle", "Queue", "TaskHandle"):
         from hpclaunch.queue import api
 
         return getattr(api, name)

@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "workers": "hpclaunch.cli.queue_cmds:workers",
     "stats": "hpclaunch.cli.queue_cmds:stats",
     "db": "hpclaunch.cli.queue_cmds:db",
+    "results": "hpclaunch.cli.results_cmds:results",
+    "purge": "hpclaunch.cli.results_cmds:purge",
     "worker": "hpclaunch.cli.worker_cmds:worker",
     "cluster": "hpclaunch.cli.worker_cmds:cluster",
     # sites and scripts
@@ -43,7 +45,9 @@ COMMANDS: dict[str, str] = {
 SHORT_HELP: dict[str, str] = {
     "enqueue": "Put tasks on the queue (a command, a call, or a batch file).",
     "tasks": "List, inspect, retry, cancel and reap tasks.",
-    "batches": "List batches of tasks.",
+    "batches": "List batches of tasks (wait: until a batch is done).",
+    "results": "A batch's parameters and outcomes, one row per task (csv, json, jsonl).",
+    "purge": "Delete old finished tasks, their attempts and local logs.",
     "workers": "List workers (with --all, even long-gone ones).",
     "stats": "Task counts per status and tag.",
     "db": "Create or upgrade the queue database.",

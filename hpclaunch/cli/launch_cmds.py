@@ -378,12 +378,14 @@ def logs(ctx, launch_id, element, tail, follow, as_json):
         click.echo(result[label] if result[label] is not None else "(missing)\n", nl=False)
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option("--site", default=None)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def launches(ctx, site, as_json):
-    """List what was submitted, where, with which job IDs."""
+    """List what was submitted, where, with which job IDs (or: clean)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from hpclaunch.queue import launch_rows
 
     conn, _ = _queue_and_url(ctx)
@@ -466,3 +468,50 @@ def reconcile(ctx, site, as_json):
         f"{len(result.actions)} task(s) settled, {len(result.broken)} launch(es) marked "
         f"broken ({report.scheduler_calls} scheduler call(s))"
     )
+
+
+@launches.command("clean")
+@click.argument("launch_id", required=False)
+@click.option(
+    "--older-than",
+    "days",
+    type=click.FloatRange(0, 36500),
+    default=None,
+    metavar="DAYS",
+    help="Every launch submitted more than DAYS days ago.",
+)
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@click.pass_context
+def launches_clean(ctx, launch_id, days, dry_run):
+    """Remove a finished launch's folder (scripts and logs) on the cluster.
+
+    Refuses while any of its jobs is alive; never removes anything but
+    <workdir>/<launch id>.
+    """
+    from hpclaunch.cli.results_cmds import size_text
+    from hpclaunch.launches import clean
+    from hpclaunch.launches.pool import TransportPool
+
+    if (launch_id is None) == (days is None):
+        raise UserError("give a LAUNCH or --older-than DAYS (one of them)")
+    conn, _ = _queue_and_url(ctx)
+    ids = [launch_id] if launch_id else clean.older_than(conn, days)
+    total, refused = 0, 0
+    with TransportPool() as pool:
+        for one in ids:
+            try:
+                done = clean.clean(conn, one, pool, dry_run=dry_run)
+            except UserError as exc:
+                if launch_id:
+                    raise
+                refused += 1
+                click.echo(f"skipped: {exc}", err=True)
+                continue
+            total += done["bytes"]
+            if done["bytes"] or done["removed"]:
+                verb = "would remove" if dry_run else "removed"
+                click.echo(f"{verb} {done['path']} ({size_text(done['bytes'])})")
+            else:
+                click.echo(f"launch {one}: {done['path']} is already gone")
+    cleaned, freed = ("would clean", "would free") if dry_run else ("cleaned", "freed")
+    click.echo(f"{len(ids) - refused} launch(es) {cleaned}, {size_text(total)} {freed}")

@@ -356,11 +356,13 @@ def tasks_reap(ctx):
     )
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def batches(ctx, as_json):
-    """List batches with their task counts."""
+    """List batches with their task counts (or: wait)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from hpclaunch.queue import store
 
     rows = _run(ctx, store.list_batches)
@@ -394,6 +396,15 @@ def batches(ctx, as_json):
             empty="no batches",
         ),
     )
+
+
+def _register_wait() -> None:
+    from hpclaunch.cli.results_cmds import wait
+
+    batches.add_command(wait)
+
+
+_register_wait()
 
 
 @click.command()

@@ -172,3 +172,30 @@ def wait_gone(
             return True, polls
         time.sleep(GONE_POLL_SECONDS)
     return not ids, polls
+
+
+def alive_jobs(launch: Launch, pool: TransportPool) -> list[str]:
+    """The launch's job IDs the scheduler still has queued or running (one call, no cache).
+
+    Raises UserError when the scheduler cannot tell: callers that delete must not
+    take "no answer" for "gone".
+    """
+    ids = launch.job_ids()
+    if not ids:
+        return []
+    scheduler = get_scheduler(launch.scheduler)
+    result = pool.get(launch).run(scheduler.status_argv(ids), idempotent=True)
+    said = scheduler.interpret_status(result.stdout, result.stderr, result.returncode)
+    if said.error is not None:
+        raise UserError(
+            f"cannot tell whether launch {launch.id}'s jobs are alive: {said.error}; "
+            "nothing removed"
+        )
+    mine = set(ids)
+    return sorted(
+        {
+            s.array_job_id or s.job_id
+            for s in said.states
+            if s.state in ACTIVE_JOB_STATES and (s.array_job_id or s.job_id) in mine
+        }
+    )

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from hpclaunch.errors import UserError
-from hpclaunch.queue import db, operations, store
+from hpclaunch.queue import db, operations, results, store
 from hpclaunch.queue.batches import Batch, TaskSpec, load_batch_file
 from hpclaunch.queue.driver import Connection
 from hpclaunch.queue.urls import resolve_database_url
@@ -93,6 +93,53 @@ class TaskHandle:
 
     def info(self) -> dict[str, Any]:
         return db.call(self.queue.conn, store.get_task, self.id)
+
+
+class BatchHandle:
+    """A batch on the queue: wait for all its tasks, read their results as rows."""
+
+    def __init__(self, queue: Queue, batch_id: int):
+        self.queue = queue
+        self.id = batch_id
+
+    def __repr__(self) -> str:
+        return f"<BatchHandle {self.id}>"
+
+    def counts(self) -> dict[str, int]:
+        """Task counts per status."""
+        return db.call(self.queue.conn, results.progress, self.id)
+
+    def wait(
+        self,
+        timeout: float | None = None,
+        poll: float = 0.5,
+        on_progress: Callable[[dict[str, int]], None] | None = None,
+    ) -> dict[str, int]:
+        """Block until every task is completed, failed or canceled; returns the counts.
+
+        Raises ``TimeoutError`` (the counts in its message) if tasks are still
+        pending or running after ``timeout`` seconds.
+        """
+        end = None if timeout is None else time.monotonic() + timeout
+        delay = min(poll, 0.05)
+        while True:
+            counts = self.counts()
+            if on_progress is not None:
+                on_progress(counts)
+            live = counts[TaskStatus.PENDING] + counts[TaskStatus.RUNNING]
+            if not live:
+                return counts
+            if end is not None and time.monotonic() >= end:
+                raise TimeoutError(
+                    f"batch {self.id}: {live} task(s) still pending or running after {timeout:g} s"
+                )
+            time.sleep(delay if end is None else max(0.0, min(delay, end - time.monotonic())))
+            delay = min(delay * 2, poll * 10, 5.0)
+
+    def results(self) -> Iterator[dict[str, Any]]:
+        """One row per task (parameters, status, attempts, runtime, exit code, result,
+        error), read in pages: a batch of any size streams."""
+        return results.iter_rows(self.queue.conn, self.id, call=db.call)
 
 
 class Queue:
@@ -269,6 +316,11 @@ class Queue:
             batch = load_batch_file(batch)
         batch_id, ids = db.call(self.conn, store.insert_batch, batch)
         return batch_id, [TaskHandle(self, i) for i in ids]
+
+    def batch(self, batch_id: int) -> BatchHandle:
+        """A batch by ID (NotFound if there is none)."""
+        db.call(self.conn, results.batch_info, batch_id)
+        return BatchHandle(self, batch_id)
 
     def task(self, task_id: int) -> TaskHandle:
         db.call(self.conn, store.get_task, task_id)
