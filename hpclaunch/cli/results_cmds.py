@@ -14,6 +14,7 @@ from typing import IO, Any
 
 import click
 
+from hpclaunch.cli.output import json_safe
 from hpclaunch.cli.validate import ROW_ID, Seconds
 from hpclaunch.errors import UserError
 from hpclaunch.states import FINISHED_TASK_STATUSES, TaskStatus
@@ -132,7 +133,7 @@ def _write(fmt: str, rows: Iterator[dict[str, Any]], header: list[str], out: IO[
     for row in rows:
         if fmt == "json":
             out.write(",\n" if n else "\n")
-        out.write(json.dumps(row, default=str))
+        out.write(json.dumps(json_safe(row), default=str, allow_nan=False))
         if fmt == "jsonl":
             out.write("\n")
         n += 1
@@ -145,8 +146,8 @@ def _cell(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, dict | list):
-        return json.dumps(value)
-    return value
+        return json.dumps(json_safe(value), allow_nan=False)
+    return json_safe(value)
 
 
 def size_text(n: int) -> str:

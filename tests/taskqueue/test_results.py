@@ -225,3 +225,18 @@ def test_after_sweep_commands_run_without_sqlalchemy(queue_url, tmp_path, argv):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "HEAVY:"
+
+
+def test_results_json_is_strict_even_for_a_nan_result(queue_url, tmp_path):
+    """A call that returns NaN (or infinity) must not make `results` print invalid JSON."""
+    enqueue(tmp_path, "name: odd\ncall: json:loads\nparams:\n  s: ['NaN', 'Infinity', '1.5']\n")
+    drain()
+    for fmt in ("json", "jsonl"):
+        out = run_cli("results", "1", "--format", fmt, check=True).stdout
+        text = out if fmt == "json" else "[" + ",".join(out.splitlines()) + "]"
+        rows = json.loads(text, parse_constant=_refuse_constant)
+        assert [r.get("result") for r in rows] == [None, None, 1.5]
+
+
+def _refuse_constant(name: str):
+    pytest.fail(f"results printed {name}, which is not JSON")
