@@ -38,6 +38,8 @@ COMMANDS: dict[str, str] = {
     "lost": "hpclaunch.cli.fault_cmds:lost",
     "connect": "hpclaunch.cli.session_cmds:connect",
     "disconnect": "hpclaunch.cli.session_cmds:disconnect",
+    # the HTTP server
+    "serve": "hpclaunch.cli.serve_cmds:serve",
 }
 
 SHORT_HELP: dict[str, str] = {
@@ -60,6 +62,7 @@ SHORT_HELP: dict[str, str] = {
     "lost": "Tasks whose workers are gone.",
     "connect": "Log in to a site once and reuse the login (--list: sessions).",
     "disconnect": "End a site's session.",
+    "serve": "Serve the queue over HTTP (an ASGI server).",
 }
 
 
