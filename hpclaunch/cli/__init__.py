@@ -40,6 +40,8 @@ COMMANDS: dict[str, str] = {
     "disconnect": "hpclaunch.cli.session_cmds:disconnect",
     # the HTTP server
     "serve": "hpclaunch.cli.serve_cmds:serve",
+    "user": "hpclaunch.cli.account_cmds:user",
+    "token": "hpclaunch.cli.account_cmds:token",
 }
 
 SHORT_HELP: dict[str, str] = {
@@ -63,6 +65,8 @@ SHORT_HELP: dict[str, str] = {
     "connect": "Log in to a site once and reuse the login (--list: sessions).",
     "disconnect": "End a site's session.",
     "serve": "Serve the queue over HTTP (an ASGI server).",
+    "user": "Add the server's users (each in one group).",
+    "token": "Create, list and revoke the server's API tokens.",
 }
 
 

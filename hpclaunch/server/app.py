@@ -14,11 +14,13 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from hpclaunch.queue.health import ping
+from hpclaunch.server.auth import RequireToken
 from hpclaunch.server.pool import Pool
 
 log = logging.getLogger("hpclaunch.server")
@@ -45,6 +47,7 @@ def create_app(pool: Pool) -> Starlette:
 
     return Starlette(
         routes=[Route("/healthz", healthz, methods=["GET"])],
+        middleware=[Middleware(RequireToken, pool=pool)],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,
     )

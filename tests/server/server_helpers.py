@@ -37,12 +37,20 @@ def free_port() -> int:
 
 
 def get(
-    url: str, *, method: str = "GET", context: ssl.SSLContext | None = None, timeout: float = 30
+    url: str,
+    *,
+    method: str = "GET",
+    context: ssl.SSLContext | None = None,
+    timeout: float = 30,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, dict]:
     """Status and JSON body of one request (an HTTP error status is a result, not a raise)."""
-    request = urllib.request.Request(url, method=method)
+    request = urllib.request.Request(url, method=method, headers=headers or {})
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+    )
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as reply:
+        with opener.open(request, timeout=timeout) as reply:
             return reply.status, json.loads(reply.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
