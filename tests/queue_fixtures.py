@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-TABLES = "launch_elements, launch_jobs, launches, task_attempts, tasks, workers, batches"
+TABLES = (
+    "launch_elements, launch_jobs, launches, task_attempts, tasks, workers, batches, tokens, users"
+)
 
 
 @pytest.fixture(scope="session")

@@ -40,6 +40,10 @@ COMMANDS: dict[str, str] = {
     "lost": "hpclaunch.cli.fault_cmds:lost",
     "connect": "hpclaunch.cli.session_cmds:connect",
     "disconnect": "hpclaunch.cli.session_cmds:disconnect",
+    # the HTTP server
+    "serve": "hpclaunch.cli.serve_cmds:serve",
+    "user": "hpclaunch.cli.account_cmds:user",
+    "token": "hpclaunch.cli.account_cmds:token",
 }
 
 SHORT_HELP: dict[str, str] = {
@@ -64,6 +68,9 @@ SHORT_HELP: dict[str, str] = {
     "lost": "Tasks whose workers are gone.",
     "connect": "Log in to a site once and reuse the login (--list: sessions).",
     "disconnect": "End a site's session.",
+    "serve": "Serve the queue over HTTP (an ASGI server).",
+    "user": "Add the server's users (each in one group).",
+    "token": "Create, list and revoke the server's API tokens.",
 }
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     text,
 )
 
@@ -38,6 +39,37 @@ batches = Table(
     Column("spec", Text, nullable=False),
     Column("n_tasks", Integer, nullable=False),
     Column("canceled_at", Float, nullable=True),
+    # Who owns the row: the ``local`` user and group unless the server says otherwise.
+    Column("owner", String(100), nullable=False, server_default="local"),
+    Column("owner_group", String(100), nullable=False, server_default="local"),
+)
+
+# Accounts: every user belongs to one group; a token is stored as the SHA-256 of a
+# high-entropy secret, so checking one is a unique-index lookup.
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False),
+    Column("group_name", String(100), nullable=False),
+    Column("admin", Integer, nullable=False, server_default="0"),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("name", name="uq_users_name"),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("token_hash", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("share_group", Integer, nullable=False, server_default="0"),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),
+    Column("revoked_at", Float, nullable=True),
+    UniqueConstraint("token_hash", name="uq_tokens_hash"),
+    Index("ix_tokens_user", "user_id"),
 )
 
 workers = Table(
@@ -100,6 +132,9 @@ tasks = Table(
     Column("stdout_tail", Text, nullable=True),
     Column("stderr_tail", Text, nullable=True),
     Column("log_dir", Text, nullable=True),
+    # Who owns the row: the ``local`` user and group unless the server says otherwise.
+    Column("owner", String(100), nullable=False, server_default="local"),
+    Column("owner_group", String(100), nullable=False, server_default="local"),
     # Partial indexes: pending tasks in exactly the claim's order (a claim reads
     # one entry, never sorts), running tasks by lease (the reaper). Both stay
     # small however many finished tasks the table holds.

@@ -9,7 +9,9 @@ import uuid
 
 import pytest
 
-TABLES = "launch_elements, launch_jobs, launches, task_attempts, tasks, workers, batches"
+TABLES = (
+    "launch_elements, launch_jobs, launches, task_attempts, tasks, workers, batches, tokens, users"
+)
 
 
 @pytest.fixture(scope="session")

@@ -163,3 +163,29 @@ def test_bare_postgres_is_refused_not_migrated(pg_url):
     finally:
         with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
             admin.execute("DROP DATABASE hpclaunch_bare_test WITH (FORCE)")
+
+
+def test_rows_before_accounts_belong_to_the_local_user_and_group(tmp_path):
+    from hpclaunch.queue import driver
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    migrate.upgrade(url, "0003")
+    conn = driver.connect(url)
+    try:
+        conn.execute(
+            "INSERT INTO batches (name, created_at, spec, n_tasks) VALUES ('b', 1.0, '{}', 1)"
+        )
+        conn.execute(
+            "INSERT INTO tasks (batch_id, kind, payload, tags, status, created_at)"
+            " VALUES (1, 'command', '{}', '', 'pending', 1.0)"
+        )
+    finally:
+        conn.close()
+    migrate.upgrade(url)
+    conn = driver.connect(url)
+    try:
+        for table in ("batches", "tasks"):
+            assert conn.one(f"SELECT owner, owner_group FROM {table}") == ("local", "local")
+        assert conn.one("SELECT COUNT(*) FROM users")[0] == 0
+    finally:
+        conn.close()
