@@ -14,7 +14,7 @@ from typing import Any
 from hpclaunch.errors import UserError
 from hpclaunch.launches.model import Element, ElementKey, Launch, element_key
 from hpclaunch.launches.pool import TransportPool
-from hpclaunch.schedulers import JobState, get_scheduler
+from hpclaunch.schedulers import JobState, StatusAnswer, get_scheduler
 from hpclaunch.states import ACTIVE_JOB_STATES
 
 GONE_POLL_SECONDS = 0.5
@@ -53,8 +53,8 @@ def scheduler_states(launches: list[Launch], pool: TransportPool) -> Observation
         else:
             answer = _ask_within_budget(pool, group, job_ids, seen.notes)
         seen.calls += answer["calls"]
-        by_key, notes = _interpret(get_scheduler(name), answer, host)
-        seen.notes.extend(f"{host or 'this machine'}: {note}" for note in notes)
+        by_key, said = _interpret(get_scheduler(name), answer, host)
+        seen.notes.extend(f"{host or 'this machine'}: {note}" for note in said.notes)
         if answer["accounting"] is None and answer["accounting_helps"] and _missing(group, by_key):
             seen.notes.append(
                 f"{host or 'this machine'}: no scheduler accounting; jobs that "
@@ -110,10 +110,8 @@ def _ask(pool: TransportPool, group: list[Launch], job_ids: list[str]) -> dict[s
         "accounting_helps": True,
         "calls": 1,
     }
-    by_key, _ = _interpret(scheduler, answer, group[0].host)
-    answer["accounting_helps"] = scheduler.interpret_status(
-        result.stdout, result.stderr, result.returncode
-    ).accounting
+    by_key, said = _interpret(scheduler, answer, group[0].host)
+    answer["accounting_helps"] = said.accounting
     missing = _missing(group, by_key)
     if missing and answer["accounting_helps"]:
         answer["calls"] += 1
@@ -125,8 +123,8 @@ def _ask(pool: TransportPool, group: list[Launch], job_ids: list[str]) -> dict[s
 
 def _interpret(
     scheduler: Any, answer: dict[str, Any], host: str | None
-) -> tuple[dict[ElementKey, JobState], tuple[str, ...]]:
-    """States by element from the raw answers, and the scheduler's notes.
+) -> tuple[dict[ElementKey, JobState], StatusAnswer]:
+    """States by element from the raw answers, and the scheduler's reading of them.
 
     The scheduler reads its own command's result (``interpret_status``: PBS keeps the
     JSON of a half-failed qstat); a status call that failed outright is one clear line.
@@ -139,7 +137,7 @@ def _interpret(
     if answer["accounting"]:
         for s in scheduler.parse_accounting(answer["accounting"]):
             by_key.setdefault(_state_key(s), s)
-    return by_key, said.notes
+    return by_key, said
 
 
 def _missing(group: list[Launch], by_key: dict[ElementKey, JobState]) -> set[str]:
