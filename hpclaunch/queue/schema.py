@@ -93,6 +93,9 @@ workers = Table(
     Column("array_index", Integer, nullable=True),
     Column("launch_id", String(64), nullable=True),
     Column("version", String(32), nullable=True),
+    # The server's worker token that registered it (NULL: a direct-database worker):
+    # only that token may act for it.
+    Column("token_id", Id, nullable=True),
     Index("ix_workers_status", "status"),
     Index("ix_workers_launch", "launch_id"),
 )

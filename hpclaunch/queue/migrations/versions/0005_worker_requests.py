@@ -1,5 +1,8 @@
 """Workers over HTTP: recorded answers to client request IDs, and a wake-up on new work.
 
+``workers.token_id``: the server's worker token that registered the row (NULL
+for a direct-database worker); only that token may act for the worker.
+
 ``worker_requests`` keeps the answer to each worker request (claim, finish,
 release) under the client's request ID, so a retry whose first reply was lost
 gets the same answer, whichever server process it reaches, after a restart too.
@@ -42,6 +45,7 @@ TRIGGERS = (
 
 
 def upgrade() -> None:
+    op.add_column("workers", sa.Column("token_id", Id, nullable=True))
     op.create_table(
         "worker_requests",
         sa.Column("id", Id, primary_key=True, autoincrement=True),
@@ -67,3 +71,5 @@ def downgrade() -> None:
         op.execute("DROP FUNCTION IF EXISTS hpclaunch_notify_pending()")
     op.drop_index("ix_worker_requests_created", table_name="worker_requests")
     op.drop_table("worker_requests")
+    with op.batch_alter_table("workers") as batch:
+        batch.drop_column("token_id")
