@@ -25,6 +25,8 @@ T = TypeVar("T")
 class DatabaseSession:
     """A worker's session on the queue database (see ``queue.session.QueueSession``)."""
 
+    long_poll = False  # the loop sleeps between claims
+
     def __init__(
         self, url: str, *, wait: float, log: Callable[[str], None], stop: Callable[[], bool]
     ):
@@ -100,7 +102,7 @@ class DatabaseSession:
         )
         return worker_id
 
-    def claim(self, remaining: float | None) -> Claimed | None:
+    def claim(self, remaining: float | None, wait: float = 0.0) -> Claimed | None:
         claimer, worker_id = self._claimer, self.worker_id
         assert claimer is not None and worker_id is not None, "register first"
         broke = False
