@@ -20,7 +20,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from hpclaunch.queue.health import ping
+from hpclaunch.server.api_routes import api_routes
 from hpclaunch.server.auth import RequireToken
+from hpclaunch.server.bodies import LimitBody
+from hpclaunch.server.openapi import openapi_route
 from hpclaunch.server.pool import Pool
 
 log = logging.getLogger("hpclaunch.server")
@@ -28,7 +31,7 @@ log = logging.getLogger("hpclaunch.server")
 HEALTH_WAIT = 5.0  # seconds /healthz waits for the database before saying "unavailable"
 
 
-def create_app(pool: Pool) -> Starlette:
+def create_app(pool: Pool, *, allow_pickle: bool = False) -> Starlette:
     """The application over ``pool``; the pool is closed when the server stops."""
 
     async def healthz(request: Request) -> Response:
@@ -46,8 +49,12 @@ def create_app(pool: Pool) -> Starlette:
         pool.close()
 
     return Starlette(
-        routes=[Route("/healthz", healthz, methods=["GET"])],
-        middleware=[Middleware(RequireToken, pool=pool)],
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            openapi_route(),
+            *api_routes(pool, allow_pickle=allow_pickle),
+        ],
+        middleware=[Middleware(RequireToken, pool=pool), Middleware(LimitBody)],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,
     )
