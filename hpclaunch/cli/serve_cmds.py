@@ -33,6 +33,11 @@ from hpclaunch.server.pool import DEFAULT_SIZE, MAX_SIZE
     show_default=True,
     help="Database connections the server holds at most.",
 )
+@click.option(
+    "--allow-pickle",
+    is_flag=True,
+    help="Accept pickle tasks (run_cloud) over HTTP; refused by default.",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -41,8 +46,9 @@ def serve(
     tls_cert: Path | None,
     tls_key: Path | None,
     pool_size: int,
+    allow_pickle: bool,
 ) -> None:
-    """Serve the queue over HTTP (GET /healthz) from this database."""
+    """Serve the queue over HTTP (the API under /api/v1/, GET /healthz) from this database."""
     from hpclaunch.server.run import serve as run_server
 
     run_server(
@@ -52,4 +58,5 @@ def serve(
         tls_cert=tls_cert,
         tls_key=tls_key,
         pool_size=pool_size,
+        allow_pickle=allow_pickle,
     )

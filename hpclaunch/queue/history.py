@@ -10,6 +10,7 @@ from typing import Any
 
 from hpclaunch.errors import NotFound
 from hpclaunch.queue.driver import Connection
+from hpclaunch.queue.scope import Scope, condition
 from hpclaunch.states import AttemptOutcome, TaskStatus, WorkerStatus
 
 # Attempts that spent one of the task's max_attempts.
@@ -50,9 +51,13 @@ _ATTEMPT_COLUMNS = (
 )
 
 
-def explain(conn: Connection, task_id: int) -> dict[str, Any]:
+def explain(conn: Connection, task_id: int, *, scope: Scope | None = None) -> dict[str, Any]:
     """The task, its attempts (oldest first) with their workers, and a verdict."""
-    row = conn.one(f"SELECT {', '.join(_TASK_COLUMNS)} FROM tasks WHERE id = :id", {"id": task_id})
+    visible, params = condition(scope)
+    row = conn.one(
+        f"SELECT {', '.join(_TASK_COLUMNS)} FROM tasks WHERE id = :id AND {visible}",
+        {"id": task_id, **params},
+    )
     if row is None:
         raise NotFound(f"no task with ID {task_id}; `hpclaunch tasks` lists them")
     task = dict(zip(_TASK_COLUMNS, row, strict=True))

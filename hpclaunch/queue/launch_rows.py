@@ -11,6 +11,7 @@ from typing import Any
 
 from hpclaunch.errors import NotFound
 from hpclaunch.queue.driver import Connection, in_list
+from hpclaunch.queue.scope import Scope, launch_condition
 from hpclaunch.queue.store import current_user
 from hpclaunch.states import LIVE_LAUNCH_STATUSES, LaunchStatus, TaskStatus
 
@@ -102,9 +103,16 @@ def list_launches(
     site: str | None = None,
     live_only: bool = False,
     launch_id: str | None = None,
+    scope: Scope | None = None,
+    after: str | None = None,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    where: list[str] = []
-    params: dict[str, Any] = {}
+    """Launches with their jobs; ``after``/``limit`` page by ID (else by submission time)."""
+    visible, params = launch_condition(scope)
+    where: list[str] = [visible]
+    if after is not None:
+        where.append("id > :after")
+        params["after"] = after
     if site:
         where.append("site = :site")
         params["site"] = site
@@ -115,8 +123,12 @@ def list_launches(
     if launch_id:
         where.append("id = :id")
         params["id"] = launch_id
-    sql = "SELECT * FROM launches" + (" WHERE " + " AND ".join(where) if where else "")
-    rows = conn.dicts(sql + " ORDER BY submitted_at", params)
+    sql = "SELECT * FROM launches WHERE " + " AND ".join(where)
+    if limit:
+        sql += f" ORDER BY id LIMIT {int(limit)}"
+    else:
+        sql += " ORDER BY submitted_at"
+    rows = conn.dicts(sql, params)
     ids_sql, ids = in_list("l", [r["id"] for r in rows])
     jobs = (
         conn.dicts(

@@ -14,6 +14,7 @@ from typing import Any
 from hpclaunch.errors import NotFound, UserError
 from hpclaunch.queue import transitions as tr
 from hpclaunch.queue.driver import Connection, in_list
+from hpclaunch.queue.scope import Scope, condition
 from hpclaunch.states import AttemptOutcome, TaskStatus, WorkerStatus
 
 REAP_BATCH = 200
@@ -107,31 +108,51 @@ def requeue_lost(
         return _give_back(conn, attempts, reason)
 
 
-def retry(conn: Connection, task_ids: Iterable[int] = (), *, all_failed: bool = False) -> list[int]:
-    """Put failed or canceled tasks back on the queue with a fresh attempt budget."""
+def retry(
+    conn: Connection,
+    task_ids: Iterable[int] = (),
+    *,
+    all_failed: bool = False,
+    batch_id: int | None = None,
+    scope: Scope | None = None,
+) -> list[int]:
+    """Put failed or canceled tasks back on the queue with a fresh attempt budget.
+
+    Named tasks must all be retryable; ``batch_id`` retries a batch's failed and
+    canceled tasks. A row outside ``scope`` is "not found", like a missing one.
+    """
     ids = list(task_ids)
+    visible, params = condition(scope)
+    done = (TaskStatus.FAILED.value, TaskStatus.CANCELED.value)
     with conn.transaction():
         if ids:
-            ids_sql, params = in_list("i", ids)
+            ids_sql, id_params = in_list("i", ids)
+            params.update(id_params)
             found = dict(
                 conn.execute(
-                    f"SELECT id, status FROM tasks WHERE id IN {ids_sql}", params
+                    f"SELECT id, status FROM tasks WHERE id IN {ids_sql} AND {visible}", params
                 ).fetchall()
             )
             missing = [i for i in ids if i not in found]
             if missing:
                 raise NotFound(f"no task with ID {missing[0]}")
-            busy = [i for i in ids if found[i] not in (TaskStatus.FAILED, TaskStatus.CANCELED)]
+            busy = [i for i in ids if found[i] not in done]
             if busy:
                 raise UserError(
                     f"task {busy[0]} is {found[busy[0]]}; only failed or canceled "
                     "tasks can be retried"
                 )
             where = f"id IN {ids_sql}"
+        elif batch_id is not None:
+            _visible_batch(conn, batch_id, scope)
+            where = "batch_id = :batch AND status IN (:failed, :canceled)"
+            params.update(batch=batch_id, failed=done[0], canceled=done[1])
         elif all_failed:
-            where, params = "status = :failed", {"failed": TaskStatus.FAILED.value}
+            where = "status = :failed"
+            params["failed"] = TaskStatus.FAILED.value
         else:
             raise UserError("name task IDs or pass --failed")
+        where = f"{where} AND {visible}"
         retried = [int(r[0]) for r in conn.execute(f"SELECT id FROM tasks WHERE {where}", params)]
         conn.execute(
             "UPDATE tasks SET status = :pending, attempts = 0, worker_id = NULL, "
@@ -139,25 +160,44 @@ def retry(conn: Connection, task_ids: Iterable[int] = (), *, all_failed: bool = 
             f"finished_at = NULL, reason = 'retried' WHERE {where}",
             {**params, "pending": TaskStatus.PENDING.value},
         )
+        if batch_id is not None and retried:
+            conn.execute("UPDATE batches SET canceled_at = NULL WHERE id = :id", {"id": batch_id})
     return sorted(retried)
 
 
+def _visible_batch(conn: Connection, batch_id: int, scope: Scope | None) -> None:
+    visible, params = condition(scope)
+    row = conn.one(
+        f"SELECT id FROM batches WHERE id = :id AND {visible}", {"id": batch_id, **params}
+    )
+    if row is None:
+        raise NotFound(f"no batch with ID {batch_id}; `hpclaunch batches` lists them")
+
+
 def cancel(
-    conn: Connection, task_ids: Iterable[int] = (), *, batch_id: int | None = None
+    conn: Connection,
+    task_ids: Iterable[int] = (),
+    *,
+    batch_id: int | None = None,
+    scope: Scope | None = None,
 ) -> list[int]:
     """Cancel pending and running tasks (a running one's worker sees its lease
-    refused at the next heartbeat and stops it)."""
+    refused at the next heartbeat and stops it). Rows outside ``scope`` are "not found"."""
     ids = list(task_ids)
+    visible, scope_params = condition(scope, "t")
     with conn.transaction():
         if batch_id is not None:
-            if conn.one("SELECT id FROM batches WHERE id = :id", {"id": batch_id}) is None:
-                raise NotFound(f"no batch with ID {batch_id}; `hpclaunch batches` lists them")
+            _visible_batch(conn, batch_id, scope)
             where, params = "t.batch_id = :batch", {"batch": batch_id}
             conn.execute("UPDATE batches SET canceled_at = {now} WHERE id = :id", {"id": batch_id})
         elif ids:
             ids_sql, params = in_list("i", ids)
+            params.update(scope_params)
             found = {
-                r[0] for r in conn.execute(f"SELECT id FROM tasks WHERE id IN {ids_sql}", params)
+                r[0]
+                for r in conn.execute(
+                    f"SELECT t.id FROM tasks t WHERE t.id IN {ids_sql} AND {visible}", params
+                )
             }
             missing = [i for i in ids if i not in found]
             if missing:

@@ -17,6 +17,7 @@ from hpclaunch.errors import NotFound
 from hpclaunch.queue.batches import Batch, TaskSpec
 from hpclaunch.queue.claims import SILENT_OWNER
 from hpclaunch.queue.driver import Connection
+from hpclaunch.queue.scope import Scope, condition, worker_condition
 from hpclaunch.states import AttemptOutcome, TaskStatus, WorkerStatus
 
 SUMMARY_COLUMNS = (
@@ -25,16 +26,23 @@ SUMMARY_COLUMNS = (
 )
 _INSERT_TASK = (
     "INSERT INTO tasks (batch_id, name, kind, payload, pickled, tags, priority, "
-    "max_attempts, attempts, timeout, expected_runtime, status, created_at) VALUES "
-    "(:batch_id, :name, :kind, :payload, :pickled, :tags, :priority, :max_attempts, 0, "
-    ":timeout, :expected_runtime, :status, :created_at) RETURNING id"
+    "max_attempts, attempts, timeout, expected_runtime, status, created_at, owner, owner_group) "
+    "VALUES (:batch_id, :name, :kind, :payload, :pickled, :tags, :priority, :max_attempts, 0, "
+    ":timeout, :expected_runtime, :status, :created_at, :owner, :owner_group) RETURNING id"
 )
+LOCAL = ("local", "local")  # the owner of work enqueued straight into the database
 
 
 def _row(
-    spec: TaskSpec, now: float, batch_id: int | None = None, pickled: bytes | None = None
+    spec: TaskSpec,
+    now: float,
+    batch_id: int | None = None,
+    pickled: bytes | None = None,
+    owner: tuple[str, str] = LOCAL,
 ) -> dict[str, Any]:
     return {
+        "owner": owner[0],
+        "owner_group": owner[1],
         "batch_id": batch_id,
         "name": spec.name,
         "kind": spec.kind,
@@ -51,33 +59,51 @@ def _row(
 
 
 def insert_tasks(
-    conn: Connection, specs: Sequence[TaskSpec], *, pickled: bytes | None = None
+    conn: Connection,
+    specs: Sequence[TaskSpec],
+    *,
+    pickled: bytes | None = None,
+    owner: tuple[str, str] = LOCAL,
 ) -> list[int]:
-    """Insert tasks in one transaction; returns their IDs in order."""
+    """Insert tasks (owned by ``owner``: user, group) in one transaction; their IDs in order."""
     now = time.time()
     with conn.transaction():
-        ids = conn.many_returning(_INSERT_TASK, [_row(s, now, pickled=pickled) for s in specs])
+        ids = conn.many_returning(
+            _INSERT_TASK, [_row(s, now, pickled=pickled, owner=owner) for s in specs]
+        )
     return [int(i) for i in ids]
 
 
-def insert_batch(conn: Connection, batch: Batch) -> tuple[int, list[int]]:
-    """A batch and all its tasks, in one transaction: all or nothing."""
+def insert_batch(
+    conn: Connection, batch: Batch, *, owner: tuple[str, str] | None = None
+) -> tuple[int, list[int]]:
+    """A batch and all its tasks, in one transaction: all or nothing.
+
+    ``owner`` (user, group) is the server's caller; without it the batch is the
+    ``local`` user's, created by the Unix account running the command.
+    """
     now = time.time()
+    who = owner or LOCAL
     with conn.transaction():
         batch_id = int(
             conn.one(
-                "INSERT INTO batches (name, created_at, created_by, spec, n_tasks) "
-                "VALUES (:name, :created_at, :created_by, :spec, :n_tasks) RETURNING id",
+                "INSERT INTO batches (name, created_at, created_by, spec, n_tasks, owner, "
+                "owner_group) VALUES (:name, :created_at, :created_by, :spec, :n_tasks, "
+                ":owner, :owner_group) RETURNING id",
                 {
+                    "owner": who[0],
+                    "owner_group": who[1],
                     "name": batch.name,
                     "created_at": now,
-                    "created_by": current_user(),
+                    "created_by": owner[0] if owner else current_user(),
                     "spec": json.dumps(batch.spec, default=str),
                     "n_tasks": len(batch.tasks),
                 },
             )[0]
         )
-        ids = conn.many_returning(_INSERT_TASK, [_row(s, now, batch_id) for s in batch.tasks])
+        ids = conn.many_returning(
+            _INSERT_TASK, [_row(s, now, batch_id, owner=who) for s in batch.tasks]
+        )
     return batch_id, [int(i) for i in ids]
 
 
@@ -89,8 +115,10 @@ def current_user() -> str | None:
         return None
 
 
-def get_task(conn: Connection, task_id: int) -> dict[str, Any]:
-    rows = conn.dicts("SELECT * FROM tasks WHERE id = :id", {"id": task_id})
+def get_task(conn: Connection, task_id: int, *, scope: Scope | None = None) -> dict[str, Any]:
+    """A task row in full; NotFound when absent or outside ``scope`` (the same answer)."""
+    where, params = condition(scope)
+    rows = conn.dicts(f"SELECT * FROM tasks WHERE id = :id AND {where}", {"id": task_id, **params})
     if not rows:
         raise NotFound(f"no task with ID {task_id}; `hpclaunch tasks` lists them")
     return rows[0]
@@ -115,9 +143,15 @@ def list_tasks(
     tag: str | None = None,
     batch_id: int | None = None,
     limit: int | None = None,
+    after: int | None = None,
+    scope: Scope | None = None,
 ) -> list[dict[str, Any]]:
-    where: list[str] = []
-    params: dict[str, Any] = {}
+    """Task summaries by ID; ``after`` (an ID) and ``limit`` page through them."""
+    visible, params = condition(scope)
+    where: list[str] = [visible]
+    if after is not None:
+        where.append("id > :after")
+        params["after"] = after
     if status:
         where.append("status = :status")
         params["status"] = str(status)
@@ -131,10 +165,7 @@ def list_tasks(
     if batch_id is not None:
         where.append("batch_id = :batch_id")
         params["batch_id"] = batch_id
-    sql = f"SELECT {SUMMARY_COLUMNS} FROM tasks"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY id"
+    sql = f"SELECT {SUMMARY_COLUMNS} FROM tasks WHERE " + " AND ".join(where) + " ORDER BY id"
     if limit:
         sql += f" LIMIT {int(limit)}"
     return conn.dicts(sql, params)
@@ -150,34 +181,76 @@ def attempts(conn: Connection, task_id: int) -> list[dict[str, Any]]:
     )
 
 
-def list_batches(conn: Connection) -> list[dict[str, Any]]:
-    rows = conn.dicts("SELECT * FROM batches ORDER BY id")
+def list_batches(
+    conn: Connection,
+    *,
+    scope: Scope | None = None,
+    after: int | None = None,
+    limit: int | None = None,
+    batch_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """Batches with task counts per status; ``after``/``limit`` page, ``batch_id`` picks one."""
+    visible, params = condition(scope)
+    where = [visible]
+    if after is not None:
+        where.append("id > :after")
+        params["after"] = after
+    if batch_id is not None:
+        where.append("id = :batch_id")
+        params["batch_id"] = batch_id
+    sql = "SELECT * FROM batches WHERE " + " AND ".join(where) + " ORDER BY id"
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    rows = conn.dicts(sql, params)
     per: dict[int, dict[str, int]] = {}
-    for batch_id, status, n in conn.execute(
-        "SELECT batch_id, status, COUNT(*) FROM tasks WHERE batch_id IS NOT NULL "
-        "GROUP BY batch_id, status"
+    if not rows:
+        return rows
+    span = {"lo": rows[0]["id"], "hi": rows[-1]["id"]}
+    for batch_id_, status, n in conn.execute(
+        "SELECT batch_id, status, COUNT(*) FROM tasks WHERE batch_id BETWEEN :lo AND :hi "
+        "GROUP BY batch_id, status",
+        span,
     ).fetchall():
-        per.setdefault(batch_id, {})[status] = n
+        per.setdefault(batch_id_, {})[status] = n
     for row in rows:
         row["counts"] = {s.value: per.get(row["id"], {}).get(s, 0) for s in TaskStatus}
         row["spec"] = json.loads(row["spec"])
     return rows
 
 
-def list_workers(conn: Connection, *, include_gone: bool = False) -> list[dict[str, Any]]:
-    sql = "SELECT * FROM workers"
+def list_workers(
+    conn: Connection,
+    *,
+    include_gone: bool = False,
+    scope: Scope | None = None,
+    after: int | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Workers with what each completed and failed (counts over the caller's ``scope``)."""
+    visible, params = worker_condition(scope, "w")
+    where = [visible]
     if not include_gone:
-        sql += " WHERE status = :running"
-    rows = conn.dicts(sql + " ORDER BY id", {"running": WorkerStatus.RUNNING.value})
+        where.append("w.status = :running")
+        params["running"] = WorkerStatus.RUNNING.value
+    if after is not None:
+        where.append("w.id > :after")
+        params["after"] = after
+    sql = "SELECT w.* FROM workers w WHERE " + " AND ".join(where) + " ORDER BY w.id"
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    rows = conn.dicts(sql, params)
     per: dict[int, dict[str, int]] = {}
+    tasks_sql, tparams = condition(scope, "t")
     for worker_id, outcome, n in conn.execute(
-        "SELECT worker_id, outcome, COUNT(*) FROM task_attempts GROUP BY worker_id, outcome"
+        "SELECT a.worker_id, a.outcome, COUNT(*) FROM task_attempts a "
+        f"JOIN tasks t ON t.id = a.task_id WHERE {tasks_sql} GROUP BY a.worker_id, a.outcome",
+        tparams,
     ).fetchall():
         per.setdefault(worker_id, {})[outcome] = n
     current = dict(
         conn.execute(
-            "SELECT worker_id, id FROM tasks WHERE status = :running",
-            {"running": TaskStatus.RUNNING.value},
+            f"SELECT t.worker_id, t.id FROM tasks t WHERE t.status = :running AND {tasks_sql}",
+            {"running": TaskStatus.RUNNING.value, **tparams},
         ).fetchall()
     )
     for row in rows:
@@ -187,11 +260,16 @@ def list_workers(conn: Connection, *, include_gone: bool = False) -> list[dict[s
     return rows
 
 
-def stats(conn: Connection) -> dict[str, Any]:
-    rows = conn.execute("SELECT tags, status, COUNT(*) FROM tasks GROUP BY tags, status").fetchall()
+def stats(conn: Connection, *, scope: Scope | None = None) -> dict[str, Any]:
+    """Task counts per status and tag, and running workers (within ``scope``)."""
+    visible, params = condition(scope)
+    rows = conn.execute(
+        f"SELECT tags, status, COUNT(*) FROM tasks WHERE {visible} GROUP BY tags, status", params
+    ).fetchall()
+    wvisible, wparams = worker_condition(scope, "w")
     live_workers = conn.one(
-        "SELECT COUNT(*) FROM workers WHERE status = :running",
-        {"running": WorkerStatus.RUNNING.value},
+        f"SELECT COUNT(*) FROM workers w WHERE w.status = :running AND {wvisible}",
+        {"running": WorkerStatus.RUNNING.value, **wparams},
     )[0]
     by_status: dict[str, int] = {s.value: 0 for s in TaskStatus}
     by_tag: dict[str, dict[str, int]] = {}

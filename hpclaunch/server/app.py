@@ -21,7 +21,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from hpclaunch.queue.health import ping
+from hpclaunch.server.api_routes import api_routes
 from hpclaunch.server.auth import RequireToken
+from hpclaunch.server.bodies import LimitBody
+from hpclaunch.server.openapi import openapi_route
 from hpclaunch.server.pool import Pool
 from hpclaunch.server.wakeup import WakeHub
 from hpclaunch.server.worker_routes import WorkerApi
@@ -32,7 +35,7 @@ _CODES = {status.value for status in HTTPStatus}
 HEALTH_WAIT = 5.0  # seconds /healthz waits for the database before saying "unavailable"
 
 
-def create_app(pool: Pool) -> Starlette:
+def create_app(pool: Pool, *, allow_pickle: bool = False) -> Starlette:
     """The application over ``pool``; the pool is closed when the server stops."""
 
     async def healthz(request: Request) -> Response:
@@ -56,8 +59,13 @@ def create_app(pool: Pool) -> Starlette:
         pool.close()
 
     app = Starlette(
-        routes=[Route("/healthz", healthz, methods=["GET"]), *WorkerApi(pool, wake).routes()],
-        middleware=[Middleware(RequireToken, pool=pool)],
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            openapi_route(),
+            *WorkerApi(pool, wake).routes(),
+            *api_routes(pool, allow_pickle=allow_pickle, new_work=wake.notify),
+        ],
+        middleware=[Middleware(RequireToken, pool=pool), Middleware(LimitBody)],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,
     )

@@ -21,6 +21,7 @@ def serve(
     tls_cert: Path | None,
     tls_key: Path | None,
     pool_size: int,
+    allow_pickle: bool = False,
 ) -> None:
     """Run until SIGINT/SIGTERM. The database is opened first, so a wrong URL is one line."""
     if (tls_cert is None) != (tls_key is None):
@@ -38,7 +39,9 @@ def serve(
     scheme = "https" if tls_cert else "http"
     log.info("queue database %s; open-file limit %d; pool of %d", redact(url), nofile, pool_size)
     log.info("listening on %s://%s:%d", scheme, host, port)
-    app = create_app(Pool(url, pool_size, first=first))
+    if allow_pickle:
+        log.info("pickle tasks accepted: whoever may enqueue runs any Python code on workers")
+    app = create_app(Pool(url, pool_size, first=first), allow_pickle=allow_pickle)
     uvicorn.run(
         app,
         host=host,

@@ -1,0 +1,104 @@
+"""Pure parsing of what a request carries: IDs, list limits, opaque cursors, JSON bodies.
+
+Every mistake becomes an ``ApiError`` with its status and one sentence, so a
+route never turns a client's typo into a 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from typing import Any
+
+from hpclaunch.validate import ID_MAX
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+_ID = re.compile(r"[0-9]{1,19}")
+_MAX_CURSOR = 400
+
+
+class ApiError(Exception):
+    """A reply the client caused: ``{"error": message}`` with ``status``."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def row_id(text: str, what: str) -> int:
+    """A path's row ID; anything that cannot be one is simply not found."""
+    if not _ID.fullmatch(text) or not 1 <= int(text) <= ID_MAX:
+        raise ApiError(404, f"no {what} with ID {text[:40]!r}")
+    return int(text)
+
+
+def limit(value: str | None) -> int:
+    """``limit``: default 100, at most 1,000."""
+    if value is None:
+        return DEFAULT_LIMIT
+    if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+        raise ApiError(400, f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    return int(value)
+
+
+def flag(value: str | None, name: str) -> bool:
+    """A boolean query parameter: true/false, 1/0, yes/no."""
+    if value is None:
+        return False
+    lowered = value.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise ApiError(400, f"{name} must be true or false")
+
+
+def encode_cursor(after: int | str) -> str:
+    """An opaque cursor: the last row's key, so the next page starts after it."""
+    raw = json.dumps({"after": after}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(value: str | None, kind: type[int] | type[str] = int) -> Any:
+    """The key a cursor from ``encode_cursor`` carries, or None for the first page."""
+    if value is None:
+        return None
+    bad = ApiError(400, "cursor is not one this server gave out; start again without it")
+    if len(value) > _MAX_CURSOR:
+        raise bad
+    try:
+        data = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise bad from None
+    after = data.get("after") if isinstance(data, dict) else None
+    if kind is int and (
+        isinstance(after, bool) or not isinstance(after, int) or not 0 <= after <= ID_MAX
+    ):
+        raise bad
+    if kind is str and not isinstance(after, str):
+        raise bad
+    return after
+
+
+def page(rows: list[dict[str, Any]], size: int, key: str = "id") -> dict[str, Any]:
+    """A list reply from ``size + 1`` rows: the first ``size`` and the cursor to the rest."""
+    more = len(rows) > size
+    rows = rows[:size]
+    return {"items": rows, "next_cursor": encode_cursor(rows[-1][key]) if more else None}
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body that must be one JSON object."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ApiError(400, "the request body is not UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, f"the request body is not JSON ({exc.msg} at {exc.pos})") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    return data

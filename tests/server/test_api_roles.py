@@ -1,0 +1,155 @@
+"""Every route of the OpenAPI document, walked with every kind of caller.
+
+Deny by default: no credentials, a cookie, a revoked or an expired token get
+401 everywhere but /healthz; a worker token gets 403 (and no data) on every
+people route; a user gets 404 for another group's object; an admin sees all.
+"""
+
+from __future__ import annotations
+
+import pytest
+from api_helpers import GROUP_A, call, make_accounts
+from server_helpers import running_server
+
+BATCH = b"name: walk\ncommand: echo {run}\nn_runs: 2\n"
+
+
+def _requests(doc: dict, ids: dict[str, str]):
+    """(tag, method, concrete path, body) for every operation of the document."""
+    for template, item in sorted(doc["paths"].items()):
+        for method, op in item.items():
+            path = template
+            for prefix, value in ids.items():
+                if template.startswith(prefix):
+                    path = template.replace("{id}", value)
+            path = path.replace("{id}", "1")
+            body: object = None
+            if (method, template) == ("post", "/api/v1/tasks"):
+                body = {"command": ["true"]}
+            elif (method, template) == ("post", "/api/v1/batches"):
+                body = BATCH
+            elif method == "post":
+                body = {}
+            yield op["tags"][0], method.upper(), path, body
+
+
+def _send(base, method, path, body, **kw):
+    if isinstance(body, bytes):
+        return call(base, method, path, data=body, **kw)
+    return call(base, method, path, body=body, data=b"" if body is None else None, **kw)
+
+
+def test_every_route_with_every_role(queue_url, tmp_path):
+    accounts = make_accounts(queue_url)
+    tok = accounts.tokens
+    log = tmp_path / "serve.log"
+    with running_server(log) as (_, base):
+        status, doc = call(base, "GET", "/api/v1/openapi.json", token=tok["alice"])
+        assert status == 200 and doc["openapi"].startswith("3.")
+        assert {"bearer", "basic"} <= set(doc["components"]["securitySchemes"])
+        must_describe = {
+            ("post", "/api/v1/claim"),
+            ("post", "/api/v1/workers"),
+            ("post", "/api/v1/tasks/{id}/finish"),
+            ("post", "/api/v1/workers/{id}/exit"),
+            ("get", "/healthz"),
+            ("get", "/api/v1/stats"),
+        }
+        described = {(m, p) for p, item in doc["paths"].items() for m in item}
+        assert must_describe <= described and len(described) >= 22
+        # Group A's objects: a task and a batch of alice's.
+        status, made = call(base, "POST", "/api/v1/batches", token=tok["alice"], data=BATCH)
+        assert status == 201
+        task_id, batch_id = made["task_ids"][0], made["batch_id"]
+        ids = {"/api/v1/tasks/": str(task_id), "/api/v1/batches/": str(batch_id)}
+        requests = list(_requests(doc, ids))
+        assert len(requests) == len(described)
+
+        for tag, method, path, body in requests:
+            where = f"{method} {path}"
+            if tag == "health":
+                assert _send(base, method, path, body)[0] == 200
+                continue
+            # (Revoked and expired tokens: test_revoked_and_expired; each failure of one
+            # credential counts toward its slow-down, so they are not sent to every route.)
+            denied = [{}, {"Cookie": f"session={tok['admin']}; token={tok['alice']}"}]
+            for headers in denied:
+                status, reply = _send(base, method, path, body, headers=headers)
+                assert status == 401, (where, list(headers))
+                assert reply == {"error": "authentication required: a valid token"}
+            if tag == "meta":
+                for role in ("alice", "bob", "admin", "worker"):
+                    assert _send(base, method, path, body, token=tok[role])[0] == 200
+                continue
+            if tag == "workers":
+                # The worker routes: authentication passes; a person's token is never served.
+                for role in ("alice", "bob", "admin"):
+                    status, reply = _send(base, method, path, body, token=tok[role])
+                    assert status >= 400 and status != 401 and status < 500, (where, role)
+                    assert list(reply) == ["error"]
+                continue
+            status, reply = _send(base, method, path, body, token=tok["worker"])
+            assert status == 403 and list(reply) == ["error"], where
+            assert "worker token" in reply["error"]
+            status, reply = _send(base, method, path, body, token=tok["bob"])
+            if "{id}" in next(p for p in doc["paths"] if _matches(p, path)):
+                assert status == 404 and list(reply) == ["error"], where
+            else:
+                assert status in (200, 201), where
+                for row in reply.get("items", []):
+                    assert row.get("owner_group") != GROUP_A, where
+                    assert task_id not in (row.get("id"), row.get("current_task")), where
+            status, reply = _send(base, method, path, body, token=tok["alice"])
+            if path.startswith("/api/v1/launches/"):
+                assert status == 404, where  # alice submitted no launch
+            elif path.endswith("/retry") and "/tasks/" in path:
+                assert status in (200, 409), where  # 409: the task was pending
+            else:
+                assert status in (200, 201), (where, reply)
+            if method == "GET" and not path.startswith("/api/v1/launches/"):
+                assert _send(base, method, path, body, token=tok["admin"])[0] == 200, where
+        # No route reached data without a valid token, and none failed.
+    text = log.read_text()
+    assert "Traceback" not in text and " 500 " not in text
+    for secret in tok.values():
+        assert secret not in text
+
+
+def _matches(template: str, path: str) -> bool:
+    parts, given = template.split("/"), path.split("/")
+    return len(parts) == len(given) and all(
+        p == g or p.startswith("{") for p, g in zip(parts, given, strict=True)
+    )
+
+
+@pytest.mark.parametrize("role", ["alice", "admin"])
+def test_cookie_is_never_a_credential(queue_url, tmp_path, role):
+    """A browser's cookie holding a valid token is still 401 on the API."""
+    tok = make_accounts(queue_url).tokens
+    with running_server(tmp_path / "serve.log") as (_, base):
+        for method, path in (("GET", "/api/v1/tasks"), ("POST", "/api/v1/tasks")):
+            status, _ = call(
+                base,
+                method,
+                path,
+                data=b'{"command": ["true"]}',
+                headers={"Cookie": f"hpclaunch_session={tok[role]}", "Origin": "http://evil"},
+            )
+            assert status == 401
+        assert call(base, "GET", "/api/v1/tasks", token=tok[role])[0] == 200
+
+
+def test_revoked_and_expired(queue_url, tmp_path):
+    tok = make_accounts(queue_url).tokens
+    with running_server(tmp_path / "serve.log") as (_, base):
+        for label in ("revoked", "expired"):
+            for method, path in (
+                ("GET", "/api/v1/tasks"),
+                ("POST", "/api/v1/batches"),
+                ("GET", "/api/v1/openapi.json"),
+            ):
+                status, reply = call(base, method, path, token=tok[label], data=BATCH)
+                assert status == 401 and reply == {
+                    "error": "authentication required: a valid token"
+                }
+        assert call(base, "GET", "/api/v1/tasks", token=tok["alice"])[0] == 200
