@@ -99,6 +99,23 @@ def worker_options(func):
             metavar="N",
             help="A task stopped at the walltime more than N times fails as TIMEOUT.",
         ),
+        click.option(
+            "--engine",
+            "engines",
+            multiple=True,
+            metavar="NAME",
+            help="Provide only these engines (repeatable; default: every engine it has a "
+            "handler for, the built-in dummy included).",
+        ),
+        click.option(
+            "--engine-handler",
+            "engine_handlers",
+            multiple=True,
+            metavar="NAME=SPEC",
+            help="A handler for engine NAME: pkg.module:function, or a command run with "
+            "HPCLAUNCH_PARAM and HPCLAUNCH_RUN set (repeatable; rendered from the "
+            "profile's worker.engines).",
+        ),
         click.option("-q", "--quiet", is_flag=True, help="Only print errors."),
     ]
     for option in reversed(options):
@@ -124,10 +141,14 @@ def build_options(
     quiet,
     db_wait=300.0,
     walltime_releases=3,
+    engines=(),
+    engine_handlers=(),
 ):
     from pathlib import Path
 
     from hpclaunch.queue.urls import resolve_database_url
+    from hpclaunch.tasks.engines import parse_assignment
+    from hpclaunch.validate import check_engine
     from hpclaunch.worker.deadline import parse_deadline, walltime_seconds
     from hpclaunch.worker.loop import WorkerOptions
 
@@ -138,6 +159,8 @@ def build_options(
         end = parse_deadline(deadline)
     elif walltime:
         end = time.time() + walltime_seconds(walltime)
+    handlers = dict(parse_assignment(text) for text in engine_handlers)
+    only = [check_engine(name) for name in engines]
     return WorkerOptions(
         database_url=resolve_database_url(database_url),
         tags=list(tags) or ["default"],
@@ -154,6 +177,8 @@ def build_options(
         quiet=quiet,
         db_wait=db_wait,
         walltime_releases=walltime_releases,
+        engines=only,
+        engine_handlers=handlers,
     )
 
 
@@ -193,6 +218,9 @@ def _worker_argv(kwargs: dict) -> list[str]:
         if name == "tags":
             for tag in value:
                 argv += ["-t", tag]
+        elif name in ("engines", "engine_handlers"):
+            for item in value:
+                argv += ["--engine" if name == "engines" else "--engine-handler", item]
         elif name == "no_pickle":
             if value:
                 argv.append("--no-pickle")

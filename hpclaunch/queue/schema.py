@@ -93,6 +93,8 @@ workers = Table(
     Column("array_index", Integer, nullable=True),
     Column("launch_id", String(64), nullable=True),
     Column("version", String(32), nullable=True),
+    # The engines it has handlers for (comma-joined, sorted); NULL: none.
+    Column("engines", String(512), nullable=True),
     Index("ix_workers_status", "status"),
     Index("ix_workers_launch", "launch_id"),
 )
@@ -104,6 +106,9 @@ tasks = Table(
     Column("batch_id", Id, ForeignKey("batches.id"), nullable=True),
     Column("name", String(200), nullable=True),
     Column("kind", String(16), nullable=False),
+    # kind 'engine': the named handler it needs (SIMX); only a worker that provides
+    # it claims the task. NULL for every other kind. Its param and run are in payload.
+    Column("engine", String(64), nullable=True),
     Column("payload", Text, nullable=False),
     Column("pickled", LargeBinary, nullable=True),
     # Canonical tag set: sorted, comma-joined. Workers match by subset.

@@ -20,24 +20,33 @@ from hpclaunch.queue.driver import Connection
 from hpclaunch.states import AttemptOutcome, TaskStatus, WorkerStatus
 
 SUMMARY_COLUMNS = (
-    "id, name, kind, status, tags, priority, attempts, max_attempts, batch_id, worker_id, "
+    "id, name, kind, engine, status, tags, priority, attempts, max_attempts, batch_id, worker_id, "
     "exit_code, reason, created_at, started_at, finished_at"
 )
 _INSERT_TASK = (
-    "INSERT INTO tasks (batch_id, name, kind, payload, pickled, tags, priority, "
-    "max_attempts, attempts, timeout, expected_runtime, status, created_at) VALUES "
-    "(:batch_id, :name, :kind, :payload, :pickled, :tags, :priority, :max_attempts, 0, "
-    ":timeout, :expected_runtime, :status, :created_at) RETURNING id"
+    "INSERT INTO tasks (batch_id, name, kind, engine, payload, pickled, tags, priority, "
+    "max_attempts, attempts, timeout, expected_runtime, status, created_at, owner, "
+    "owner_group) VALUES "
+    "(:batch_id, :name, :kind, :engine, :payload, :pickled, :tags, :priority, :max_attempts, 0, "
+    ":timeout, :expected_runtime, :status, :created_at, :owner, :owner_group) RETURNING id"
 )
+LOCAL = "local"  # the user and group of work enqueued straight into the database
 
 
 def _row(
-    spec: TaskSpec, now: float, batch_id: int | None = None, pickled: bytes | None = None
+    spec: TaskSpec,
+    now: float,
+    batch_id: int | None = None,
+    pickled: bytes | None = None,
+    owner: tuple[str, str] = (LOCAL, LOCAL),
 ) -> dict[str, Any]:
     return {
         "batch_id": batch_id,
         "name": spec.name,
         "kind": spec.kind,
+        "engine": spec.engine,
+        "owner": owner[0],
+        "owner_group": owner[1],
         "payload": json.dumps(spec.payload),
         "pickled": pickled,
         "tags": spec.tags,
@@ -60,24 +69,39 @@ def insert_tasks(
     return [int(i) for i in ids]
 
 
-def insert_batch(conn: Connection, batch: Batch) -> tuple[int, list[int]]:
-    """A batch and all its tasks, in one transaction: all or nothing."""
+def insert_batch(
+    conn: Connection,
+    batch: Batch,
+    *,
+    owner: tuple[str, str] = (LOCAL, LOCAL),
+    created_by: str | None = None,
+) -> tuple[int, list[int]]:
+    """A batch and all its tasks, in one transaction: all or nothing.
+
+    ``owner`` is the (user, group) the batch and its tasks belong to, already
+    checked against the caller (``batches.batch_owner``).
+    """
     now = time.time()
     with conn.transaction():
         batch_id = int(
             conn.one(
-                "INSERT INTO batches (name, created_at, created_by, spec, n_tasks) "
-                "VALUES (:name, :created_at, :created_by, :spec, :n_tasks) RETURNING id",
+                "INSERT INTO batches (name, created_at, created_by, spec, n_tasks, owner, "
+                "owner_group) VALUES (:name, :created_at, :created_by, :spec, :n_tasks, "
+                ":owner, :owner_group) RETURNING id",
                 {
                     "name": batch.name,
                     "created_at": now,
-                    "created_by": current_user(),
+                    "created_by": created_by or current_user(),
                     "spec": json.dumps(batch.spec, default=str),
                     "n_tasks": len(batch.tasks),
+                    "owner": owner[0],
+                    "owner_group": owner[1],
                 },
             )[0]
         )
-        ids = conn.many_returning(_INSERT_TASK, [_row(s, now, batch_id) for s in batch.tasks])
+        ids = conn.many_returning(
+            _INSERT_TASK, [_row(s, now, batch_id, owner=owner) for s in batch.tasks]
+        )
     return batch_id, [int(i) for i in ids]
 
 

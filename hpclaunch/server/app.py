@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from hpclaunch.queue.health import ping
+from hpclaunch.server import simx_routes
 from hpclaunch.server.auth import RequireToken
 from hpclaunch.server.pool import Pool
 
@@ -46,7 +47,7 @@ def create_app(pool: Pool) -> Starlette:
         pool.close()
 
     return Starlette(
-        routes=[Route("/healthz", healthz, methods=["GET"])],
+        routes=[Route("/healthz", healthz, methods=["GET"]), *simx_routes.routes(pool)],
         middleware=[Middleware(RequireToken, pool=pool)],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,
