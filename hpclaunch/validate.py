@@ -35,6 +35,18 @@ def check_tag(tag: object) -> str:
     return tag
 
 
+ENGINE_RULE = "engine names are 1-64 letters, digits or _ . - and start with a letter or digit"
+_ENGINE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def check_engine(name: object) -> str:
+    """One engine name (SIMX's ``engine: dummy``), or UserError saying the rule."""
+    if not isinstance(name, str) or not _ENGINE.fullmatch(name):
+        shown = repr(name) if len(repr(name)) <= 70 else repr(name)[:67] + "..."
+        raise UserError(f"bad engine {shown}: {ENGINE_RULE}")
+    return name
+
+
 def check_tags(tags: Iterable[object] | None, *, worker: bool = False) -> tuple[str, ...]:
     """Sorted, de-duplicated tags (``default`` when none), at most 8.
 

@@ -119,8 +119,13 @@ def enqueue(
     if modes != 1:
         raise UserError("give exactly one of: a command after `--`, --call, or --file")
     if batch_file:
+        from hpclaunch.queue import simx
+
         batch = load_batch_file(batch_file)
-        batch_id, ids = _run(ctx, store.insert_batch, batch)
+        for warning in batch.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        # The direct-database CLI is the administrator: any user/group is allowed.
+        batch_id, ids = _run(ctx, simx.enqueue_batch, batch, simx.ADMINISTRATOR)
         if as_json:
             from hpclaunch.cli.output import print_json
 
@@ -179,7 +184,7 @@ def _task_rows(rows):
         (
             r["id"],
             r["name"] or "",
-            r["kind"],
+            f"engine:{r['engine']}" if r.get("engine") else r["kind"],
             r["status"],
             r["tags"],
             f"{r['attempts']}/{r['max_attempts']}",

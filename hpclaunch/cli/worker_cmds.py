@@ -119,6 +119,23 @@ def worker_options(func):
             is_flag=True,
             help="Allow plain http:// to a server that is not on this machine.",
         ),
+        click.option(
+            "--engine",
+            "engines",
+            multiple=True,
+            metavar="NAME",
+            help="Provide only these engines (repeatable; default: every engine it has a "
+            "handler for, the built-in dummy included).",
+        ),
+        click.option(
+            "--engine-handler",
+            "engine_handlers",
+            multiple=True,
+            metavar="NAME=SPEC",
+            help="A handler for engine NAME: pkg.module:function, or a command run with "
+            "HPCLAUNCH_PARAM and HPCLAUNCH_RUN set (repeatable; rendered from the "
+            "profile's worker.engines).",
+        ),
         click.option("-q", "--quiet", is_flag=True, help="Only print errors."),
     ]
     for option in reversed(options):
@@ -147,10 +164,14 @@ def build_options(
     server=None,
     ca_bundle=None,
     insecure_http=False,
+    engines=(),
+    engine_handlers=(),
 ):
     import os
     from pathlib import Path
 
+    from hpclaunch.tasks.engines import parse_assignment
+    from hpclaunch.validate import check_engine
     from hpclaunch.worker.deadline import parse_deadline, walltime_seconds
     from hpclaunch.worker.loop import WorkerOptions
 
@@ -161,6 +182,8 @@ def build_options(
         end = parse_deadline(deadline)
     elif walltime:
         end = time.time() + walltime_seconds(walltime)
+    handlers = dict(parse_assignment(text) for text in engine_handlers)
+    only = [check_engine(name) for name in engines]
     return WorkerOptions(
         database_url=queue_url(database_url, server),
         tags=list(tags) or ["default"],
@@ -179,6 +202,8 @@ def build_options(
         walltime_releases=walltime_releases,
         insecure_http=insecure_http,
         ca_bundle=ca_bundle or os.environ.get("HPCLAUNCH_CA_BUNDLE") or None,
+        engines=only,
+        engine_handlers=handlers,
     )
 
 
@@ -251,6 +276,9 @@ def _worker_argv(kwargs: dict) -> list[str]:
         if name == "tags":
             for tag in value:
                 argv += ["-t", tag]
+        elif name in ("engines", "engine_handlers"):
+            for item in value:
+                argv += ["--engine" if name == "engines" else "--engine-handler", item]
         elif name == "no_pickle":
             if value:
                 argv.append("--no-pickle")

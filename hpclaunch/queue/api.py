@@ -314,7 +314,9 @@ class Queue:
         """A batch (a parsed ``Batch`` or a batch file path), all tasks in one transaction."""
         if isinstance(batch, str):
             batch = load_batch_file(batch)
-        batch_id, ids = db.call(self.conn, store.insert_batch, batch)
+        from hpclaunch.queue import simx
+
+        batch_id, ids = db.call(self.conn, simx.enqueue_batch, batch, simx.ADMINISTRATOR)
         return batch_id, [TaskHandle(self, i) for i in ids]
 
     def batch(self, batch_id: int) -> BatchHandle:

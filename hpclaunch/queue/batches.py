@@ -19,12 +19,15 @@ import yaml
 
 from hpclaunch import yamlload
 from hpclaunch.errors import UserError
+from hpclaunch.queue.accounts import check_name
 from hpclaunch.tasks.payloads import (
     call_payload,
     canonical_tags,
     check_limits,
     command_payload,
+    engine_payload,
 )
+from hpclaunch.validate import check_engine
 from hpclaunch.yamlload import StrictLoader
 
 KEYS = {
@@ -43,7 +46,13 @@ KEYS = {
     "expected_runtime",
     "cwd",
     "env",
+    # SIMX's batch-req.yaml: an engine and a param instead of a command; the owner.
+    "engine",
+    "param",
+    "user",
+    "group",
 }
+SOURCES = ("command", "call", "engine")
 MAX_TASKS = 1_000_000
 # One expanded command (Linux's limit for one argument) and a whole batch's payloads.
 MAX_COMMAND_CHARS = 128 * 1024
@@ -60,6 +69,7 @@ class TaskSpec:
     timeout: float | None
     expected_runtime: float | None
     name: str | None = None
+    engine: str | None = None  # kind 'engine': the handler a worker must provide
 
     def __post_init__(self) -> None:
         # Every way into the queue builds a TaskSpec: none stores a value a worker
@@ -79,6 +89,35 @@ class Batch:
     name: str
     spec: dict[str, Any]
     tasks: list[TaskSpec]
+    user: str | None = None  # SIMX's owner keys, checked against the caller on insert
+    group: str | None = None
+    warnings: tuple[str, ...] = ()  # likely mistakes that are not errors (param vs params)
+
+
+class NotYours(UserError):
+    """A batch names a user or group the caller may not enqueue for (HTTP 403)."""
+
+
+def batch_owner(
+    batch: Batch, *, user: str, group: str, admin: bool, group_of: str | None = None
+) -> tuple[str, str]:
+    """The (user, group) a batch is enqueued as.
+
+    A batch's ``user``/``group`` must be the caller's own; an admin (and the
+    direct-database CLI, which is the administrator) may name others. ``group_of``
+    is the named user's group when it exists (an admin naming only a user).
+    """
+    if not admin:
+        for key, given, own in (("user", batch.user, user), ("group", batch.group, group)):
+            if given is not None and given != own:
+                raise NotYours(
+                    f"the batch's {key} is {given!r} but you are {key} {own!r}: a user "
+                    "enqueues only as itself (an admin may name others)"
+                )
+        return user, group
+    if batch.user is None:
+        return user, batch.group or group
+    return batch.user, batch.group or group_of or group
 
 
 class _LineLoader(StrictLoader):
@@ -103,7 +142,9 @@ def load_batch_file(path: str | Path) -> Batch:
 def parse_batch(text: str, *, source: str = "<batch>") -> Batch:
     data = yamlload.load(text, source, _LineLoader)
     if not isinstance(data, dict):
-        raise UserError(f"{source}: a batch file is a mapping with name, command or call, ...")
+        raise UserError(
+            f"{source}: a batch file is a mapping with name, command, call or engine, ..."
+        )
     lines = data.pop("__lines__", {})
     data = _strip_lines(data)
 
@@ -123,11 +164,31 @@ def parse_batch(text: str, *, source: str = "<batch>") -> Batch:
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
         raise UserError(f"{source}: `name` is required (a short label for the batch)")
-    has_command, has_call = "command" in data, "call" in data
-    if has_command == has_call:
-        raise UserError(f"{source}: give exactly one of `command` or `call`")
+    given = [key for key in SOURCES if key in data]
+    if len(given) != 1:
+        raise UserError(f"{source}: give exactly one of `command`, `call` or `engine`")
+    kind = given[0]
+    has_command = kind == "command"
     if "n_runs" in data and "params" in data:
         raise err("params", "give `n_runs` or `params`, not both")
+    if "param" in data and kind == "call":
+        raise err("param", "`param` goes with `engine` or `command`; a call takes `args`/`kwargs`")
+    owner: dict[str, str | None] = {}
+    for key in ("user", "group"):
+        value = data.get(key)
+        if value is not None and not isinstance(value, str):
+            raise err(key, f"expected a name, got {value!r}")
+        try:
+            owner[key] = None if value is None else check_name(value, what=key)
+        except UserError as exc:
+            raise err(key, str(exc)) from None
+    engine = data.get("engine")
+    if kind == "engine":
+        try:
+            check_engine(engine)
+        except UserError as exc:
+            raise err("engine", str(exc)) from None
+    param = data.get("param")
     try:
         tags = canonical_tags(_as_list(data.get("tags"), "tags", err))
     except UserError as exc:
@@ -153,14 +214,16 @@ def parse_batch(text: str, *, source: str = "<batch>") -> Batch:
         values = {**params, "run": run_index}
         if has_command:
             payload = _command(data, values, err)
-            kind = "command"
+            if "param" in data:
+                payload.setdefault("env", {}).update(_param_env(param, run_index, err))
+        elif kind == "engine":
+            payload = _engine(engine, param, params, run_index, err)
         else:
             payload = _call(data, params, err)
-            kind = "call"
         size += len(json.dumps(payload))
         if size > MAX_BATCH_CHARS:
             raise err(
-                "command" if has_command else "call",
+                kind,
                 f"the batch's tasks add up to more than {MAX_BATCH_CHARS // 2**20} MiB of "
                 "payload; split it into several batch files",
             )
@@ -174,9 +237,58 @@ def parse_batch(text: str, *, source: str = "<batch>") -> Batch:
                 timeout=limits["timeout"],
                 expected_runtime=limits["expected_runtime"],
                 name=f"{name}[{run_index}]",
+                engine=engine if kind == "engine" else None,
             )
         )
-    return Batch(name=name, spec=data, tasks=specs)
+    return Batch(
+        name=name,
+        spec=data,
+        tasks=specs,
+        user=owner["user"],
+        group=owner["group"],
+        warnings=_warnings(data, kind, source),
+    )
+
+
+def _warnings(data: dict, kind: str, source: str) -> tuple[str, ...]:
+    """``param`` (one value for every run) and ``params`` (a grid) are easy to mix up."""
+    param, params = data.get("param"), data.get("params")
+    if isinstance(param, dict) and param and "params" not in data:
+        lists = [k for k, v in param.items() if isinstance(v, list) and len(v) > 1]
+        if len(lists) == len(param):
+            return (
+                f"{source}: `param` is handed whole to every run, lists included; for one "
+                f"task per combination of {', '.join(map(str, lists))} write `params` (the grid)",
+            )
+    single = isinstance(params, dict) and not any(isinstance(v, list) for v in params.values())
+    if params and single and "param" not in data:
+        return (
+            f"{source}: `params` is a grid (lists of values, one task per combination) "
+            "and every value here is single, so it makes one task; to hand this mapping "
+            "to every run write `param`",
+        )
+    return ()
+
+
+def _param_env(param: Any, run_index: int, err) -> dict[str, str]:
+    """A command's view of the batch's ``param``: JSON in HPCLAUNCH_PARAM, and its run."""
+    try:
+        text = json.dumps(param, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise err("param", f"param must be plain data (JSON): {exc}") from None
+    return {"HPCLAUNCH_PARAM": text, "HPCLAUNCH_RUN": str(run_index)}
+
+
+def _engine(engine: str, param: Any, point: dict, run_index: int, err) -> dict[str, Any]:
+    """An engine run's payload; with a ``params`` grid, its point is merged into ``param``."""
+    if point:
+        if param is not None and not isinstance(param, dict):
+            raise err("params", "with `params`, `param` must be a mapping (each point adds to it)")
+        param = {**(param or {}), **point}
+    try:
+        return engine_payload(engine, param, run_index)
+    except UserError as exc:
+        raise err("param", str(exc)) from None
 
 
 def _strip_lines(value):

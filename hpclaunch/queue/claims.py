@@ -11,6 +11,7 @@ cannot overwrite the attempt that replaced it (fencing).
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 from hpclaunch.queue import transitions as tr
@@ -67,6 +68,7 @@ def register_worker(conn: Connection, **fields: Any) -> int:
         "launch_id",
         "version",
         "token_id",  # the server's worker token that registered it (None: direct)
+        "engines",
     ]
     params = {c: fields.get(c) for c in columns}
     sql = (
@@ -91,6 +93,19 @@ def record_worker_exit(conn: Connection, worker_id: int, reason: str, detail: st
                 "exited": WorkerStatus.EXITED.value,
             },
         )
+
+
+def engine_condition(engines: Sequence[str], column: str = "engine") -> tuple[str, dict[str, str]]:
+    """The claim's engine match (separate from tags): plain tasks, or one of ``engines``.
+
+    A task of engine E is claimed only by a worker that provides E (SIMX matches
+    workers to runs by engine); a worker without engines claims plain tasks only.
+    """
+    params = {f"g{i}": name for i, name in enumerate(sorted(set(engines)))}
+    if not params:
+        return f"{column} IS NULL", {}
+    names = ", ".join(":" + k for k in params)
+    return f"({column} IS NULL OR {column} IN ({names}))", params
 
 
 def heartbeat(conn: Connection, worker_id: int, lease: float, task: Claimed | None = None) -> bool:
@@ -138,15 +153,19 @@ class Claimer:
         fit_deadline: bool,
         owner: str | None = None,
         owner_group: str | None = None,
+        engines: Sequence[str] = (),
     ):
         self.conn = conn
         self.worker_id = worker_id
         self.lease = lease
-        self.tag_params = {f"t{i}": t for i, t in enumerate(tag_sets)}
+        engine_match, engine_params = engine_condition(engines)
+        # The engine names ride along with the tag sets in every statement's parameters.
+        self.tag_params = {f"t{i}": t for i, t in enumerate(tag_sets)} | engine_params
         self.estimate_params: dict[str, float | None] = {}
         conditions = [
             f"status = '{TaskStatus.PENDING}'",
-            f"tags IN ({', '.join(':' + k for k in self.tag_params)})",
+            f"tags IN ({', '.join(':t' + str(i) for i in range(len(tag_sets)))})",
+            engine_match,
         ]
         if not allow_pickle:
             conditions.append("kind <> 'pickle'")
@@ -185,7 +204,7 @@ class Claimer:
 
     def set_estimates(self, estimates: dict[str, float]) -> None:
         """Runtime estimates (seconds) per canonical tag set, for tasks without one."""
-        tag_index = {tags: key[1:] for key, tags in self.tag_params.items()}
+        tag_index = {tags: key[1:] for key, tags in self.tag_params.items() if key[0] == "t"}
         for key in self.estimate_params:
             self.estimate_params[key] = None
         for tags, seconds in estimates.items():
@@ -369,6 +388,7 @@ def watch(
     within: float | None,
     owner: str | None = None,
     owner_group: str | None = None,
+    engines: Sequence[str] = (),
 ) -> Watch | None:
     """Register this idle worker as the one waiting for a silent owner's task.
 
@@ -380,9 +400,11 @@ def watch(
     also lapses when its worker exits or stops heart-beating.
     """
     params: dict[str, Any] = {f"t{i}": t for i, t in enumerate(tag_sets)}
+    engine_match, engine_params = engine_condition(engines, "t.engine")
     conditions = [
         f"t.status = '{TaskStatus.RUNNING}'",
         f"t.tags IN ({', '.join(':' + k for k in params)})",
+        engine_match,
         "t.worker_id <> :me",
         SILENT_OWNER,
         f"(t.watcher_id IS NULL OR t.watcher_id = :me OR t.watcher_id NOT IN ({_LIVE_WORKERS}))",
@@ -397,6 +419,7 @@ def watch(
         conditions.append("t.lease_expires_at <= {now} + :within")
         params["within"] = within
     params["me"] = worker_id
+    params.update(engine_params)
     with conn.transaction():
         rows = conn.execute(
             "SELECT t.id, t.claim_token, t.watcher_id, t.worker_id, "

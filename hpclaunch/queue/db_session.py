@@ -40,6 +40,7 @@ class DatabaseSession:
         self.tag_sets: list[str] = []
         self.allow_pickle = True
         self.walltime_releases = claims.WALLTIME_RELEASES
+        self.engines: tuple[str, ...] = ()
         self._watching: int | None = None  # the task this worker watches, if any
         self._claimer: claims.Claimer | None = None
         self._beat: driver.Connection | None = None
@@ -76,6 +77,7 @@ class DatabaseSession:
         self.lease, self.tag_sets = worker.lease, worker.tag_sets
         self.allow_pickle = worker.allow_pickle
         self.walltime_releases = worker.walltime_releases
+        self.engines = tuple(worker.engines)
         worker_id = self._call(
             claims.register_worker,
             what="register",
@@ -90,6 +92,7 @@ class DatabaseSession:
             job_id=worker.job_id,
             array_job_id=worker.array_job_id,
             array_index=worker.array_index,
+            engines=",".join(sorted(set(worker.engines))) or None,
         )
         self.worker_id = worker_id
         self._claimer = claims.Claimer(
@@ -99,6 +102,7 @@ class DatabaseSession:
             lease=worker.lease,
             allow_pickle=worker.allow_pickle,
             fit_deadline=worker.fit_deadline,
+            engines=self.engines,
         )
         return worker_id
 
@@ -141,6 +145,7 @@ class DatabaseSession:
             self.tag_sets,
             allow_pickle=self.allow_pickle,
             within=within,
+            engines=self.engines,
             what="watch",
             stoppable=True,
         )

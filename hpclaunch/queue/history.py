@@ -19,6 +19,8 @@ _COUNTED = (AttemptOutcome.COMPLETED, AttemptOutcome.FAILED, AttemptOutcome.LOST
 _TASK_COLUMNS = (
     "id",
     "name",
+    "kind",
+    "engine",
     "status",
     "reason",
     "attempts",
@@ -100,12 +102,23 @@ def explain(conn: Connection, task_id: int, *, scope: Scope | None = None) -> di
             current["worker_id"] = task["worker_id"]
             current["heartbeat_age"] = current.pop("now") - current["heartbeat_at"]
     task["error"] = first_line(task["error"])
+    if task["engine"] is not None and task["status"] == TaskStatus.PENDING:
+        task["engine_providers"] = _providers(conn, task["engine"])
     return {
         "task": task,
         "attempts": attempts,
         "running": current,
         "verdict": verdict(task, attempts, current),
     }
+
+
+def _providers(conn: Connection, engine: str) -> int:
+    """How many running workers provide ``engine`` (a pending engine task waits for one)."""
+    rows = conn.execute(
+        "SELECT engines FROM workers WHERE status = :running AND engines IS NOT NULL",
+        {"running": WorkerStatus.RUNNING.value},
+    ).fetchall()
+    return sum(engine in str(r[0]).split(",") for r in rows)
 
 
 def first_line(text: str | None) -> str | None:
@@ -202,6 +215,14 @@ def verdict(
         text = f"pending: {task['attempts']} of {task['max_attempts']} attempts spent"
         if before:
             text += " after " + _join([describe(a) for a in before])
+        providers = task.get("engine_providers")
+        if providers == 0:
+            text += (
+                f"; no running worker provides engine {task['engine']!r} (only a worker "
+                "with a handler for it claims this task)"
+            )
+        elif providers:
+            text += f"; {providers} running worker(s) provide engine {task['engine']!r}"
         return text
     if status == TaskStatus.CANCELED:
         return "canceled" + (

@@ -96,6 +96,8 @@ workers = Table(
     # The server's worker token that registered it (NULL: a direct-database worker):
     # only that token may act for it.
     Column("token_id", Id, nullable=True),
+    # The engines it has handlers for (comma-joined, sorted); NULL: none.
+    Column("engines", String(512), nullable=True),
     Index("ix_workers_status", "status"),
     Index("ix_workers_launch", "launch_id"),
 )
@@ -107,6 +109,9 @@ tasks = Table(
     Column("batch_id", Id, ForeignKey("batches.id"), nullable=True),
     Column("name", String(200), nullable=True),
     Column("kind", String(16), nullable=False),
+    # kind 'engine': the named handler it needs (SIMX); only a worker that provides
+    # it claims the task. NULL for every other kind. Its param and run are in payload.
+    Column("engine", String(64), nullable=True),
     Column("payload", Text, nullable=False),
     Column("pickled", LargeBinary, nullable=True),
     # Canonical tag set: sorted, comma-joined. Workers match by subset.

@@ -67,6 +67,9 @@ class WorkerInfo:
     job_id: str | None = None
     array_job_id: str | None = None
     array_index: int | None = None
+    # The engines it has handlers for (SIMX): it also claims tasks of these. None
+    # named: plain tasks only, so a registration never promises what it cannot run.
+    engines: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -21,16 +21,17 @@ from hpclaunch.queue.scope import Scope, condition, worker_condition
 from hpclaunch.states import AttemptOutcome, TaskStatus, WorkerStatus
 
 SUMMARY_COLUMNS = (
-    "id, name, kind, status, tags, priority, attempts, max_attempts, batch_id, worker_id, "
+    "id, name, kind, engine, status, tags, priority, attempts, max_attempts, batch_id, worker_id, "
     "exit_code, reason, created_at, started_at, finished_at"
 )
 _INSERT_TASK = (
-    "INSERT INTO tasks (batch_id, name, kind, payload, pickled, tags, priority, "
-    "max_attempts, attempts, timeout, expected_runtime, status, created_at, owner, owner_group) "
-    "VALUES (:batch_id, :name, :kind, :payload, :pickled, :tags, :priority, :max_attempts, 0, "
+    "INSERT INTO tasks (batch_id, name, kind, engine, payload, pickled, tags, priority, "
+    "max_attempts, attempts, timeout, expected_runtime, status, created_at, owner, "
+    "owner_group) VALUES "
+    "(:batch_id, :name, :kind, :engine, :payload, :pickled, :tags, :priority, :max_attempts, 0, "
     ":timeout, :expected_runtime, :status, :created_at, :owner, :owner_group) RETURNING id"
 )
-LOCAL = ("local", "local")  # the owner of work enqueued straight into the database
+LOCAL = ("local", "local")  # the owner (user, group) of work enqueued straight into the database
 
 
 def _row(
@@ -46,6 +47,7 @@ def _row(
         "batch_id": batch_id,
         "name": spec.name,
         "kind": spec.kind,
+        "engine": spec.engine,
         "payload": json.dumps(spec.payload),
         "pickled": pickled,
         "tags": spec.tags,
@@ -75,15 +77,19 @@ def insert_tasks(
 
 
 def insert_batch(
-    conn: Connection, batch: Batch, *, owner: tuple[str, str] | None = None
+    conn: Connection,
+    batch: Batch,
+    *,
+    owner: tuple[str, str] = LOCAL,
+    created_by: str | None = None,
 ) -> tuple[int, list[int]]:
     """A batch and all its tasks, in one transaction: all or nothing.
 
-    ``owner`` (user, group) is the server's caller; without it the batch is the
-    ``local`` user's, created by the Unix account running the command.
+    ``owner`` is the (user, group) the batch and its tasks belong to, already
+    checked against the caller; ``created_by`` defaults to the Unix account
+    running the command.
     """
     now = time.time()
-    who = owner or LOCAL
     with conn.transaction():
         batch_id = int(
             conn.one(
@@ -91,18 +97,18 @@ def insert_batch(
                 "owner_group) VALUES (:name, :created_at, :created_by, :spec, :n_tasks, "
                 ":owner, :owner_group) RETURNING id",
                 {
-                    "owner": who[0],
-                    "owner_group": who[1],
                     "name": batch.name,
                     "created_at": now,
-                    "created_by": owner[0] if owner else current_user(),
+                    "created_by": created_by or current_user(),
                     "spec": json.dumps(batch.spec, default=str),
                     "n_tasks": len(batch.tasks),
+                    "owner": owner[0],
+                    "owner_group": owner[1],
                 },
             )[0]
         )
         ids = conn.many_returning(
-            _INSERT_TASK, [_row(s, now, batch_id, owner=who) for s in batch.tasks]
+            _INSERT_TASK, [_row(s, now, batch_id, owner=owner) for s in batch.tasks]
         )
     return batch_id, [int(i) for i in ids]
 

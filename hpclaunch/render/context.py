@@ -55,6 +55,8 @@ def worker_command(profile: Profile, launch_id: str, tags: tuple[str, ...], log_
         argv += ["-t", tag]
     if w.no_pickle:  # hardening: the profile forbids code from the database
         argv.append("--no-pickle")
+    for name, spec in w.engines:  # checked one-line values, quoted as one shell word
+        argv += ["--engine-handler", shlex.quote(f"{name}={spec}")]
     argv += [
         "--walltime",
         profile.resources.walltime_hms,

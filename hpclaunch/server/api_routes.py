@@ -20,9 +20,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from hpclaunch.errors import DatabaseError, NotFound, UserError
-from hpclaunch.queue import history, launch_rows, operations, store
+from hpclaunch.queue import history, launch_rows, operations, simx, store
 from hpclaunch.queue.accounts import Identity
-from hpclaunch.queue.batches import Batch, TaskSpec, parse_batch
+from hpclaunch.queue.batches import NotYours, TaskSpec, parse_batch
 from hpclaunch.queue.scope import Scope
 from hpclaunch.server import params
 from hpclaunch.server.params import ApiError
@@ -152,20 +152,6 @@ def _pickle_bytes(value: object) -> bytes:
         raise ApiError(422, "pickle is not valid base64") from None
 
 
-def batch_owner(batch: Batch, identity: Identity) -> tuple[str, str]:
-    """Who owns a posted batch: the caller; a batch file's user/group must be its own
-    (an admin may name others)."""
-    user = batch.spec.get("user", identity.user)
-    group = batch.spec.get("group", identity.group)
-    if identity.role != "admin" and (user, group) != (identity.user, identity.group):
-        raise ApiError(
-            403,
-            f"the batch names user {user!r} in group {group!r}; a user token enqueues only as "
-            f"{identity.user!r} in {identity.group!r}",
-        )
-    return str(user), str(group)
-
-
 def api_routes(
     pool: Pool, *, allow_pickle: bool = False, new_work: Callable[[], None] = lambda: None
 ) -> list[Route]:
@@ -253,7 +239,7 @@ def api_routes(
 
     @endpoint
     async def post_batch(request: Request) -> Response:
-        person(request)
+        scope = person(request)
         body = await request.body()
         try:
             text = body.decode("utf-8")
@@ -262,8 +248,10 @@ def api_routes(
         if not text.strip():
             raise ApiError(400, "the request body is empty: send a batch file (YAML or JSON)")
         batch = await asyncio.to_thread(parse_batch, text, source="batch")
-        owner = batch_owner(batch, request.state.identity)
-        batch_id, ids = await pool.run(store.insert_batch, batch, owner=owner)
+        try:
+            batch_id, ids = await pool.run(simx.enqueue_batch, batch, scope)
+        except NotYours as exc:
+            raise ApiError(403, str(exc)) from None
         new_work()
         return JSONResponse(
             {"batch_id": batch_id, "name": batch.name, "task_ids": ids}, status_code=201

@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from hpclaunch.queue.health import ping
+from hpclaunch.server import simx_routes
 from hpclaunch.server.api_routes import api_routes
 from hpclaunch.server.auth import RequireToken
 from hpclaunch.server.bodies import LimitBody
@@ -64,6 +65,7 @@ def create_app(pool: Pool, *, allow_pickle: bool = False) -> Starlette:
             openapi_route(),
             *WorkerApi(pool, wake).routes(),
             *api_routes(pool, allow_pickle=allow_pickle, new_work=wake.notify),
+            *simx_routes.routes(pool, new_work=wake.notify),
         ],
         middleware=[Middleware(RequireToken, pool=pool), Middleware(LimitBody)],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},

@@ -21,6 +21,7 @@ client is ``queue.http_session``; the bodies are ``queue.wire``'s shapes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -33,12 +34,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from hpclaunch import __version__
+from hpclaunch.errors import UserError
 from hpclaunch.queue import claims, estimates, operations, replies, retry, wire
 from hpclaunch.queue.accounts import Identity
 from hpclaunch.queue.driver import Connection
 from hpclaunch.queue.session import WorkerInfo
 from hpclaunch.server.pool import Pool
 from hpclaunch.server.wakeup import WakeHub
+from hpclaunch.validate import check_engine
 
 log = logging.getLogger("hpclaunch.server")
 
@@ -97,6 +100,7 @@ class WorkerApi:
             array_job_id=info.array_job_id,
             array_index=info.array_index,
             token_id=identity.token_id,
+            engines=",".join(sorted(set(info.engines))) or None,
         )
         self.owners[worker_id] = identity.token_id
         return JSONResponse({"worker": worker_id}, status_code=201)
@@ -125,6 +129,7 @@ class WorkerApi:
                 fit_deadline=info.fit_deadline,
                 owner=owner,
                 owner_group=group,
+                engines=info.engines,
             )
             claimer.set_estimates(known)
             return claimer
@@ -219,6 +224,7 @@ class WorkerApi:
             within=_optional_number(body, "within"),
             owner=owner,
             owner_group=group,
+            engines=info.engines,
         )
         return JSONResponse({"watch": wire.watch_to_json(found)})
 
@@ -248,6 +254,7 @@ class WorkerApi:
                 fit_deadline=info.fit_deadline,
                 owner=owner,
                 owner_group=group,
+                engines=info.engines,
             )
             claimer.set_estimates(known)
             return claimer.too_long(remaining)
@@ -384,7 +391,13 @@ def _info(value: Any) -> WorkerInfo:
         raise HTTPException(422, f"tag_sets: 1 to {MAX_TAG_SETS} tag sets are required")
     if not 0 < info.lease <= 7 * 86400 or len(info.tags) > 512 or len(info.mode) > 16:
         raise HTTPException(422, "lease, tags or mode out of range")
-    return info
+    if not isinstance(info.engines, list | tuple) or len(info.engines) > MAX_TAG_SETS:
+        raise HTTPException(422, f"engines: at most {MAX_TAG_SETS} engine names")
+    try:
+        engines = tuple(check_engine(name) for name in info.engines)
+    except (UserError, TypeError) as exc:
+        raise HTTPException(422, f"engines: {exc}") from None
+    return dataclasses.replace(info, engines=engines)
 
 
 def _parse(fn: Callable[[Any], Any], value: Any) -> Any:

@@ -460,6 +460,10 @@ def _build(
     def section(cls: type, key: str) -> Any:
         return cls(**values.get(key, {}))
 
+    worker = values.get("worker", {})
+    if "engines" in worker:  # a mapping in the file, sorted pairs in the (frozen) profile
+        worker["engines"] = tuple(sorted(worker["engines"].items()))
+
     retry = tuple(
         model.RetryRule(reason, "requeue_on", action["requeue_on"])
         if isinstance(action, dict)

@@ -71,6 +71,8 @@ class WorkerProfile:
     workers_per_job: int = 1
     command: str = "hpclaunch"
     no_pickle: bool = False  # start workers with --no-pickle (no code from the database)
+    # Engine handlers its workers get (``--engine-handler NAME=SPEC``), sorted by name.
+    engines: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,4 +145,5 @@ class Profile:
         for key in ("extra_directives", "setup", "chain", "required"):
             data[key] = list(data[key])
         data["worker"]["tags"] = list(self.worker.tags)
+        data["worker"]["engines"] = dict(self.worker.engines)
         return data

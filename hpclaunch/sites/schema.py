@@ -254,6 +254,29 @@ def _env_name(raw: str) -> str:
     return raw
 
 
+def _engine_name(raw: str) -> str:
+    from hpclaunch import validate
+    from hpclaunch.errors import UserError
+
+    try:
+        return validate.check_engine(raw)
+    except UserError as exc:
+        raise Invalid(str(exc)) from None
+
+
+def _engine_handler(raw: Any) -> str:
+    """``pkg.module:function``, or a one-line command template (shell-quoted in scripts)."""
+    from hpclaunch.errors import UserError
+    from hpclaunch.tasks.engines import handler
+
+    text = _env_value(raw).strip()
+    try:
+        handler("engine", text, "profile")
+    except UserError as exc:
+        raise Invalid(str(exc).removeprefix("engine 'engine': ")) from None
+    return text
+
+
 def _env_value(raw: Any) -> str:
     text = _text(raw)
     if len(text) > 4096:
@@ -448,6 +471,8 @@ SCHEMA = Section(
                 ),
                 "command": Field(_command, default="hpclaunch", nullable=False, help="a command"),
                 "no_pickle": Field(_bool, default=False, nullable=False, help="true or false"),
+                # SIMX engines: NAME: pkg.module:function, or NAME: a command template.
+                "engines": MapOf(_engine_name, _engine_handler),
             }
         ),
         "database": Section(

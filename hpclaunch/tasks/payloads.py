@@ -15,7 +15,7 @@ from typing import Any
 from hpclaunch import validate
 from hpclaunch.errors import UserError
 
-KINDS = ("command", "call", "pickle")
+KINDS = ("command", "call", "pickle", "engine")
 DEFAULT_TAGS = validate.DEFAULT_TAGS
 MAX_WORKER_TAGS = validate.MAX_WORKER_TAGS
 _TARGET = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -67,6 +67,21 @@ def command_payload(
             raise UserError(f"bad environment variable name {bad[0]!r}")
         payload["env"] = {str(k): str(v) for k, v in env.items()}
     return payload
+
+
+def is_target(text: str) -> bool:
+    """Is ``text`` a ``package.module:function`` (a call's or an engine handler's)?"""
+    return isinstance(text, str) and _TARGET.match(text) is not None
+
+
+def engine_payload(engine: str, param: Any, run: int) -> dict[str, Any]:
+    """An engine task (SIMX): the engine's name, its param (any JSON value) and run index."""
+    validate.check_engine(engine)
+    try:
+        json.dumps(param, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"param must be plain data (JSON): {exc}") from None
+    return {"engine": engine, "param": param, "run": run}
 
 
 def call_payload(

@@ -19,12 +19,15 @@ import signal
 import subprocess
 import time
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hpclaunch.errors import UserError
 from hpclaunch.paths import private_dir, private_file
 from hpclaunch.queue.session import Claimed, Outcome
+from hpclaunch.tasks.engines import Handler
 
 TAIL_BYTES = 64 * 1024
 KILL_AFTER = 5.0  # seconds between SIGTERM and SIGKILL on a timeout
@@ -91,14 +94,24 @@ class RunResult:
     released: str | None = None
 
 
-def run(task: Claimed, control: Control, log_root: Path) -> RunResult:
-    """Run one task; a task that cannot even be started fails itself, never the worker."""
+def run(
+    task: Claimed,
+    control: Control,
+    log_root: Path,
+    engines: Mapping[str, Handler] | None = None,
+) -> RunResult:
+    """Run one task; a task that cannot even be started fails itself, never the worker.
+
+    ``engines``: this worker's handlers, for tasks of kind ``engine``.
+    """
     log_dir = log_root / str(task.id)
     try:
         if task.kind == "command":
-            return _run_command(task, control, log_dir)
+            return _run_command(task, json.loads(task.payload), control, log_dir)
         if task.kind in ("call", "pickle"):
             return _run_in_process(task, control, log_dir)
+        if task.kind == "engine":
+            return _run_engine(task, engines or {}, control, log_dir)
     except (ValueError, KeyError, TypeError) as exc:  # a malformed payload
         return RunResult(
             Outcome(
@@ -132,8 +145,30 @@ def tail(path: Path, limit: int = TAIL_BYTES) -> str:
         return ""
 
 
-def _run_command(task: Claimed, control: Control, log_dir: Path) -> RunResult:
+def _run_engine(
+    task: Claimed, engines: Mapping[str, Handler], control: Control, log_dir: Path
+) -> RunResult:
+    """An engine task through this worker's handler: a command gets the param as
+    JSON in ``HPCLAUNCH_PARAM`` and the run index in ``HPCLAUNCH_RUN``; a function
+    gets ``(param, run)``."""
     spec = json.loads(task.payload)
+    found = engines.get(spec["engine"])
+    if found is None:  # the claim matches engines, so only a changed worker gets here
+        return RunResult(
+            Outcome(
+                ok=False,
+                reason="no_engine",
+                error=f"this worker has no handler for engine {spec['engine']!r}",
+            )
+        )
+    param, index = spec.get("param"), int(spec.get("run", 0))
+    if found.is_command:
+        env = {"HPCLAUNCH_PARAM": json.dumps(param), "HPCLAUNCH_RUN": str(index)}
+        return _run_command(task, {"shell": found.target, "env": env}, control, log_dir)
+    return _run_in_process(task, control, log_dir, engine=(found.target, param, index))
+
+
+def _run_command(task: Claimed, spec: dict, control: Control, log_dir: Path) -> RunResult:
     private_dir(log_dir, what="task log folder")
     out_path = log_dir / f"attempt-{task.attempt}.out"
     err_path = log_dir / f"attempt-{task.attempt}.err"
@@ -257,7 +292,12 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         os.killpg(proc.pid, sig)
 
 
-def _run_in_process(task: Claimed, control: Control, log_dir: Path) -> RunResult:
+def _run_in_process(
+    task: Claimed,
+    control: Control,
+    log_dir: Path,
+    engine: tuple[str, Any, int] | None = None,
+) -> RunResult:
     out, err = io.StringIO(), io.StringIO()
     result_json = result_pickled = None
     control.call_running = True
@@ -273,7 +313,10 @@ def _run_in_process(task: Claimed, control: Control, log_dir: Path) -> RunResult
             contextlib.redirect_stderr(err),
             _credentials_hidden(),
         ):
-            if task.kind == "call":
+            if engine is not None:  # an engine's function: (param, run)
+                target, param, index = engine
+                result_json = json.dumps(_resolve(target)(param, index))
+            elif task.kind == "call":
                 spec = json.loads(task.payload)
                 fn = _resolve(spec["target"])
                 value = fn(*spec.get("args", []), **spec.get("kwargs", {}))

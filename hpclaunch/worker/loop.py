@@ -38,6 +38,7 @@ from hpclaunch.queue.session import (
     open_session,
 )
 from hpclaunch.states import ExitReason
+from hpclaunch.tasks.engines import Handler, available
 from hpclaunch.tasks.payloads import canonical_tags, worker_tag_sets
 from hpclaunch.tasks.run import CallInterrupted, Control, run
 from hpclaunch.worker.deadline import deadline_from_environment
@@ -72,6 +73,8 @@ class WorkerOptions:
     walltime_releases: int = 3  # walltime stops before a task fails as TIMEOUT
     insecure_http: bool = False  # a server URL: allow plain http:// to a non-loopback host
     ca_bundle: str | None = None  # a server URL: the CAs to trust (else the system's)
+    engines: list[str] = field(default_factory=list)  # --engine: only these (default: all)
+    engine_handlers: dict[str, str] = field(default_factory=dict)  # the profile's mapping
 
 
 def log(opts: WorkerOptions, message: str) -> None:
@@ -97,6 +100,7 @@ class Worker:
         self._last_reap = 0.0
         self.exit_detail: str | None = None
         self.tag_sets: list[str] = []
+        self.engines: dict[str, Handler] = {}
         self._deadline_stop = False  # the worker stopped its task at deadline - grace
 
     # --- signals -------------------------------------------------------------
@@ -182,6 +186,11 @@ class Worker:
     def run(self) -> str:
         opts = self.opts
         self.tag_sets = worker_tag_sets(opts.tags)
+        try:
+            self.engines = available(opts.engine_handlers, opts.engines)
+        except BaseException:
+            self.session.close()
+            raise
         self._install_signals()
         if opts.deadline is None:
             opts.deadline, note = deadline_from_environment(os.environ)
@@ -207,6 +216,7 @@ class Worker:
                     version=__version__,
                     walltime_releases=opts.walltime_releases,
                     launch_id=opts.launch_id or os.environ.get("HPCLAUNCH_LAUNCH_ID") or None,
+                    engines=tuple(sorted(self.engines)),
                     **identity,
                 )
             )
@@ -218,7 +228,11 @@ class Worker:
         except BaseException:
             self.session.close()
             raise
-        log(opts, f"worker {self.worker_id} started (tags {canonical_tags(opts.tags)})")
+        log(
+            opts,
+            f"worker {self.worker_id} started (tags {canonical_tags(opts.tags)}; "
+            f"engines {', '.join(sorted(self.engines)) or 'none'})",
+        )
         beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         beat.start()
         if opts.deadline is not None:
@@ -291,7 +305,7 @@ class Worker:
                 return ExitReason.SIGNAL
             self.current = task
             started = time.monotonic()
-            result = run(task, self.control, log_root)
+            result = run(task, self.control, log_root, self.engines)
             if result.outcome is None:
                 why = result.released or "stopped"
                 if self.control.stop_signal == signal.SIGUSR1:
