@@ -183,7 +183,7 @@ def test_new_batch_owner_and_mistakes(queue_url, tmp_path):
             {"error": "the batch file is not UTF-8 text"},
         )
         status, body = post("topl", topl, "huge.yaml")
-        assert (status, body) == (413, {"error": "the batch file is larger than 16 MiB"})
+        assert (status, body) == (413, {"error": "the request body is larger than 16 MiB"})
         # Whatever the Content-Type says, the body is the batch file.
         status, body = post("topl", topl, "grid.yaml", "-H", "Content-Type: application/json")
         assert status == 201 and "write `param`" in body["warnings"][0]  # type: ignore[index]

@@ -84,7 +84,8 @@ def completed_count(url: str) -> int:
 
 
 def assert_each_ran_once(url: str, markers: Path, count: int) -> None:
-    assert status_counts(url) == {"completed": count}
+    counts = status_counts(url)
+    assert counts == {"completed": count}, counts
     names = sorted(int(p.name) for p in markers.iterdir())
     assert names == list(range(count)), "some tasks never ran"
     assert {len(p.read_text().splitlines()) for p in markers.iterdir()} == {1}, "a task ran twice"
