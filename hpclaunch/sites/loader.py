@@ -192,7 +192,9 @@ def _set(
     current = tree.get(head)
     inner = current.value if current is not None and isinstance(current.value, dict) else {}
     if isinstance(child, Section) and child.atomic:
-        inner = {}  # one-of sections are replaced, not merged
+        # One-of sections are replaced, not merged; keys set together stay together.
+        keep = child.together if rest[0] in child.together else frozenset()
+        inner = {k: v for k, v in inner.items() if k in keep}
     new[head] = Entry(_set(inner, rest, value, where, child, done + (head,)), where)
     return new
 
@@ -491,6 +493,8 @@ def _database(
     given = {k: v for k, v in values.get("database", {}).items() if v not in (None, False)}
     extras = {k: given.pop(k) for k in _SERVER_EXTRAS if k in given}
     db_where = merged["database"].where if "database" in merged else where
+    if extras and "server" not in given:
+        raise UserError(f"{db_where}: database: {', '.join(sorted(extras))} go with server: URL")
     if len(given) != 1:
         if len(given) > 1:
             raise UserError(
@@ -505,10 +509,6 @@ def _database(
         given = {"local": True} if local_db else {"env": "HPCLAUNCH_DATABASE_URL"}
     ((kind, value),) = given.items()
     if kind != "server":
-        if extras:
-            raise UserError(
-                f"{db_where}: database: {', '.join(sorted(extras))} go with server: URL only"
-            )
         return model.DatabaseAccess(kind, None if kind == "local" else value)
     tokens = [k for k in ("token_env", "token_file") if k in extras]
     if len(tokens) != 1:

@@ -65,7 +65,7 @@ def test_token_file_and_ca_bundle_are_paths_on_the_cluster(home, tmp_path):
             [SERVER, "database.token_env=T", "database.token_file=/t"],
             "a server needs exactly one of token_env",
         ),
-        (["database.env=X", "database.token_env=T"], "go with server: URL only"),
+        (["database.env=X", "database.token_env=T"], "go with server: URL"),
         (["database.server=http://queue.example.org", "database.token_env=T"], "plain http://"),
         (["database.server=https://u:pw@q.example.org", "database.token_env=T"], "credentials"),
         (["database.server=https://q.example.org/$(id)", "database.token_env=T"], "characters"),
