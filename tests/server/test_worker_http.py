@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -345,3 +346,56 @@ def test_a_worker_reaches_the_server_through_an_http_proxy(tmp_path, monkeypatch
             u.startswith(f"http://127.0.0.1:{port}/api/v1/") for u in proxy.forwarded
         )
     assert len(proxy.connects) + len(proxy.forwarded) == before  # NO_PROXY: not through it
+
+
+def test_malformed_worker_requests_get_one_clear_4xx_never_a_500(tmp_path, monkeypatch):
+    monkeypatch.setenv("HPCLAUNCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HPCLAUNCH_DATABASE_URL", f"sqlite:///{tmp_path / 'q.sqlite3'}")
+    token = worker_token()
+    headers = {
+        "Authorization": f"Bearer {token}",
+        wire.PROTOCOL_HEADER: str(wire.PROTOCOL),
+        "Content-Type": "application/json",
+    }
+    info = {
+        "host": "h",
+        "pid": 1,
+        "tags": "default",
+        "tag_sets": ["default"],
+        "mode": "draining",
+        "lease": 60,
+        "allow_pickle": True,
+        "fit_deadline": False,
+        "version": "x",
+    }
+    with running_server(tmp_path / "serve.log") as (_, base):
+        status, body = _post(f"{base}/api/v1/workers", info, headers)
+        assert status == 201
+        worker = body["worker"]
+        bad = [
+            ("/api/v1/workers", {**info, "pid": "one"}, 422),
+            ("/api/v1/workers", {**info, "launch_id": "x" * 65}, 422),
+            ("/api/v1/workers", {k: v for k, v in info.items() if k != "lease"}, 422),
+            ("/api/v1/workers", {**info, "tag_sets": ["a"] * 300}, 422),
+            ("/api/v1/claim", {"worker": worker, "info": info}, 422),  # no request_id
+            ("/api/v1/claim", {"worker": "1", "info": info, "request_id": "r"}, 422),
+            ("/api/v1/claim", {"worker": 999, "info": info, "request_id": "r"}, 404),
+            ("/api/v1/tasks/1/finish", {"worker": worker, "request_id": "r"}, 422),
+            ("/api/v1/tasks/1/release", {"worker": worker, "token": "t", "attempt": 1}, 422),
+            (f"/api/v1/workers/{worker}/exit", {"reason": 7}, 422),
+            (f"/api/v1/workers/{worker}/heartbeat", {"lease": -1}, 422),
+        ]
+        for path, payload, expected in bad:
+            status, body = _post(f"{base}{path}", payload, headers)
+            assert (status, sorted(body)) == (expected, ["error"]), (path, status, body)
+        request = urllib.request.Request(
+            f"{base}/api/v1/claim", data=b"{not json", headers=headers, method="POST"
+        )
+        try:
+            urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request)
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 400
+            assert json.loads(exc.read()) == {"error": "the request body is not valid JSON"}
+        else:
+            raise AssertionError("malformed JSON was accepted")
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()
