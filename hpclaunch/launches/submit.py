@@ -51,8 +51,8 @@ def new_launch_id() -> str:
 
 def check_database_reachable(profile: Profile, url: str) -> None:
     """Refuse launches whose workers could not reach the queue (before anything runs)."""
-    if profile.host is None:
-        return
+    if profile.host is None or profile.database.kind == "server":
+        return  # a server stands between the workers and the database
     if profile.database.kind == "local":
         raise UserError(
             f"site {profile.name} submits to {profile.host} over SSH but says `database: "

@@ -84,7 +84,17 @@ def _database_value(profile: Profile) -> str | None:
         return None
     if kind == "file":
         return shell_path(value)
-    return shlex.quote(value) if kind == "url" else value
+    return shlex.quote(value) if kind in ("url", "server") else value
+
+
+def _server_access(profile: Profile) -> dict[str, str | None]:
+    """A server's token source and CAs as the script names them (never the token)."""
+    db = profile.database
+    return {
+        "token_env": db.token_env,
+        "token_file": shell_path(db.token_file) if db.token_file else None,
+        "ca_bundle": shell_path(db.ca_bundle) if db.ca_bundle else None,
+    }
 
 
 def build(
@@ -125,7 +135,11 @@ def build(
         "extra_directives": list(profile.extra_directives),
         "setup": list(profile.setup),
         "env": [(name, shlex.quote(value)) for name, value in profile.env],
-        "database": {"kind": profile.database.kind, "value": _database_value(profile)},
+        "database": {
+            "kind": profile.database.kind,
+            "value": _database_value(profile),
+            **_server_access(profile),
+        },
         "log_dir": directive_log_dir(profile.workdir, launch_id),
         "log_dir_shell": log_dir_shell,
         "worker_command": worker_command(profile, launch_id, tags, log_dir_shell),

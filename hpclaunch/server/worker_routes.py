@@ -391,6 +391,15 @@ def _info(value: Any) -> WorkerInfo:
         raise HTTPException(422, f"tag_sets: 1 to {MAX_TAG_SETS} tag sets are required")
     if not 0 < info.lease <= 7 * 86400 or len(info.tags) > 512 or len(info.mode) > 16:
         raise HTTPException(422, "lease, tags or mode out of range")
+    # The columns' sizes: a longer value would be a database error, not a clear answer.
+    for name, limit in (("launch_id", 64), ("scheduler", 16), ("job_id", 64), ("array_job_id", 64)):
+        value = getattr(info, name)
+        if value is not None and len(value) > limit:
+            raise HTTPException(422, f"{name}: at most {limit} characters")
+    for name in ("pid", "array_index", "walltime_releases"):
+        value = getattr(info, name)
+        if value is not None and not 0 <= value < 2**31:
+            raise HTTPException(422, f"{name}: out of range")
     if not isinstance(info.engines, list | tuple) or len(info.engines) > MAX_TAG_SETS:
         raise HTTPException(422, f"engines: at most {MAX_TAG_SETS} engine names")
     try:

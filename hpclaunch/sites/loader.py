@@ -192,7 +192,9 @@ def _set(
     current = tree.get(head)
     inner = current.value if current is not None and isinstance(current.value, dict) else {}
     if isinstance(child, Section) and child.atomic:
-        inner = {}  # one-of sections are replaced, not merged
+        # One-of sections are replaced, not merged; keys set together stay together.
+        keep = child.together if rest[0] in child.together else frozenset()
+        inner = {k: v for k, v in inner.items() if k in keep}
     new[head] = Entry(_set(inner, rest, value, where, child, done + (head,)), where)
     return new
 
@@ -442,20 +444,7 @@ def _build(
             f"{where}: scheduler: missing; add 'scheduler: {SCHEDULERS[0]}' "
             f"(or {', '.join(SCHEDULERS[1:])}) here or in the profile it extends"
         )
-    db = {k: v for k, v in values.get("database", {}).items() if v not in (None, False)}
-    if len(db) != 1:
-        db_where = merged["database"].where if "database" in merged else where
-        if len(db) > 1:
-            raise UserError(
-                f"{db_where}: database: set exactly one of env, file, url, local "
-                f"(found {', '.join(sorted(db))})"
-            )
-        if "database" in merged:
-            raise UserError(f"{db_where}: database: set one of env, file, url or local: true")
-        local_db = get_scheduler(scheduler).database_local_by_default
-        db = {"local": True} if local_db else {"env": "HPCLAUNCH_DATABASE_URL"}
-    ((kind, value),) = db.items()
-    database = model.DatabaseAccess(kind, None if kind == "local" else value)
+    database = _database(values, merged, where, scheduler)
 
     def section(cls: type, key: str) -> Any:
         return cls(**values.get(key, {}))
@@ -495,4 +484,46 @@ def _build(
         chain=tuple(display(p) for p in chain),
         provenance=MappingProxyType(dict(sorted(prov.items()))),
         **top,
+    )
+
+
+_SERVER_EXTRAS = ("token_env", "token_file", "ca_bundle")
+
+
+def _database(
+    values: dict[str, Any], merged: dict[str, Any], where: str, scheduler: str
+) -> model.DatabaseAccess:
+    """The ``database`` section: exactly one way to the queue (and a server's token source)."""
+    given = {k: v for k, v in values.get("database", {}).items() if v not in (None, False)}
+    extras = {k: given.pop(k) for k in _SERVER_EXTRAS if k in given}
+    db_where = merged["database"].where if "database" in merged else where
+    if extras and "server" not in given:
+        raise UserError(f"{db_where}: database: {', '.join(sorted(extras))} go with server: URL")
+    if len(given) != 1:
+        if len(given) > 1:
+            raise UserError(
+                f"{db_where}: database: set exactly one of env, file, url, local, server "
+                f"(found {', '.join(sorted(given))})"
+            )
+        if "database" in merged:
+            raise UserError(
+                f"{db_where}: database: set one of env, file, url, server or local: true"
+            )
+        local_db = get_scheduler(scheduler).database_local_by_default
+        given = {"local": True} if local_db else {"env": "HPCLAUNCH_DATABASE_URL"}
+    ((kind, value),) = given.items()
+    if kind != "server":
+        return model.DatabaseAccess(kind, None if kind == "local" else value)
+    tokens = [k for k in ("token_env", "token_file") if k in extras]
+    if len(tokens) != 1:
+        raise UserError(
+            f"{db_where}: database: a server needs exactly one of token_env: VAR (a variable "
+            "set on the compute node) or token_file: PATH (a 0600 file there)"
+        )
+    return model.DatabaseAccess(
+        "server",
+        value,
+        token_env=extras.get("token_env"),
+        token_file=extras.get("token_file"),
+        ca_bundle=extras.get("ca_bundle"),
     )

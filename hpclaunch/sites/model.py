@@ -77,10 +77,17 @@ class WorkerProfile:
 
 @dataclass(frozen=True)
 class DatabaseAccess:
-    """How workers find the queue: ``kind`` is env, file, url or local."""
+    """How workers find the queue: ``kind`` is env, file, url, local or server.
+
+    ``server``: ``value`` is the server's URL; the token is read on the compute
+    node from the variable ``token_env`` or the 0600 file ``token_file``, never
+    written into the script; ``ca_bundle`` is the CAs to trust there."""
 
     kind: str
     value: str | None = None
+    token_env: str | None = None
+    token_file: str | None = None
+    ca_bundle: str | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +149,9 @@ class Profile:
         data["database"] = {
             self.database.kind: self.database.value if self.database.kind != "local" else True
         }
+        for key in ("token_env", "token_file", "ca_bundle"):
+            if getattr(self.database, key) is not None:
+                data["database"][key] = getattr(self.database, key)
         for key in ("extra_directives", "setup", "chain", "required"):
             data[key] = list(data[key])
         data["worker"]["tags"] = list(self.worker.tags)

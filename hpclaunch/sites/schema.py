@@ -59,6 +59,8 @@ class Section:
 
     fields: dict[str, Any]
     atomic: bool = False  # replaced as a whole by a child profile instead of merged
+    # Keys of an atomic section that --set may give one by one (a server and its token).
+    together: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -232,6 +234,29 @@ def _url(raw: Any) -> str:
             "a password must never be written into a batch "
             "script: use 'database: {env: VAR}' or 'database: {file: PATH}'"
         )
+    return text
+
+
+def _server_url(raw: Any) -> str:
+    """An https:// server URL (http:// only to this machine): no credentials, no shell."""
+    text = _text(raw).strip()
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises on a malformed host:port
+    except ValueError as exc:
+        raise Invalid(f"is not a valid URL ({exc})") from None
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise Invalid(f"{show(text)} is not a server URL like https://queue.example.org:8097")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise Invalid(
+            "carries credentials, a query or a fragment; the token comes from token_env "
+            "or token_file, read on the compute node"
+        )
+    if not re.fullmatch(r"[A-Za-z0-9._~:/\[\]%-]+", text):
+        raise Invalid(f"{show(text)} has characters a server URL does not need")
+    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if parts.scheme == "http" and not loopback:
+        raise Invalid("uses plain http:// to another host; use https://")
     return text
 
 
@@ -481,8 +506,15 @@ SCHEMA = Section(
                 "file": Field(PATH),
                 "url": Field(_url),
                 "local": Field(_bool),
+                # Workers over HTTP (``hpclaunch serve``): the URL, and where the
+                # node finds its token (a variable or a 0600 file); optional CAs.
+                "server": Field(_server_url),
+                "token_env": Field(_regex(checks.ENV_NAME, "a variable name")),
+                "token_file": Field(PATH),
+                "ca_bundle": Field(PATH),
             },
             atomic=True,
+            together=frozenset({"server", "token_env", "token_file", "ca_bundle"}),
         ),
         "retry": MapOf(_retry_reason, _retry_action),
         # hpclaunch addition: keys that must have a value before a script is rendered

@@ -40,7 +40,7 @@ def test_the_pool_bounds_database_connections(pg_queue_url, tmp_path):
         with concurrent.futures.ThreadPoolExecutor(40) as pool:
             replies = list(pool.map(lambda _: get(f"{base}/healthz"), range(200)))
         assert all(reply == (200, {"status": "ok"}) for reply in replies)
-        # The pool's two, plus the one connection that LISTENs for new tasks.
+        # The pool's connections, plus the one wake-up listener (LISTEN) of the process.
         assert 1 <= sockets_to_port(proc.pid, pg_port) <= 2 + 1
 
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -345,3 +346,130 @@ def test_a_worker_reaches_the_server_through_an_http_proxy(tmp_path, monkeypatch
             u.startswith(f"http://127.0.0.1:{port}/api/v1/") for u in proxy.forwarded
         )
     assert len(proxy.connects) + len(proxy.forwarded) == before  # NO_PROXY: not through it
+
+
+def test_malformed_worker_requests_get_one_clear_4xx_never_a_500(tmp_path, monkeypatch):
+    monkeypatch.setenv("HPCLAUNCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HPCLAUNCH_DATABASE_URL", f"sqlite:///{tmp_path / 'q.sqlite3'}")
+    token = worker_token()
+    headers = {
+        "Authorization": f"Bearer {token}",
+        wire.PROTOCOL_HEADER: str(wire.PROTOCOL),
+        "Content-Type": "application/json",
+    }
+    info = {
+        "host": "h",
+        "pid": 1,
+        "tags": "default",
+        "tag_sets": ["default"],
+        "mode": "draining",
+        "lease": 60,
+        "allow_pickle": True,
+        "fit_deadline": False,
+        "version": "x",
+    }
+    with running_server(tmp_path / "serve.log") as (_, base):
+        status, body = _post(f"{base}/api/v1/workers", info, headers)
+        assert status == 201
+        worker = body["worker"]
+        bad = [
+            ("/api/v1/workers", {**info, "pid": "one"}, 422),
+            ("/api/v1/workers", {**info, "launch_id": "x" * 65}, 422),
+            ("/api/v1/workers", {k: v for k, v in info.items() if k != "lease"}, 422),
+            ("/api/v1/workers", {**info, "tag_sets": ["a"] * 300}, 422),
+            ("/api/v1/claim", {"worker": worker, "info": info}, 422),  # no request_id
+            ("/api/v1/claim", {"worker": "1", "info": info, "request_id": "r"}, 422),
+            ("/api/v1/claim", {"worker": 999, "info": info, "request_id": "r"}, 404),
+            ("/api/v1/tasks/1/finish", {"worker": worker, "request_id": "r"}, 422),
+            ("/api/v1/tasks/1/release", {"worker": worker, "token": "t", "attempt": 1}, 422),
+            (f"/api/v1/workers/{worker}/exit", {"reason": 7}, 422),
+            (f"/api/v1/workers/{worker}/heartbeat", {"lease": -1}, 422),
+        ]
+        for path, payload, expected in bad:
+            status, body = _post(f"{base}{path}", payload, headers)
+            assert (status, sorted(body)) == (expected, ["error"]), (path, status, body)
+        request = urllib.request.Request(
+            f"{base}/api/v1/claim", data=b"{not json", headers=headers, method="POST"
+        )
+        try:
+            urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request)
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 400
+            assert json.loads(exc.read()) == {"error": "the request body is not valid JSON"}
+        else:
+            raise AssertionError("malformed JSON was accepted")
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()
+
+
+def test_cluster_with_a_server_runs_its_workers_over_http(tmp_path, monkeypatch):
+    monkeypatch.setenv("HPCLAUNCH_HOME", str(tmp_path / "home"))
+    url = f"sqlite:///{tmp_path / 'q.sqlite3'}"
+    monkeypatch.setenv("HPCLAUNCH_DATABASE_URL", url)
+    token = worker_token()
+    markers = tmp_path / "m"
+    markers.mkdir()
+    enqueue_markers(url, markers, 20)
+    with running_server(tmp_path / "serve.log") as (_, base):
+        out = subprocess.run(
+            [sys.executable, "-P", "-m", "hpclaunch", "cluster", "2", "--close-on-empty-queue"],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env=worker_env(token, HPCLAUNCH_SERVER=base),
+        )
+    assert out.returncode == 0, out.stderr
+    assert_each_ran_once(url, markers, 20)
+    rows = sql(url, "SELECT exit_reason, token_id FROM workers")
+    assert len(rows) == 2 and all(r == ("empty_queue", 1) for r in rows), rows
+    assert token not in out.stderr
+
+
+def test_a_client_that_goes_away_stops_its_long_poll(tmp_path, monkeypatch):
+    """Else the server would claim the next task for nobody (until its lease ran out)."""
+    import socket
+
+    monkeypatch.setenv("HPCLAUNCH_HOME", str(tmp_path / "home"))
+    url = f"sqlite:///{tmp_path / 'q.sqlite3'}"
+    monkeypatch.setenv("HPCLAUNCH_DATABASE_URL", url)
+    token = worker_token()
+    headers = {
+        "Authorization": f"Bearer {token}",
+        wire.PROTOCOL_HEADER: str(wire.PROTOCOL),
+        "Content-Type": "application/json",
+    }
+    info = {
+        "host": "h",
+        "pid": 1,
+        "tags": "default",
+        "tag_sets": ["default"],
+        "mode": "draining",
+        "lease": 60,
+        "allow_pickle": True,
+        "fit_deadline": False,
+        "version": "x",
+    }
+    with running_server(tmp_path / "serve.log") as (_, base):
+        worker = _post(f"{base}/api/v1/workers", info, headers)[1]["worker"]
+        body = json.dumps(
+            {"worker": worker, "info": info, "wait": 60, "request_id": "gone"}
+        ).encode()
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            sock.sendall(
+                f"POST /api/v1/claim HTTP/1.1\r\nHost: x\r\n{head}"
+                f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            time.sleep(1.5)  # the claim found nothing and waits in the server
+        time.sleep(0.5)  # the client is gone
+        assert run_cli("enqueue", "--", "true").returncode == 0
+        time.sleep(3)  # a wake-up (at most a second on SQLite) and a claim would be done
+        assert status_counts(url) == {"pending": 1}
+        # The same request, asked again by a client that stays, gets it.
+        status, answer = _post(
+            f"{base}/api/v1/claim",
+            {"worker": worker, "info": info, "wait": 5, "request_id": "gone"},
+            headers,
+        )
+        assert status == 200 and answer["task"]["id"] == 1
