@@ -80,7 +80,7 @@ def endpoint(fn: Handler) -> Handler:
 
 
 def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+    return JSONResponse({"error": params.printable(message)}, status_code=status)
 
 
 def public_task(task: dict[str, Any]) -> dict[str, Any]:
@@ -254,7 +254,11 @@ def api_routes(pool: Pool, *, allow_pickle: bool = False) -> list[Route]:
             raise ApiError(400, "the batch file is not UTF-8") from None
         if not text.strip():
             raise ApiError(400, "the request body is empty: send a batch file (YAML or JSON)")
-        batch = await asyncio.to_thread(parse_batch, text, source="batch")
+        try:
+            batch = await asyncio.to_thread(parse_batch, text, source="batch")
+        except RecursionError:
+            raise ApiError(422, "the batch file nests too deeply") from None
+        params.storable(batch.spec)
         owner = batch_owner(batch, request.state.identity)
         batch_id, ids = await pool.run(store.insert_batch, batch, owner=owner)
         return JSONResponse(
@@ -320,9 +324,7 @@ def api_routes(pool: Pool, *, allow_pickle: bool = False) -> list[Route]:
     @endpoint
     async def get_launch(request: Request) -> Response:
         scope = person(request)
-        launch_id = request.path_params["id"]
-        if len(launch_id) > 64:
-            raise ApiError(404, f"no launch {launch_id[:40]!r}")
+        launch_id = params.key_id(request.path_params["id"], "launch")
         rows = await pool.run(launch_rows.list_launches, launch_id=launch_id, scope=scope)
         return JSONResponse(rows[0])
 

@@ -18,8 +18,26 @@ from schemathesis.specs.openapi.checks import (
 )
 from server_helpers import running_server
 
-EXAMPLES = 15
+EXAMPLES = 25
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
+
+
+def fuzz(operation, base: str, headers: dict[str, str]) -> None:
+    """Bounded, reproducible examples of one operation; any failed check raises."""
+
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+        phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
+    )
+    @hypothesis.given(case=operation.as_strategy())
+    def run(case):
+        case.call_and_validate(base_url=base, headers=headers, checks=CHECKS)
+
+    run()
 
 
 def test_fuzz_the_api(queue_url, tmp_path):
@@ -43,21 +61,7 @@ def test_fuzz_the_api(queue_url, tmp_path):
             if "workers" in operation.definition.raw.get("tags", []):
                 continue
             for role in ("admin", "alice"):
-                headers = {"Authorization": f"Bearer {tok[role]}"}
-
-                @settings(
-                    max_examples=EXAMPLES,
-                    deadline=None,
-                    database=None,
-                    derandomize=True,
-                    suppress_health_check=list(HealthCheck),
-                    phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
-                )
-                @hypothesis.given(case=operation.as_strategy())
-                def run(case, headers=headers):
-                    case.call_and_validate(base_url=base, headers=headers, checks=CHECKS)
-
-                run()
+                fuzz(operation, base, {"Authorization": f"Bearer {tok[role]}"})
                 fuzzed += 1
         assert fuzzed >= 30
     text = log.read_text()
