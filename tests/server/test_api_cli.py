@@ -3,6 +3,7 @@ through the database, and one clear line for every misuse."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -57,11 +58,11 @@ def test_cli_output_is_the_same_through_the_server(queue_url, tmp_path):
         # Steering through the server, as a user of group A.
         user = {"HPCLAUNCH_TOKEN": tok["alice"]}
         out = _ok("--server", base, "enqueue", "-t", "x", "--json", "--", "echo", "hi", env=user)
-        assert out.strip() == '{"task_ids": [6]}'
+        assert json.loads(out) == {"task_ids": [6]}
         out = _ok("--server", base, "enqueue", "--file", str(batch), env=user)
         assert out.startswith("batch 2 (sweep): 3 tasks enqueued (IDs 7-9)")
         out = run_cli("--server", base, "tasks", "cancel", "6", "1", env=user)
-        assert out.returncode != 0 and out.stderr.strip() == "error: no task with ID 1"
+        assert out.returncode == 3 and out.stderr.startswith("error: no task with ID 1")
         assert _ok("--server", base, "tasks", "cancel", "6", env=user) == "1 task(s) canceled\n"
         assert _ok("--server", base, "tasks", "retry", "6", env=user).startswith("1 task(s)")
         out = _ok("--server", base, "tasks", "--json", env=user)
