@@ -72,14 +72,14 @@ def test_deny_by_default(queue_url, tmp_path):
                 status, body = get(f"{base}{path}", method=method, headers=headers)
                 assert status == 401, (method, path, headers.keys())
                 assert body == {"error": "authentication required: a valid token"}
-        # With valid credentials the request passes authentication (no such route yet).
+        # With valid credentials the request passes authentication: an unknown route is 404.
         for headers in ({"Authorization": f"Bearer {alice}"}, _basic("alice", alice)):
-            assert get(f"{base}/api/v1/tasks", headers=headers) == (
+            assert get(f"{base}/api/v1/nothing", headers=headers) == (
                 404,
                 {"error": "no such route"},
             )
         curl = subprocess.run(
-            ["curl", "-sS", "--noproxy", "*", "-u", f"alice:{alice}", f"{base}/api/v1/tasks"],
+            ["curl", "-sS", "--noproxy", "*", "-u", f"alice:{alice}", f"{base}/api/v1/nothing"],
             capture_output=True,
             text=True,
             timeout=60,
