@@ -14,19 +14,21 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hpclaunch.errors import UserError
 from hpclaunch.queue import db, operations, results, store
 from hpclaunch.queue.batches import Batch, TaskSpec, load_batch_file
 from hpclaunch.queue.driver import Connection
-from hpclaunch.queue.http_client import SERVER_ENV
-from hpclaunch.queue.remote import RemoteQueue
 from hpclaunch.queue.urls import resolve_database_url
 from hpclaunch.states import FINISHED_TASK_STATUSES, TaskStatus
 from hpclaunch.tasks.payloads import call_payload, canonical_tags, check_limits, command_payload
 
+if TYPE_CHECKING:
+    from hpclaunch.queue.remote import RemoteQueue
+
 FINAL = FINISHED_TASK_STATUSES
+SERVER_ENV = "HPCLAUNCH_SERVER"
 T = TypeVar("T")
 
 
@@ -180,6 +182,8 @@ class Queue:
         self._opened: list[Connection] = []
         self._lock = threading.Lock()
         if server:
+            from hpclaunch.queue.remote import RemoteQueue  # the HTTP client, only when used
+
             self.url = server
             self.remote = RemoteQueue.connect(
                 server, token=token, ca_bundle=ca_bundle, insecure_http=insecure_http
