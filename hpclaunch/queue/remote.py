@@ -75,7 +75,7 @@ class RemoteQueue:
         """What ``fn(conn, *args, **kwargs)`` returns on the database, asked of the server."""
         method = getattr(self, fn.__name__, None)
         if method is None:
-            raise UserError(f"{fn.__name__} is not available with --server; use --database")
+            raise UserError("this is not available through a server; use --database")
         return method(*args, **kwargs)
 
     def _get(self, path: str, **query: Any) -> Any:
