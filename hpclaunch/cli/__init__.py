@@ -46,6 +46,9 @@ COMMANDS: dict[str, str] = {
     "token": "hpclaunch.cli.account_cmds:token",
 }
 
+# The commands that reach the queue through `hpclaunch serve` with --server / HPCLAUNCH_SERVER.
+SERVER_COMMANDS = frozenset({"enqueue", "tasks", "batches", "workers", "stats"})
+
 SHORT_HELP: dict[str, str] = {
     "enqueue": "Put tasks on the queue (a command, a call, or a batch file).",
     "tasks": "List, inspect, retry, cancel and reap tasks.",
@@ -108,13 +111,50 @@ class LazyGroup(click.Group):
     default=None,
     help="Queue database URL (overrides HPCLAUNCH_DATABASE_URL and ~/.hpclaunch/database.yaml).",
 )
+@click.option(
+    "--server",
+    metavar="URL",
+    default=None,
+    help="An `hpclaunch serve` URL for the queue commands (overrides HPCLAUNCH_SERVER); "
+    "token from HPCLAUNCH_TOKEN or HPCLAUNCH_TOKEN_FILE.",
+)
+@click.option(
+    "--ca-bundle",
+    metavar="FILE",
+    default=None,
+    help="CA certificates to verify the server (default: HPCLAUNCH_CA_BUNDLE, else the system's).",
+)
+@click.option(
+    "--insecure-http", is_flag=True, help="Allow plain http:// to a server on another host."
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.version_option(package_name="hpclaunch", prog_name="hpclaunch")
 @click.pass_context
-def cli(ctx: click.Context, database_url: str | None, debug: bool) -> None:
+def cli(
+    ctx: click.Context,
+    database_url: str | None,
+    server: str | None,
+    ca_bundle: str | None,
+    insecure_http: bool,
+    debug: bool,
+) -> None:
     """hpclaunch: feed HPC clusters from a database task queue."""
+    import os
+
     ctx.ensure_object(dict)
+    if server and database_url:
+        raise UserError("give --server or --database, not both")
+    if server and ctx.invoked_subcommand not in SERVER_COMMANDS:
+        raise UserError(
+            f"`{ctx.invoked_subcommand}` does not work through --server; "
+            f"these do: {', '.join(sorted(SERVER_COMMANDS))}"
+        )
+    if not server and database_url is None and ctx.invoked_subcommand in SERVER_COMMANDS:
+        server = os.environ.get("HPCLAUNCH_SERVER") or None
     ctx.obj["database_url"] = database_url
+    ctx.obj["server"] = server
+    ctx.obj["ca_bundle"] = ca_bundle
+    ctx.obj["insecure_http"] = insecure_http
     ctx.obj["debug"] = debug
 
 

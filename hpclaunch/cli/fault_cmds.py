@@ -90,13 +90,10 @@ def lost(ctx: click.Context, requeue: bool, as_json: bool) -> None:
 def why(ctx: click.Context, task_id: int, as_json: bool) -> None:
     """A task's history attempt by attempt, and a one-line verdict."""
     from hpclaunch.cli.output import fmt_duration, fmt_time, print_json
+    from hpclaunch.cli.queue_access import run
     from hpclaunch.queue import history
 
-    conn = _connect(ctx)
-    try:
-        data = _db(conn, history.explain, task_id)
-    finally:
-        conn.close()
+    data = run(ctx, history.explain, task_id)
     if as_json:
         print_json(data)
         return

@@ -11,10 +11,10 @@ from hpclaunch.states import TaskStatus
 
 
 def _run(ctx: click.Context, fn, *args, **kwargs):
-    """``fn(conn, ...)`` on the queue (see ``queue.db.run``)."""
-    from hpclaunch.queue import db
+    """``fn(conn, ...)`` on the queue, or asked of the server (see ``cli.queue_access``)."""
+    from hpclaunch.cli.queue_access import run
 
-    return db.run(ctx.obj["database_url"], fn, *args, **kwargs)
+    return run(ctx, fn, *args, **kwargs)
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -242,11 +242,10 @@ def tasks_show(ctx, task_id, as_json):
 
     from hpclaunch.queue import store
 
-    task, history = _run(
-        ctx, lambda conn: (store.get_task(conn, task_id), store.attempts(conn, task_id))
-    )
+    task, history = _run(ctx, store.task_and_attempts, task_id)
     task.pop("pickled", None)
     has_pickle = task.pop("result_pickled", None) is not None
+    has_pickle = task.pop("has_pickled_result", has_pickle)  # the server's word for it
     task.pop("claim_token", None)
     if as_json:
         from hpclaunch.cli.output import print_json

@@ -1,6 +1,7 @@
 """The Python API: ``from hpclaunch import Queue``.
 
 q = Queue()                       # same database resolution as the CLI
+q = Queue(server="https://queue.lab.org", token=...)   # through `hpclaunch serve`
 h = q.enqueue_command(["echo", "hi"], tags=["small"])
 h = q.run_cloud(my_function, 1, 2, x=3)   # Simmate's name; cloudpickled
 h.result(timeout=600)
@@ -9,10 +10,11 @@ h.result(timeout=600)
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hpclaunch.errors import UserError
 from hpclaunch.queue import db, operations, results, store
@@ -22,7 +24,12 @@ from hpclaunch.queue.urls import resolve_database_url
 from hpclaunch.states import FINISHED_TASK_STATUSES, TaskStatus
 from hpclaunch.tasks.payloads import call_payload, canonical_tags, check_limits, command_payload
 
+if TYPE_CHECKING:
+    from hpclaunch.queue.remote import RemoteQueue
+
 FINAL = FINISHED_TASK_STATUSES
+SERVER_ENV = "HPCLAUNCH_SERVER"
+T = TypeVar("T")
 
 
 class TaskFailed(Exception):
@@ -50,7 +57,7 @@ class TaskHandle:
 
     @property
     def status(self) -> str:
-        return db.call(self.queue.conn, store.task_status, self.id)
+        return self.queue._call(store.task_status, self.id)
 
     def wait(self, timeout: float | None = None, poll: float = 0.2) -> str:
         """Block until the task is completed, failed or canceled; returns the status."""
@@ -75,7 +82,12 @@ class TaskHandle:
         task = self.info()
         if task["status"] != TaskStatus.COMPLETED:
             raise TaskFailed(task)
-        if task["result_pickled"] is not None:
+        if task.get("has_pickled_result") and "result_pickled" not in task:
+            raise UserError(
+                f"task {self.id} has a pickled result; a server never sends pickles "
+                "(read it with a Queue on the database)"
+            )
+        if task.get("result_pickled") is not None:
             if task["kind"] != "pickle" or not unpickle:
                 why = (
                     "unpickle=False" if task["kind"] == "pickle" else f"it is a {task['kind']} task"
@@ -89,10 +101,10 @@ class TaskHandle:
         return task["exit_code"]  # a command: its exit code
 
     def cancel(self) -> bool:
-        return bool(db.call(self.queue.conn, operations.cancel, [self.id]))
+        return bool(self.queue._call(operations.cancel, [self.id]))
 
     def info(self) -> dict[str, Any]:
-        return db.call(self.queue.conn, store.get_task, self.id)
+        return self.queue._call(store.get_task, self.id)
 
 
 class BatchHandle:
@@ -107,7 +119,7 @@ class BatchHandle:
 
     def counts(self) -> dict[str, int]:
         """Task counts per status."""
-        return db.call(self.queue.conn, results.progress, self.id)
+        return self.queue._call(results.progress, self.id)
 
     def wait(
         self,
@@ -139,6 +151,8 @@ class BatchHandle:
     def results(self) -> Iterator[dict[str, Any]]:
         """One row per task (parameters, status, attempts, runtime, exit code, result,
         error), read in pages: a batch of any size streams."""
+        if self.queue.remote is not None:
+            raise UserError("results() reads the database; it is not available through a server")
         return results.iter_rows(self.queue.conn, self.id, call=db.call)
 
 
@@ -149,15 +163,34 @@ class Queue:
         self,
         database: str | None = None,
         *,
+        server: str | None = None,
+        token: str | None = None,
+        ca_bundle: str | None = None,
+        insecure_http: bool = False,
         tags: Iterable[str] | None = None,
         priority: int = 0,
         max_attempts: int = 3,
     ):
-        self.url = resolve_database_url(database)
+        """The database (``database`` or the CLI's resolution), or ``hpclaunch serve``
+        at ``server`` (or ``HPCLAUNCH_SERVER``) with ``token`` (else ``HPCLAUNCH_TOKEN``
+        or ``HPCLAUNCH_TOKEN_FILE``)."""
+        if server and database:
+            raise UserError("give Queue a database or a server, not both")
+        server = server or (None if database else os.environ.get(SERVER_ENV) or None)
+        self.remote: RemoteQueue | None = None
         self._local = threading.local()
         self._opened: list[Connection] = []
         self._lock = threading.Lock()
-        self.conn  # noqa: B018 - connect (and check the schema) now, not at first use
+        if server:
+            from hpclaunch.queue.remote import RemoteQueue  # the HTTP client, only when used
+
+            self.url = server
+            self.remote = RemoteQueue.connect(
+                server, token=token, ca_bundle=ca_bundle, insecure_http=insecure_http
+            )
+        else:
+            self.url = resolve_database_url(database)
+            self.conn  # noqa: B018 - connect (and check the schema) now, not at first use
         self.tags = list(tags or [])
         self.priority = priority
         self.max_attempts = max_attempts
@@ -172,6 +205,12 @@ class Queue:
                 self._opened.append(conn)
         return conn
 
+    def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(conn, ...)`` on the database, or the server's answer to it."""
+        if self.remote is not None:
+            return self.remote.call(fn, *args, **kwargs)
+        return db.call(self.conn, fn, *args, **kwargs)
+
     def close(self) -> None:
         """Close the queue's database connections."""
         with self._lock:
@@ -181,7 +220,7 @@ class Queue:
         self._local = threading.local()
 
     def _insert(self, specs: list[TaskSpec], pickled: bytes | None = None) -> int:
-        return db.call(self.conn, store.insert_tasks, specs, pickled=pickled)[0]
+        return self._call(store.insert_tasks, specs, pickled=pickled)[0]
 
     def _spec(
         self,
@@ -316,14 +355,14 @@ class Queue:
             batch = load_batch_file(batch)
         from hpclaunch.queue import simx
 
-        batch_id, ids = db.call(self.conn, simx.enqueue_batch, batch, simx.ADMINISTRATOR)
+        batch_id, ids = self._call(simx.enqueue_batch, batch, simx.ADMINISTRATOR)
         return batch_id, [TaskHandle(self, i) for i in ids]
 
     def batch(self, batch_id: int) -> BatchHandle:
         """A batch by ID (NotFound if there is none)."""
-        db.call(self.conn, results.batch_info, batch_id)
+        self._call(results.batch_info, batch_id)
         return BatchHandle(self, batch_id)
 
     def task(self, task_id: int) -> TaskHandle:
-        db.call(self.conn, store.get_task, task_id)
+        self._call(store.get_task, task_id)
         return TaskHandle(self, task_id)

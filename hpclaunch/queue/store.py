@@ -177,6 +177,13 @@ def list_tasks(
     return conn.dicts(sql, params)
 
 
+def task_and_attempts(
+    conn: Connection, task_id: int
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A task in full and its attempts (``tasks show``)."""
+    return get_task(conn, task_id), attempts(conn, task_id)
+
+
 def attempts(conn: Connection, task_id: int) -> list[dict[str, Any]]:
     """A task's attempts, oldest first, with where each ran."""
     return conn.dicts(

@@ -80,7 +80,7 @@ def endpoint(fn: Handler) -> Handler:
 
 
 def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+    return JSONResponse({"error": params.printable(message)}, status_code=status)
 
 
 def public_task(task: dict[str, Any]) -> dict[str, Any]:
@@ -247,7 +247,11 @@ def api_routes(
             raise ApiError(400, "the batch file is not UTF-8") from None
         if not text.strip():
             raise ApiError(400, "the request body is empty: send a batch file (YAML or JSON)")
-        batch = await asyncio.to_thread(parse_batch, text, source="batch")
+        try:
+            batch = await asyncio.to_thread(parse_batch, text, source="batch")
+        except RecursionError:
+            raise ApiError(422, "the batch file nests too deeply") from None
+        params.storable(batch.spec)
         try:
             batch_id, ids = await pool.run(simx.enqueue_batch, batch, scope)
         except NotYours as exc:
@@ -317,9 +321,7 @@ def api_routes(
     @endpoint
     async def get_launch(request: Request) -> Response:
         scope = person(request)
-        launch_id = request.path_params["id"]
-        if len(launch_id) > 64:
-            raise ApiError(404, f"no launch {launch_id[:40]!r}")
+        launch_id = params.key_id(request.path_params["id"], "launch")
         rows = await pool.run(launch_rows.list_launches, launch_id=launch_id, scope=scope)
         return JSONResponse(rows[0])
 

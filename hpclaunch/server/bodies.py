@@ -51,7 +51,7 @@ class LimitBody:
 
 
 async def too_large(send: Send) -> None:
-    body = json.dumps({"error": TOO_LARGE}).encode()
+    body = json.dumps({"error": TOO_LARGE}, separators=(",", ":")).encode()
     await send(
         {
             "type": "http.response.start",
