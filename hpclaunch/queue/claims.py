@@ -158,13 +158,12 @@ class Claimer:
         self.conn = conn
         self.worker_id = worker_id
         self.lease = lease
-        engine_match, engine_params = engine_condition(engines)
-        # The engine names ride along with the tag sets in every statement's parameters.
-        self.tag_params = {f"t{i}": t for i, t in enumerate(tag_sets)} | engine_params
+        self.tag_params = {f"t{i}": t for i, t in enumerate(tag_sets)}
+        engine_match, self.engine_params = engine_condition(engines)
         self.estimate_params: dict[str, float | None] = {}
         conditions = [
             f"status = '{TaskStatus.PENDING}'",
-            f"tags IN ({', '.join(':t' + str(i) for i in range(len(tag_sets)))})",
+            f"tags IN ({', '.join(':' + k for k in self.tag_params)})",
             engine_match,
         ]
         if not allow_pickle:
@@ -204,7 +203,7 @@ class Claimer:
 
     def set_estimates(self, estimates: dict[str, float]) -> None:
         """Runtime estimates (seconds) per canonical tag set, for tasks without one."""
-        tag_index = {tags: key[1:] for key, tags in self.tag_params.items() if key[0] == "t"}
+        tag_index = {tags: key[1:] for key, tags in self.tag_params.items()}
         for key in self.estimate_params:
             self.estimate_params[key] = None
         for tags, seconds in estimates.items():
@@ -222,6 +221,7 @@ class Claimer:
             {
                 **self.tag_params,
                 **self.match_params,
+                **self.engine_params,
                 **self.estimate_params,
                 "remaining": remaining,
             },
@@ -233,6 +233,7 @@ class Claimer:
         params = {
             **self.tag_params,
             **self.match_params,
+            **self.engine_params,
             **self.estimate_params,
             "worker_id": self.worker_id,
             "token": token,

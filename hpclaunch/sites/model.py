@@ -155,5 +155,8 @@ class Profile:
         for key in ("extra_directives", "setup", "chain", "required"):
             data[key] = list(data[key])
         data["worker"]["tags"] = list(self.worker.tags)
-        data["worker"]["engines"] = dict(self.worker.engines)
+        # Only when set: a launch's ID hashes this, and profiles without engines keep theirs.
+        engines = data["worker"].pop("engines")
+        if engines:
+            data["worker"]["engines"] = dict(engines)
         return data

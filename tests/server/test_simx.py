@@ -203,3 +203,24 @@ def test_new_batch_owner_and_mistakes(queue_url, tmp_path):
         assert curl("-u", f"topl:{topl}", f"{base}/batch/new")[0] == 404
     log = (tmp_path / "serve.log").read_text()
     assert topl not in log and root not in log and "Traceback" not in log
+
+
+def test_new_batch_of_100000_runs_in_one_request(queue_url, tmp_path):
+    """SIMX's n_runs at scale: one POST, one transaction, every run visible in /batch/1."""
+    topl = account("topl", "topl")
+    (tmp_path / "big.yaml").write_text("name: big\nengine: dummy\nuser: topl\nn_runs: 100000\n")
+    with running_server(tmp_path / "serve.log") as (_, base):
+        status, made = curl(
+            "-u", f"topl:{topl}", f"{base}/batch/new", "--data-binary", "@big.yaml",
+            "--max-time", "300", cwd=tmp_path,
+        )  # fmt: skip
+        assert status == 201, made
+        assert (made["n_runs"], made["first_task_id"], made["last_task_id"]) == (  # type: ignore[index]
+            100000,
+            1,
+            100000,
+        )
+        status, batch = curl("-u", f"topl:{topl}", f"{base}/batch/1", "--max-time", "300")
+        assert status == 200 and isinstance(batch, dict)
+        assert batch["counts"]["pending"] == 100000 and len(batch["runs"]) == 100000
+        assert batch["runs"][-1]["run"] == 99999

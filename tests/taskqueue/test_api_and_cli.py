@@ -118,7 +118,10 @@ BAD_BATCHES = {
     "unknown_key": ("name: a\ncomand: ls\n", "unknown key; did you mean 'command'"),
     "bad_yaml": ("name: a\ncommand: [ls\n", "not valid YAML"),
     "no_name": ("command: ls\n", "`name` is required"),
-    "both_kinds": ("name: a\ncommand: ls\ncall: m:f\n", "exactly one of `command` or `call`"),
+    "both_kinds": (
+        "name: a\ncommand: ls\ncall: m:f\n",
+        "exactly one of `command`, `call` or `engine`",
+    ),
     "placeholder": (
         "name: a\ncommand: 'run {x} {y}'\nparams:\n  x: [1, 2]\n",
         "placeholder {y} is not a parameter",
