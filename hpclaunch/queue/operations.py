@@ -107,8 +107,15 @@ def requeue_lost(
         return _give_back(conn, attempts, reason)
 
 
-def retry(conn: Connection, task_ids: Iterable[int] = (), *, all_failed: bool = False) -> list[int]:
-    """Put failed or canceled tasks back on the queue with a fresh attempt budget."""
+def retry(
+    conn: Connection,
+    task_ids: Iterable[int] = (),
+    *,
+    all_failed: bool = False,
+    batch_id: int | None = None,
+) -> list[int]:
+    """Put failed or canceled tasks back on the queue with a fresh attempt budget
+    (``all_failed``: every failed task, or only ``batch_id``'s)."""
     ids = list(task_ids)
     with conn.transaction():
         if ids:
@@ -130,6 +137,9 @@ def retry(conn: Connection, task_ids: Iterable[int] = (), *, all_failed: bool = 
             where = f"id IN {ids_sql}"
         elif all_failed:
             where, params = "status = :failed", {"failed": TaskStatus.FAILED.value}
+            if batch_id is not None:
+                where += " AND batch_id = :batch"
+                params["batch"] = batch_id
         else:
             raise UserError("name task IDs or pass --failed")
         retried = [int(r[0]) for r in conn.execute(f"SELECT id FROM tasks WHERE {where}", params)]

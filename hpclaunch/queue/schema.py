@@ -42,6 +42,16 @@ batches = Table(
     # Who owns the row: the ``local`` user and group unless the server says otherwise.
     Column("owner", String(100), nullable=False, server_default="local"),
     Column("owner_group", String(100), nullable=False, server_default="local"),
+    Index("ix_batches_group", "owner_group", "id"),
+)
+
+# The dashboard's cookie-signing secret: one row (id 1) shared by every server process.
+ui_secrets = Table(
+    "ui_secrets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("secret", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
 )
 
 # Accounts: every user belongs to one group; a token is stored as the SHA-256 of a
@@ -154,6 +164,10 @@ tasks = Table(
     Index("ix_tasks_status", "status"),
     Index("ix_tasks_batch", "batch_id"),
     Index("ix_tasks_worker", "worker_id"),
+    # The dashboard: finished tasks by time, a batch's tasks by status, a group's counts.
+    Index("ix_tasks_finished", "finished_at"),
+    Index("ix_tasks_batch_status", "batch_id", "status", "id"),
+    Index("ix_tasks_group_status", "owner_group", "status"),
 )
 
 task_attempts = Table(
@@ -171,6 +185,7 @@ task_attempts = Table(
     Column("exit_code", Integer, nullable=True),
     Column("error", Text, nullable=True),
     Index("ix_task_attempts_task", "task_id"),
+    Index("ix_task_attempts_worker", "worker_id"),
 )
 
 # --- launches (what was submitted where, with which scheduler job IDs) --------

@@ -1,0 +1,42 @@
+"""The dashboard: the shared cookie-signing secret, and indexes its pages read by.
+
+``ui_secrets`` holds one row (``id = 1``): every server process signs and checks
+session cookies with it, so a session survives a restart and works behind a
+load balancer. The indexes keep every page bounded at 100,000 tasks: finished
+tasks by time (the per-minute chart), tasks by batch and status (progress bars,
+the filtered task table) and by group, attempts by worker (the launch timeline).
+
+Revision ID: 0007
+Revises: 0004
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "ui_secrets",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+        sa.Column("secret", sa.String(128), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+    )
+    op.create_index("ix_tasks_finished", "tasks", ["finished_at"])
+    op.create_index("ix_tasks_batch_status", "tasks", ["batch_id", "status", "id"])
+    op.create_index("ix_tasks_group_status", "tasks", ["owner_group", "status"])
+    op.create_index("ix_task_attempts_worker", "task_attempts", ["worker_id"])
+    op.create_index("ix_batches_group", "batches", ["owner_group", "id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_batches_group", table_name="batches")
+    op.drop_index("ix_task_attempts_worker", table_name="task_attempts")
+    op.drop_index("ix_tasks_group_status", table_name="tasks")
+    op.drop_index("ix_tasks_batch_status", table_name="tasks")
+    op.drop_index("ix_tasks_finished", table_name="tasks")
+    op.drop_table("ui_secrets")
