@@ -158,9 +158,7 @@ def batch_counts(conn: Connection, batch_ids: list[int]) -> dict[int, dict[str, 
 def batch(conn: Connection, group: str | None, batch_id: int) -> dict[str, Any]:
     """One batch with its spec and counts; NotFound if absent or another group's."""
     scope, params = _scope(group)
-    rows = conn.dicts(
-        f"SELECT * FROM batches WHERE id = :id{scope}", {**params, "id": batch_id}
-    )
+    rows = conn.dicts(f"SELECT * FROM batches WHERE id = :id{scope}", {**params, "id": batch_id})
     if not rows:
         raise NotFound(f"no batch {batch_id} in your view")
     row = rows[0]

@@ -32,7 +32,8 @@ def workers(
 ) -> dict[str, Any]:
     """One page of workers, newest first: ``live`` (running), ``gone`` or ``all``;
     each with the task it runs now; and how many are live and gone."""
-    where, params = "WHERE 1 = 1", {"running": WorkerStatus.RUNNING.value}
+    where = "WHERE 1 = 1"
+    params: dict[str, Any] = {"running": WorkerStatus.RUNNING.value}
     if show == "live":
         where += " AND status = :running"
     elif show == "gone":

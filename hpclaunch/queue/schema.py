@@ -82,6 +82,18 @@ tokens = Table(
     Index("ix_tokens_user", "user_id"),
 )
 
+# One row per dashboard sign-in; the cookie names it (signed). Signing out ends it.
+ui_sessions = Table(
+    "ui_sessions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("token_id", Id, ForeignKey("tokens.id"), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("ended_at", Float, nullable=True),
+    Index("ix_ui_sessions_expires", "expires_at"),
+)
+
 workers = Table(
     "workers",
     metadata,

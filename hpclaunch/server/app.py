@@ -22,6 +22,7 @@ from starlette.routing import Route
 from hpclaunch.queue.health import ping
 from hpclaunch.server.auth import RequireToken
 from hpclaunch.server.pool import Pool
+from hpclaunch.server.ui import ui_routes
 
 log = logging.getLogger("hpclaunch.server")
 
@@ -46,7 +47,7 @@ def create_app(pool: Pool) -> Starlette:
         pool.close()
 
     return Starlette(
-        routes=[Route("/healthz", healthz, methods=["GET"])],
+        routes=[Route("/healthz", healthz, methods=["GET"]), *ui_routes(pool)],
         middleware=[Middleware(RequireToken, pool=pool)],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,
