@@ -96,9 +96,13 @@ def histogram(
 ) -> str:
     """Runtimes in ``bins`` equal bins from 0 to the longest, with the p95 marked."""
     longest = max(samples, default=0.0) or 1.0
+    shortest = min(samples, default=0.0)
+    # From 0, unless every run takes about as long: then zoom on their spread.
+    lo = shortest * 0.98 if shortest > 0.5 * longest else 0.0
+    span = max(longest - lo, 1e-9)
     counts = [0] * bins
     for s in samples:
-        counts[min(int(bins * s / longest), bins - 1)] += 1
+        counts[min(max(int(bins * (s - lo) / span), 0), bins - 1)] += 1
     top = max(counts + [1])
     left, plot_h, plot_w = 36, height - 32, width - 46
     bw = plot_w / bins
@@ -106,7 +110,7 @@ def histogram(
         f'<line x1="{left}" y1="{8 + plot_h}" x2="{left + plot_w}" y2="{8 + plot_h}" '
         'stroke="#888"/>',
         f'<text x="{left - 4}" y="16" font-size="11" text-anchor="end">{top}</text>',
-        f'<text x="{left}" y="{height - 6}" font-size="11">0 s</text>',
+        f'<text x="{left}" y="{height - 6}" font-size="11">{_seconds(lo) if lo else "0 s"}</text>',
         f'<text x="{left + plot_w}" y="{height - 6}" font-size="11" text-anchor="end">'
         f"{_seconds(longest)}</text>",
     ]
@@ -114,18 +118,19 @@ def histogram(
         if not c:
             continue
         h = plot_h * c / top
-        lo, hi = longest * i / bins, longest * (i + 1) / bins
+        b0, b1 = lo + span * i / bins, lo + span * (i + 1) / bins
         body.append(
             f'<rect x="{left + i * bw:.1f}" y="{8 + plot_h - h:.1f}" width="{max(bw - 1, 1):.1f}" '
-            f'height="{h:.1f}" fill="#1565c0"><title>{_seconds(lo)}–{_seconds(hi)}: {c}</title>'
+            f'height="{h:.1f}" fill="#1565c0"><title>{_seconds(b0)}–{_seconds(b1)}: {c}</title>'
             "</rect>"
         )
     if p95 is not None:
-        x = left + plot_w * min(p95 / longest, 1.0)
+        x = left + plot_w * min(max((p95 - lo) / span, 0.0), 1.0)
+        anchor, tx = ("end", x - 4) if x > left + plot_w / 2 else ("start", x + 4)
         body.append(
             f'<line x1="{x:.1f}" y1="8" x2="{x:.1f}" y2="{8 + plot_h}" stroke="#c62828" '
             'stroke-dasharray="4 3"/>'
-            f'<text x="{min(x + 3, width - 60):.1f}" y="20" font-size="11" fill="#c62828">'
+            f'<text x="{tx:.1f}" y="20" font-size="11" fill="#c62828" text-anchor="{anchor}">'
             f"p95 {_seconds(p95)}</text>"
         )
     label = f"{len(samples)} runtimes" + (f", p95 {_seconds(p95)}" if p95 is not None else "")
@@ -146,7 +151,9 @@ def timeline(workers: Sequence[dict[str, Any]], now: float, width: int = 900) ->
     body = []
     for i, (w, end) in enumerate(zip(workers, ends, strict=True)):
         y = 4 + i * row_h
-        name = f"#{w['id']} " + ("" if w["array_index"] is None else f"[{w['array_index']}]")
+        job = w["array_job_id"] or w["job_id"] or ""
+        index = "" if w["array_index"] is None else f"[{w['array_index']}]"
+        name = f"#{w['id']} {job}{index}"
         body.append(f'<text x="2" y="{y + 11}" font-size="11">{escape(name)}</text>')
         x0, x1 = left + (w["started_at"] - t0) * scale, left + (end - t0) * scale
         body.append(
@@ -167,10 +174,11 @@ def timeline(workers: Sequence[dict[str, Any]], now: float, width: int = 900) ->
                 f'fill="{color}"><title>task {span["task"]}: {escape(str(span["outcome"]))}'
                 "</title></rect>"
             )
+    clock = _hhmm if t1 - t0 > 3600 else _hhmmss
     body.append(
-        f'<text x="{left}" y="{height - 4}" font-size="11">{_hhmm(t0)}</text>'
+        f'<text x="{left}" y="{height - 4}" font-size="11">{clock(t0)} UTC</text>'
         f'<text x="{width - 10}" y="{height - 4}" font-size="11" text-anchor="end">'
-        f"{_hhmm(t1)}</text>"
+        f"{clock(t1)}</text>"
     )
     return _svg(width, height, body, f"timeline of {len(workers)} workers")
 
@@ -185,7 +193,13 @@ def _hhmm(epoch: float) -> str:
     return time.strftime("%H:%M", time.gmtime(epoch))
 
 
+def _hhmmss(epoch: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(epoch))
+
+
 def _seconds(value: float) -> str:
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
     if value < 60:
         return f"{value:.3g} s" if value < 10 else f"{value:.0f} s"
     if value < 3600:
