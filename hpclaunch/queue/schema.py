@@ -176,10 +176,11 @@ tasks = Table(
     Index("ix_tasks_status", "status"),
     Index("ix_tasks_batch", "batch_id"),
     Index("ix_tasks_worker", "worker_id"),
-    # The dashboard: finished tasks by time, a batch's tasks by status, a group's counts.
-    Index("ix_tasks_finished", "finished_at"),
+    # The dashboard, each covering its query (read from the index alone): finished
+    # tasks by time, a batch's tasks by status, counts per group, tag set and status.
+    Index("ix_tasks_finished", "finished_at", "status", "owner_group"),
     Index("ix_tasks_batch_status", "batch_id", "status", "id"),
-    Index("ix_tasks_group_status", "owner_group", "status"),
+    Index("ix_tasks_group_tags", "owner_group", "tags", "status"),
 )
 
 task_attempts = Table(

@@ -39,9 +39,9 @@ def upgrade() -> None:
         sa.Column("ended_at", sa.Float(), nullable=True),
     )
     op.create_index("ix_ui_sessions_expires", "ui_sessions", ["expires_at"])
-    op.create_index("ix_tasks_finished", "tasks", ["finished_at"])
+    op.create_index("ix_tasks_finished", "tasks", ["finished_at", "status", "owner_group"])
     op.create_index("ix_tasks_batch_status", "tasks", ["batch_id", "status", "id"])
-    op.create_index("ix_tasks_group_status", "tasks", ["owner_group", "status"])
+    op.create_index("ix_tasks_group_tags", "tasks", ["owner_group", "tags", "status"])
     op.create_index("ix_task_attempts_worker", "task_attempts", ["worker_id"])
     op.create_index("ix_batches_group", "batches", ["owner_group", "id"])
 
@@ -49,7 +49,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_batches_group", table_name="batches")
     op.drop_index("ix_task_attempts_worker", table_name="task_attempts")
-    op.drop_index("ix_tasks_group_status", table_name="tasks")
+    op.drop_index("ix_tasks_group_tags", table_name="tasks")
     op.drop_index("ix_tasks_batch_status", table_name="tasks")
     op.drop_index("ix_tasks_finished", table_name="tasks")
     op.drop_index("ix_ui_sessions_expires", table_name="ui_sessions")
