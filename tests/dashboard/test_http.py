@@ -36,6 +36,7 @@ def test_pages_show_their_data_without_javascript(queue_url, tmp_path):
     assert submitted.returncode == 0, submitted.stderr
     launch_id = json.loads(submitted.stdout)["launch_id"]
     failed_id = _first_failed(queue_url, mixed)
+    broken = _broken_launch(queue_url)
     with running_server(tmp_path / "serve.log") as (_, base):
         web = Browserless(base)
         status, _, headers = web.request("/ui/")
@@ -46,11 +47,18 @@ def test_pages_show_their_data_without_javascript(queue_url, tmp_path):
         for flag in ("httponly", "samesite=strict", "path=/ui"):
             assert flag in cookie_header
         expected = {
-            "/ui/": ["completed", "failed", "Tasks finished per minute", "<svg", "default"],
+            "/ui/": ["completed", "failed", "Tasks finished per minute", "<svg", "default", broken],
             "/ui/batches": ["mixed", "alice (lab1)", "2 completed", "1 failed", "Retry failed"],
             f"/ui/batches/{mixed}": ["mixed", "2 completed", "mixed[2]"],
             f"/ui/tasks?batch={mixed}&status=failed": ["1 task(s) match", "mixed[2]"],
-            f"/ui/tasks/{failed_id}": ["boom-3", "out-3", "exited with code 1", "attempt 3"],
+            f"/ui/tasks/{failed_id}": [
+                "boom-3",
+                "out-3",
+                "exited with code 1",
+                "attempt 3",
+                "timeline of 3 attempts",
+            ],
+            f"/ui/launches/{broken}": ["broken", "No module named"],
             "/ui/workers?show=all": ["empty_queue", "default"],
             "/ui/launches": [launch_id, "local"],
             f"/ui/launches/{launch_id}": [launch_id, "Workers timeline", "<svg"],
@@ -66,6 +74,10 @@ def test_pages_show_their_data_without_javascript(queue_url, tmp_path):
             # Nothing is loaded from another host: every src/href is local.
             for ref in re.findall(r'(?:src|href)="([^"]+)"', body):
                 assert ref.startswith(("/ui", "?", "#")) or ref == "", (path, ref)
+        # Launches that need attention come first, with the first failing element's stderr.
+        _, body, _ = web.request("/ui/")
+        attention = body.index('id="attention"')
+        assert attention < body.index("<h1>Queue</h1>") and "No module named" in body[attention:]
         # Parameters are shown with the task: the grid point of mixed[2] is x = 3.
         _, body, _ = web.request(f"/ui/tasks/{failed_id}")
         assert re.search(r"<th>x</th><td>3</td>", body)
@@ -74,6 +86,27 @@ def test_pages_show_their_data_without_javascript(queue_url, tmp_path):
         assert web.request("/ui/static/app.js")[0] == 200
     log = (tmp_path / "serve.log").read_text()
     assert alice not in log and "Traceback" not in log
+
+
+def _broken_launch(url: str) -> str:
+    """A launch the circuit breaker marked broken (as ``status`` records it)."""
+    from hpclaunch.queue import launch_rows
+
+    conn = driver.connect(url)
+    try:
+        launch_rows.create_launch(
+            conn, launch_id="deadbeef01", site="longleaf", host="login.example", scheduler="slurm",
+            workdir="/scratch/runs", log_dir="/scratch/runs/deadbeef01", workers_count=4,
+            tags="default", profile={}, chunks=[],
+        )  # fmt: skip
+        reason = (
+            "2 element(s) ended before any worker claimed a task; first: element 0 FAILED; "
+            "its stderr ends: ModuleNotFoundError: No module named 'hpclaunch'"
+        )
+        launch_rows.set_status(conn, "deadbeef01", "broken", reason=reason)
+    finally:
+        conn.close()
+    return "deadbeef01"
 
 
 def _first_failed(url: str, batch_id: int) -> int:

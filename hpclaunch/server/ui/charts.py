@@ -183,6 +183,44 @@ def timeline(workers: Sequence[dict[str, Any]], now: float, width: int = 900) ->
     return _svg(width, height, body, f"timeline of {len(workers)} workers")
 
 
+def attempts(rows: Sequence[dict[str, Any]], width: int = 900) -> str:
+    """A task's attempts on one time axis: one row each, labelled by where it ran,
+    coloured by how it ended."""
+    timed = [a for a in rows if a["started_at"] is not None]
+    if not timed:
+        return ""
+    row_h, left = 16, 220
+    t0 = min(a["started_at"] for a in timed)
+    t1 = max(max(a["finished_at"] for a in timed), t0 + 1e-3)
+    scale = (width - left - 10) / (t1 - t0)
+    height = row_h * len(timed) + 24
+    body = []
+    for i, a in enumerate(timed):
+        y = 4 + i * row_h
+        where = f"{a.get('host') or '?'}"
+        if a.get("job_id"):
+            index = "" if a.get("array_index") is None else f"[{a['array_index']}]"
+            where += f" job {a['job_id']}{index}"
+        body.append(
+            f'<text x="2" y="{y + 11}" font-size="11">#{a["attempt"]} {escape(where)}</text>'
+        )
+        x0 = left + (a["started_at"] - t0) * scale
+        x1 = left + (a["finished_at"] - t0) * scale
+        reason = f" ({a['reason']})" if a.get("reason") else ""
+        body.append(
+            f'<rect x="{x0:.1f}" y="{y + 2}" width="{max(x1 - x0, 2):.1f}" height="10" '
+            f'fill="{COLORS.get(a["outcome"], "#555")}"><title>attempt {a["attempt"]}: '
+            f"{escape(str(a['outcome']))}{escape(reason)}</title></rect>"
+        )
+    clock = _hhmm if t1 - t0 > 3600 else _hhmmss
+    body.append(
+        f'<text x="{left}" y="{height - 4}" font-size="11">{clock(t0)} UTC</text>'
+        f'<text x="{width - 10}" y="{height - 4}" font-size="11" text-anchor="end">'
+        f"{clock(t1)}</text>"
+    )
+    return _svg(width, height, body, f"timeline of {len(timed)} attempts")
+
+
 def _worker_end(w: dict[str, Any], now: float) -> float:
     if w["stopped_at"] is not None:
         return float(w["stopped_at"])

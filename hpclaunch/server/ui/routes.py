@@ -307,7 +307,10 @@ class Dashboard:
             scope = None if identity.role == "admin" else identity.group
             return lambda conn: dashboard.task(conn, scope, task_id)
 
-        return await self.view(request, "task.html", (task_id,), load)
+        def extra(data: Any) -> dict[str, Any]:
+            return {"chart": charts.attempts(data["attempt_rows"])}
+
+        return await self.view(request, "task.html", (task_id,), load, extra)
 
     async def workers(self, request: Request) -> Response:
         q = request.query_params
