@@ -73,9 +73,10 @@ def overview(conn: Connection, group: str | None, now: float) -> dict[str, Any]:
     }
 
 
-def attention(conn: Connection, limit: int = 20) -> list[dict[str, Any]]:
+def attention(conn: Connection, limit: int = 8) -> dict[str, Any]:
     """Launches that are broken, partial or failed, or have elements that ended badly
-    and were not yet acted on; newest first."""
+    and were not yet acted on: the first ``limit`` (broken first, then newest) and
+    how many there are."""
     states_sql, states = in_list("s", _FAILING)
     kinds_sql, kinds = in_list("k", ATTENTION)
     failing = dict(
@@ -86,15 +87,17 @@ def attention(conn: Connection, limit: int = 20) -> list[dict[str, Any]]:
         ).fetchall()
     )
     ids_sql, ids = in_list("l", list(failing))
+    where = f"WHERE status IN {kinds_sql} OR id IN {ids_sql}"
+    total = int(conn.one(f"SELECT COUNT(*) FROM launches {where}", {**kinds, **ids})[0])
     rows = conn.dicts(
-        "SELECT id, site, status, submitted_at, broken_reason FROM launches "
-        f"WHERE status IN {kinds_sql} OR id IN {ids_sql} "
-        f"ORDER BY submitted_at DESC LIMIT {int(limit)}",
+        f"SELECT id, site, status, submitted_at, broken_reason FROM launches {where} "
+        "ORDER BY CASE WHEN status = 'broken' THEN 0 ELSE 1 END, submitted_at DESC "
+        f"LIMIT {int(limit)}",
         {**kinds, **ids},
     )
     for row in rows:
         row["failing_elements"] = int(failing.get(row["id"], 0))
-    return rows
+    return {"rows": rows, "total": total}
 
 
 def batches(

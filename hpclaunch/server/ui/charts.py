@@ -55,7 +55,7 @@ def progress(counts: dict[str, int], height: int = 14) -> str:
 
 
 def per_minute(
-    buckets: Sequence[dict[str, int]], start: float, width: int = 900, height: int = 180
+    buckets: Sequence[dict[str, int]], start: float, width: int = 1300, height: int = 200
 ) -> str:
     """Stacked columns of completed and failed tasks per minute since ``start`` (UTC)."""
     n = len(buckets)
@@ -137,7 +137,7 @@ def histogram(
     return _svg(width, height, body, label)
 
 
-def timeline(workers: Sequence[dict[str, Any]], now: float, width: int = 900) -> str:
+def timeline(workers: Sequence[dict[str, Any]], now: float, width: int = 1300) -> str:
     """One row per worker: its life (start to exit or last heartbeat) as a grey line,
     each task it ran as a box coloured by how the attempt ended."""
     if not workers:
@@ -183,7 +183,7 @@ def timeline(workers: Sequence[dict[str, Any]], now: float, width: int = 900) ->
     return _svg(width, height, body, f"timeline of {len(workers)} workers")
 
 
-def attempts(rows: Sequence[dict[str, Any]], width: int = 900) -> str:
+def attempts(rows: Sequence[dict[str, Any]], width: int = 1300) -> str:
     """A task's attempts on one time axis: one row each, labelled by where it ran,
     coloured by how it ended."""
     timed = [a for a in rows if a["started_at"] is not None]
