@@ -28,6 +28,8 @@ def test_pages_show_their_data_without_javascript(queue_url, tmp_path):
     add_user("root", "ops", "admin")
     _, alice = add_user("alice", "lab1")
     mixed = owned_batch(queue_url, tmp_path, "mixed", MIXED, owner="alice", group="lab1")
+    fails = 'command: "exit 1"\nn_runs: 1\nmax_attempts: 1\n'
+    elsewhere = owned_batch(queue_url, tmp_path, "elsewhere", fails, owner="alice", group="lab1")
     _run_worker()
     submitted = run_cli(
         "submit", "--site", "local", "--workers", "1", "--set", f"workdir={tmp_path / 'runs'}",
@@ -81,6 +83,14 @@ def test_pages_show_their_data_without_javascript(queue_url, tmp_path):
         # Parameters are shown with the task: the grid point of mixed[2] is x = 3.
         _, body, _ = web.request(f"/ui/tasks/{failed_id}")
         assert re.search(r"<th>x</th><td>3</td>", body)
+        # Retry failed: the batch's failed task goes back on the queue, no other batch's.
+        csrf = web.csrf()
+        status, _, headers = web.request(f"/ui/batches/{mixed}/retry", {"csrf": csrf})
+        assert status == 303 and "did=retry&n=1" in headers["location"]
+        assert task_statuses(queue_url, mixed) == {"completed": 2, "pending": 1}
+        assert task_statuses(queue_url, elsewhere) == {"failed": 1}
+        _, body, _ = web.request(headers["location"])
+        assert "Put back on the queue: 1 task(s)." in body
         assert web.request("/ui/tasks?after=abc")[0] == 400
         assert web.request("/ui/tasks?status=bogus")[0] == 400
         assert web.request("/ui/static/app.js")[0] == 200
