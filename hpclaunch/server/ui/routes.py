@@ -95,12 +95,12 @@ class Dashboard:
         started = time.perf_counter()
         try:
             who = await self.who(request)
-        except Exception as exc:  # noqa: BLE001 - the database is down
-            return self.error(request, None, 503, _unavailable(exc))
+        except Exception as exc:  # noqa: BLE001 - the database is down (or a bug: 500)
+            return self.error(request, None, *_failure(exc))
         if who is None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse("/ui/login?" + urlencode({"next": target}), status_code=303)
-        sess, identity = who
+        identity = who[1]
         scope = None if identity.role == "admin" else identity.group
         timing = {"db": 0.0}
 
@@ -166,8 +166,8 @@ class Dashboard:
         """A POST: signed in, same origin, the session's CSRF token; then ``run``."""
         try:
             who = await self.who(request)
-        except Exception as exc:  # noqa: BLE001
-            return self.error(request, None, 503, _unavailable(exc))
+        except Exception as exc:  # noqa: BLE001 - the database is down (or a bug: 500)
+            return self.error(request, None, *_failure(exc))
         if who is None:
             return self.error(request, None, 401, "sign in first: your session has ended")
         if not _same_origin(request):
@@ -201,8 +201,8 @@ class Dashboard:
             identity = await self.pool.run(identify, fields.get("token", "").strip())
         except BadParam as exc:
             return self.error(request, None, 400, str(exc))
-        except Exception as exc:  # noqa: BLE001
-            return self.error(request, None, 503, _unavailable(exc))
+        except Exception as exc:  # noqa: BLE001 - the database is down (or a bug: 500)
+            return self.error(request, None, *_failure(exc))
         target = _safe_next(fields.get("next"))
         if identity is None or identity.role == "worker":
             message = (
