@@ -76,6 +76,9 @@ def test_pages_show_their_data_without_javascript(queue_url, tmp_path):
             # Nothing is loaded from another host: every src/href is local.
             for ref in re.findall(r'(?:src|href)="([^"]+)"', body):
                 assert ref.startswith(("/ui", "?", "#")) or ref == "", (path, ref)
+        # The chart counts what finished in the last minutes: mixed's 3 and elsewhere's 1.
+        _, body, _ = web.request("/ui/")
+        assert "tasks finished per minute over the last 180 minutes: 4 in all" in body
         # Launches that need attention come first, with the first failing element's stderr.
         _, body, _ = web.request("/ui/")
         attention = body.index('id="attention"')
