@@ -38,11 +38,11 @@ def overview(conn: Connection, group: str | None, now: float) -> dict[str, Any]:
     scope, params = _scope(group)
     by_status = {s.value: 0 for s in TaskStatus}
     by_tag: dict[str, dict[str, int]] = {}
-    # Grouped in the order of ix_tasks_group_tags (group, tags, status): the counts
-    # stream from the index, no sort, for one group or all of them.
+    # SQLite: grouped in the order of ix_tasks_group_tags (group, tags, status), the
+    # counts stream from the index with no sort; PostgreSQL hashes (tags, status).
+    group_by = "tags, status" if conn.dialect == "postgresql" else "owner_group, tags, status"
     for tagset, status, n in conn.execute(
-        f"SELECT tags, status, COUNT(*) FROM tasks WHERE 1 = 1{scope} "
-        "GROUP BY owner_group, tags, status",
+        f"SELECT tags, status, COUNT(*) FROM tasks WHERE 1 = 1{scope} GROUP BY {group_by}",
         params,
     ).fetchall():
         by_status[status] = by_status.get(status, 0) + int(n)
@@ -52,9 +52,10 @@ def overview(conn: Connection, group: str | None, now: float) -> dict[str, Any]:
     since = (int(now // 60) - CHART_MINUTES + 1) * 60.0
     per_minute = [{"completed": 0, "failed": 0} for _ in range(CHART_MINUTES)]
     for m, completed, failed in conn.execute(
-        per_minute_sql(scope), {**params, "since": since, "last": CHART_MINUTES - 1}
+        per_minute_sql(scope, conn.dialect), {**params, "since": since, "last": CHART_MINUTES - 1}
     ).fetchall():
-        per_minute[int(m)] = {"completed": int(completed), "failed": int(failed)}
+        if 0 <= int(m) < CHART_MINUTES:
+            per_minute[int(m)] = {"completed": int(completed), "failed": int(failed)}
     sites = conn.execute(
         "SELECT COALESCE(l.site, ''), COUNT(*) FROM workers w "
         "LEFT JOIN launches l ON l.id = w.launch_id WHERE w.status = 'running' "
@@ -70,10 +71,23 @@ def overview(conn: Connection, group: str | None, now: float) -> dict[str, Any]:
     }
 
 
-def per_minute_sql(scope: str) -> str:
-    """Finished tasks per minute since ``:since``: one range count per minute and status
-    on ``ix_tasks_finished`` (finished_at, status, group), no sort of the window's rows
-    (about 4 times faster than grouping them on SQLite)."""
+def per_minute_sql(scope: str, dialect: str) -> str:
+    """Finished tasks per minute since ``:since`` as (minute, completed, failed) rows.
+
+    SQLite: one range count per minute and status on ``ix_tasks_finished``
+    (finished_at, status, group), no sort of the window's rows (about 4 times faster
+    than grouping them). PostgreSQL groups the window's rows in one pass (hash
+    aggregate), faster there than 360 small index scans.
+    """
+    if dialect == "postgresql":
+        done = (TaskStatus.COMPLETED, TaskStatus.FAILED)
+        return (
+            "SELECT CAST(FLOOR((finished_at - :since) / 60) AS INTEGER) AS m, "
+            f"COUNT(*) FILTER (WHERE status = '{done[0]}'), "
+            f"COUNT(*) FILTER (WHERE status = '{done[1]}') FROM tasks "
+            f"WHERE finished_at >= :since AND status IN ('{done[0]}', '{done[1]}'){scope} "
+            "GROUP BY 1"
+        )
     count = (
         "(SELECT COUNT(*) FROM tasks WHERE finished_at >= :since + m * 60 "
         "AND finished_at < :since + (m + 1) * 60 AND status = '{status}'" + scope + ")"
