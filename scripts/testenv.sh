@@ -65,6 +65,10 @@ ensure_packages() {
     [[ -x /usr/lib/gridengine/sge_qmaster ]] || missing+=(gridengine-master)
     [[ -x /usr/lib/gridengine/sge_execd ]] || missing+=(gridengine-exec)
     command -v qacct >/dev/null || missing+=(gridengine-client)
+    # The dashboard's browser tests: Debian's Chromium and its driver (selenium's
+    # own manager would try to download a browser).
+    [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+    [[ -x /usr/bin/chromedriver ]] || missing+=(chromium-driver)
     ((${#missing[@]})) || return 0
     # slurm-wlm is the metapackage that carries slurmctld, slurmd and the client.
     if [[ " ${missing[*]} " =~ \ (slurmctld|slurmd|slurm-client)\  ]]; then missing+=(slurm-wlm); fi

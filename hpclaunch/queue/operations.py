@@ -119,7 +119,8 @@ def retry(
     """Put failed or canceled tasks back on the queue with a fresh attempt budget.
 
     Named tasks must all be retryable; ``batch_id`` retries a batch's failed and
-    canceled tasks. A row outside ``scope`` is "not found", like a missing one.
+    canceled tasks (with ``all_failed``: its failed ones only). A row outside
+    ``scope`` is "not found", like a missing one.
     """
     ids = list(task_ids)
     visible, params = condition(scope)
@@ -145,8 +146,12 @@ def retry(
             where = f"id IN {ids_sql}"
         elif batch_id is not None:
             _visible_batch(conn, batch_id, scope)
-            where = "batch_id = :batch AND status IN (:failed, :canceled)"
-            params.update(batch=batch_id, failed=done[0], canceled=done[1])
+            if all_failed:
+                where = "batch_id = :batch AND status = :failed"
+                params.update(batch=batch_id, failed=done[0])
+            else:
+                where = "batch_id = :batch AND status IN (:failed, :canceled)"
+                params.update(batch=batch_id, failed=done[0], canceled=done[1])
         elif all_failed:
             where = "status = :failed"
             params["failed"] = TaskStatus.FAILED.value

@@ -42,6 +42,16 @@ batches = Table(
     # Who owns the row: the ``local`` user and group unless the server says otherwise.
     Column("owner", String(100), nullable=False, server_default="local"),
     Column("owner_group", String(100), nullable=False, server_default="local"),
+    Index("ix_batches_group", "owner_group", "id"),
+)
+
+# The dashboard's cookie-signing secret: one row (id 1) shared by every server process.
+ui_secrets = Table(
+    "ui_secrets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("secret", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
 )
 
 # Accounts: every user belongs to one group; a token is stored as the SHA-256 of a
@@ -70,6 +80,18 @@ tokens = Table(
     Column("revoked_at", Float, nullable=True),
     UniqueConstraint("token_hash", name="uq_tokens_hash"),
     Index("ix_tokens_user", "user_id"),
+)
+
+# One row per dashboard sign-in; the cookie names it (signed). Signing out ends it.
+ui_sessions = Table(
+    "ui_sessions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("token_id", Id, ForeignKey("tokens.id"), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("ended_at", Float, nullable=True),
+    Index("ix_ui_sessions_expires", "expires_at"),
 )
 
 workers = Table(
@@ -162,6 +184,11 @@ tasks = Table(
     Index("ix_tasks_status", "status"),
     Index("ix_tasks_batch", "batch_id"),
     Index("ix_tasks_worker", "worker_id"),
+    # The dashboard, each covering its query (read from the index alone): finished
+    # tasks by time, a batch's tasks by status, counts per group, tag set and status.
+    Index("ix_tasks_finished", "finished_at", "status", "owner_group"),
+    Index("ix_tasks_batch_status", "batch_id", "status", "id"),
+    Index("ix_tasks_group_tags", "owner_group", "tags", "status"),
 )
 
 task_attempts = Table(
@@ -179,6 +206,7 @@ task_attempts = Table(
     Column("exit_code", Integer, nullable=True),
     Column("error", Text, nullable=True),
     Index("ix_task_attempts_task", "task_id"),
+    Index("ix_task_attempts_worker", "worker_id"),
 )
 
 # Workers over HTTP: the answer to each claim/finish/release under the client's

@@ -27,6 +27,7 @@ from hpclaunch.server.auth import RequireToken
 from hpclaunch.server.bodies import LimitBody
 from hpclaunch.server.openapi import openapi_route
 from hpclaunch.server.pool import Pool
+from hpclaunch.server.ui import ui_routes
 from hpclaunch.server.wakeup import WakeHub
 from hpclaunch.server.worker_routes import WorkerApi
 
@@ -66,6 +67,7 @@ def create_app(pool: Pool, *, allow_pickle: bool = False) -> Starlette:
             *WorkerApi(pool, wake).routes(),
             *api_routes(pool, allow_pickle=allow_pickle, new_work=wake.notify),
             *simx_routes.routes(pool, new_work=wake.notify),
+            *ui_routes(pool),
         ],
         middleware=[Middleware(RequireToken, pool=pool), Middleware(LimitBody)],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},

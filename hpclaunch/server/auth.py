@@ -1,4 +1,5 @@
-"""Deny by default: every route but ``/healthz`` needs a valid token in ``Authorization``.
+"""Deny by default: every route but ``/healthz`` and the dashboard's (``/``, ``/ui/...``,
+which check their own session cookie) needs a valid token in ``Authorization``.
 
 ``Bearer TOKEN``, or HTTP Basic with the token as the password and its owner's
 name as the user name (a mismatch is 401). Cookies are never read here, so no
@@ -93,6 +94,11 @@ def failure_key(header: str) -> str | None:
     return "secret:" + hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
+def is_dashboard(path: str) -> bool:
+    """The dashboard's paths: it signs people in with its own cookie (``server/ui``)."""
+    return path in ("/", "/ui") or path.startswith("/ui/")
+
+
 class RequireToken:
     """ASGI middleware: puts the caller's ``Identity`` in ``scope["state"]["identity"]``."""
 
@@ -102,7 +108,7 @@ class RequireToken:
         self.throttle = FailureThrottle()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or is_dashboard(scope["path"]):
             await self.app(scope, receive, send)
             return
         try:

@@ -8,7 +8,13 @@ import subprocess
 
 from server_helpers import get, run_cli, running_server
 
-ROUTES = [("GET", "/api/v1/tasks"), ("POST", "/api/v1/claim"), ("GET", "/nothing"), ("GET", "/")]
+ROUTES = [
+    ("GET", "/api/v1/tasks"),
+    ("POST", "/api/v1/claim"),
+    ("GET", "/nothing"),
+    ("GET", "/uinfo"),  # only /, /ui and /ui/... are the dashboard's (its own sign-in)
+    ("GET", "/api/ui/x"),
+]
 
 
 def _token(user: str, role: str = "user", *extra: str) -> tuple[int, str]:
