@@ -134,10 +134,10 @@ def list_tasks(
     sql = f"SELECT {SUMMARY_COLUMNS} FROM tasks"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY id"
-    if limit:
-        sql += f" LIMIT {int(limit)}"
-    return conn.dicts(sql, params)
+    if not limit:
+        return conn.dicts(sql + " ORDER BY id", params)
+    # The newest ``limit`` (an index walk from the end), shown oldest first.
+    return conn.dicts(sql + f" ORDER BY id DESC LIMIT {int(limit)}", params)[::-1]
 
 
 def attempts(conn: Connection, task_id: int) -> list[dict[str, Any]]:
