@@ -11,12 +11,14 @@ first use and dropped after an error.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from hpclaunch.queue import claims, driver, estimates, operations, retry
 from hpclaunch.queue.migrate import open_ready
+from hpclaunch.queue.prefetch import HOLD_MAX, Prefetch
 from hpclaunch.queue.session import Claimed, Outcome, QueueUnavailable, Watch, WorkerInfo
 
 T = TypeVar("T")
@@ -41,6 +43,8 @@ class DatabaseSession:
         self._watching: int | None = None  # the task this worker watches, if any
         self._claimer: claims.Claimer | None = None
         self._beat: driver.Connection | None = None
+        self._side_lock = threading.Lock()  # the heartbeat and prefetch threads share _beat
+        self._prefetch: Prefetch | None = None  # a draining worker's batching
         self._last_estimates = float("-inf")
 
     def _call(
@@ -98,11 +102,57 @@ class DatabaseSession:
             allow_pickle=worker.allow_pickle,
             fit_deadline=worker.fit_deadline,
         )
+        if worker.mode == "draining":
+            self._prefetch = Prefetch(
+                worker_id=worker_id,
+                side=self._on_side,
+                stop=self.stop,
+                log=self.log,
+                nitems_max=worker.nitems_max,
+            )
         return worker_id
+
+    def _on_side(self, fn: Callable[[driver.Connection], T]) -> T:
+        """``fn(conn)`` on the side connection (heartbeat and prefetch threads),
+        opened on first use and dropped after an error; no retry."""
+        with self._side_lock:
+            try:
+                if self._beat is None:
+                    self._beat = driver.connect(self.url)
+                return fn(self._beat)
+            except Exception:
+                if self._beat is not None:
+                    self._beat.close()
+                self._beat = None
+                raise
+
+    def _on_main(self, fn: Callable[[driver.Connection], T]) -> T:
+        """``fn(conn)`` on the main connection, retried through outages."""
+        return self._call(fn, what="recording results")
+
+    def _settle(self) -> None:
+        """Before a claim, an idle wait or an exit: write buffered results and
+        give back prefetched tasks that may no longer start."""
+        pf = self._prefetch
+        if pf is None:
+            return
+        if pf.stale():
+            pf.give_back_on(self._on_main, "held too long")
+        pf.flush_on(self._on_main)
 
     def claim(self, remaining: float | None) -> Claimed | None:
         claimer, worker_id = self._claimer, self.worker_id
         assert claimer is not None and worker_id is not None, "register first"
+        pf = self._prefetch
+        k = 1
+        if pf is not None:
+            ready = pf.take()
+            if ready is not None:
+                return ready  # claimed with the batch before it (no watch then)
+            self._settle()
+            if self.stop():
+                return None  # told to stop: claim nothing more
+            k = pf.size(remaining)
         broke = False
         asked = time.monotonic()
 
@@ -110,14 +160,21 @@ class DatabaseSession:
             nonlocal broke
             if broke:
                 # A claim may have committed before the connection broke: give
-                # back anything held under our name that we are not running.
-                for task_id in claims.release_orphans(conn, worker_id):
-                    self.log(f"task {task_id} put back (claimed while the connection broke)")
+                # back anything held under our name that we are not running
+                # (nothing is prefetched or buffered now; the side lock waits
+                # out a flush in flight).
+                with self._side_lock:
+                    for task_id in claims.release_orphans(conn, worker_id):
+                        self.log(f"task {task_id} put back (claimed while the connection broke)")
             left = None if remaining is None else remaining - (time.monotonic() - asked)
             if left is not None and left <= 0:
                 return None  # the outage ate the time that was left
             try:
-                return claimer.claim(left)
+                if pf is None:
+                    return claimer.claim(left)
+                if k > 1 and left is not None:
+                    left -= HOLD_MAX  # a prefetched task may start that much later
+                return pf.claimed(claimer.claim_many(left, k))
             except Exception:
                 broke = True
                 raise
@@ -146,20 +203,22 @@ class DatabaseSession:
         return found
 
     def heartbeat(self, task: Claimed | None) -> bool:
-        assert self.worker_id is not None, "register first"
-        try:
-            if self._beat is None:
-                self._beat = driver.connect(self.url)
-            return claims.heartbeat(self._beat, self.worker_id, self.lease, task)
-        except Exception:
-            if self._beat is not None:
-                self._beat.close()
-            self._beat = None
-            raise
+        worker_id = self.worker_id
+        assert worker_id is not None, "register first"
+        ours = self._on_side(lambda conn: claims.heartbeat(conn, worker_id, self.lease, task))
+        held = [] if self._prefetch is None else self._prefetch.held()
+        if held:
+            self._on_side(lambda conn: claims.renew(conn, self.lease, held))
+        return ours
 
     def finish(self, task: Claimed, outcome: Outcome, *, wait: float) -> str | None:
         worker_id = self.worker_id
         assert worker_id is not None, "register first"
+        pf = self._prefetch
+        if pf is not None and pf.buffer(task, outcome):
+            if pf.due():
+                pf.flush_on(lambda fn: self._call(fn, wait=wait, what="recording results"))
+            return "completed"  # written within prefetch.FLUSH_EVERY, fenced like below
         broke = False
 
         def attempt(conn: driver.Connection) -> str | None:
@@ -204,9 +263,16 @@ class DatabaseSession:
         if self.conn is None or self.worker_id is None:
             return []
         try:
-            return claims.release_orphans(self.conn, self.worker_id)
+            self._settle()  # results first: a buffered one is not an orphan
+            with self._side_lock:
+                return claims.release_orphans(self.conn, self.worker_id)
         except Exception:  # noqa: BLE001 - the lease returns them otherwise
             return []
+
+    def wait_for_work(self, seconds: float) -> None:
+        """An idle pause: results written first, then a sleep."""
+        self._settle()
+        time.sleep(seconds)
 
     def reap(self) -> list[tuple[int, str]]:
         return self._call(operations.reap, what="reap", stoppable=True)
@@ -233,6 +299,7 @@ class DatabaseSession:
     def record_exit(self, reason: str, detail: str | None, *, wait: float) -> None:
         if self.conn is None or self.worker_id is None:
             return
+        self._settle()
         self._call(
             claims.record_worker_exit,
             self.worker_id,
@@ -243,6 +310,8 @@ class DatabaseSession:
         )
 
     def close(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.close()
         for conn in (self.conn, self._beat):
             if conn is not None:
                 conn.close()

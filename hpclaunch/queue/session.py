@@ -8,6 +8,7 @@ the worker's cold start imports this module.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -67,6 +68,9 @@ class WorkerInfo:
     job_id: str | None = None
     array_job_id: str | None = None
     array_index: int | None = None
+    # The most tasks it will run (``--nitems-max``): a session that claims ahead
+    # never claims more.
+    nitems_max: int | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,17 @@ class QueueSession(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def wait_for_work(session: QueueSession, seconds: float) -> None:
+    """An idle worker's pause between claims: the session's ``wait_for_work``
+    (which returns early when work may have arrived) if it has one, else a sleep.
+    A session without it needs nothing more: the loop polls."""
+    wait = getattr(session, "wait_for_work", None)
+    if wait is None:
+        time.sleep(seconds)
+    else:
+        wait(seconds)
 
 
 def open_session(

@@ -36,6 +36,7 @@ from hpclaunch.queue.session import (
     QueueUnavailable,
     WorkerInfo,
     open_session,
+    wait_for_work,
 )
 from hpclaunch.states import ExitReason
 from hpclaunch.tasks.payloads import canonical_tags, worker_tag_sets
@@ -200,6 +201,7 @@ class Worker:
                     version=__version__,
                     walltime_releases=opts.walltime_releases,
                     launch_id=opts.launch_id or os.environ.get("HPCLAUNCH_LAUNCH_ID") or None,
+                    nitems_max=opts.nitems_max,
                     **identity,
                 )
             )
@@ -371,7 +373,7 @@ class Worker:
             remaining = self._remaining()
             if remaining is not None and remaining <= 0:
                 return None
-            time.sleep(delay)
+            wait_for_work(self.session, delay)
             delay = min(delay * 2, opts.max_poll)
             due = lease_end is not None and time.monotonic() >= lease_end
             if due:
