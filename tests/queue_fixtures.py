@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 TABLES = (
-    "launch_elements, launch_jobs, launches, task_attempts, tasks, workers, batches, tokens, users"
+    "launch_elements, launch_jobs, launches, task_attempts, tasks, workers, batches, tokens, "
+    "users, worker_requests"
 )
 
 

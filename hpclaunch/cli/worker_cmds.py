@@ -99,6 +99,26 @@ def worker_options(func):
             metavar="N",
             help="A task stopped at the walltime more than N times fails as TIMEOUT.",
         ),
+        click.option(
+            "--server",
+            default=None,
+            metavar="URL",
+            help="Reach the queue through `hpclaunch serve` at this URL (or HPCLAUNCH_SERVER) "
+            "instead of the database; the token comes from HPCLAUNCH_TOKEN or "
+            "HPCLAUNCH_TOKEN_FILE.",
+        ),
+        click.option(
+            "--ca-bundle",
+            type=click.Path(dir_okay=False),
+            default=None,
+            metavar="FILE",
+            help="CA certificates to trust for the server's TLS (or HPCLAUNCH_CA_BUNDLE).",
+        ),
+        click.option(
+            "--insecure-http",
+            is_flag=True,
+            help="Allow plain http:// to a server that is not on this machine.",
+        ),
         click.option("-q", "--quiet", is_flag=True, help="Only print errors."),
     ]
     for option in reversed(options):
@@ -124,10 +144,13 @@ def build_options(
     quiet,
     db_wait=300.0,
     walltime_releases=3,
+    server=None,
+    ca_bundle=None,
+    insecure_http=False,
 ):
+    import os
     from pathlib import Path
 
-    from hpclaunch.queue.urls import resolve_database_url
     from hpclaunch.worker.deadline import parse_deadline, walltime_seconds
     from hpclaunch.worker.loop import WorkerOptions
 
@@ -139,7 +162,7 @@ def build_options(
     elif walltime:
         end = time.time() + walltime_seconds(walltime)
     return WorkerOptions(
-        database_url=resolve_database_url(database_url),
+        database_url=queue_url(database_url, server),
         tags=list(tags) or ["default"],
         singleflow=singleflow,
         nitems_max=nitems_max,
@@ -154,7 +177,30 @@ def build_options(
         quiet=quiet,
         db_wait=db_wait,
         walltime_releases=walltime_releases,
+        insecure_http=insecure_http,
+        ca_bundle=ca_bundle or os.environ.get("HPCLAUNCH_CA_BUNDLE") or None,
     )
+
+
+def queue_url(database_url: str | None, server: str | None) -> str:
+    """The worker's queue: ``--server`` (or HPCLAUNCH_SERVER), else the database.
+
+    ``--server`` with ``--database`` is a mistake; an explicit ``--database``
+    beats an HPCLAUNCH_SERVER left in the environment."""
+    import os
+
+    from hpclaunch.queue.session import is_server_url
+
+    if server and database_url:
+        raise UserError("give --server or --database, not both")
+    chosen = server or (None if database_url else os.environ.get("HPCLAUNCH_SERVER") or None)
+    if chosen:
+        if not is_server_url(chosen):
+            raise UserError(f"--server takes an https:// (or http://) URL, not {chosen[:60]!r}")
+        return chosen
+    from hpclaunch.queue.urls import resolve_database_url
+
+    return resolve_database_url(database_url)
 
 
 @click.command()
@@ -168,7 +214,7 @@ def worker(ctx: click.Context, **kwargs) -> int:
     """
     from hpclaunch.worker.loop import run_worker
 
-    opts = build_options(ctx.obj["database_url"], **kwargs)
+    opts = build_options(ctx.obj["database_url"], **_with_server(ctx, kwargs))
     run_worker(opts)
     return 0
 
@@ -181,8 +227,20 @@ def cluster(ctx: click.Context, count: int, **kwargs) -> int:
     """Run COUNT local workers under one supervisor; Ctrl-C stops them all gracefully."""
     from hpclaunch.worker.cluster import run_cluster
 
-    build_options(ctx.obj["database_url"], **kwargs)  # validate once, before starting any
+    kwargs = _with_server(ctx, kwargs)
+    opts = build_options(ctx.obj["database_url"], **kwargs)  # validate before starting any
+    if opts.database_url.lower().startswith(("http://", "https://")):
+        kwargs["server"] = opts.database_url  # the workers get it as --server (no secret)
+        return run_cluster(count, None, _worker_argv(kwargs))
     return run_cluster(count, ctx.obj["database_url"], _worker_argv(kwargs))
+
+
+def _with_server(ctx: click.Context, kwargs: dict) -> dict:
+    """A top-level ``--server`` (if the group has one) counts as the command's own."""
+    top = (ctx.obj or {}).get("server_url")
+    if top and not kwargs.get("server"):
+        return {**kwargs, "server": top}
+    return kwargs
 
 
 def _worker_argv(kwargs: dict) -> list[str]:

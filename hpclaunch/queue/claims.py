@@ -32,6 +32,22 @@ SILENT_OWNER = (
     f"(w.id IS NULL OR w.status <> '{WorkerStatus.RUNNING}' "
     f"OR w.heartbeat_at + w.lease * {SILENT_LEASES} < {{now}})"
 )
+
+
+def owner_match(owner: str | None, owner_group: str | None, prefix: str = "") -> tuple[str, dict]:
+    """The owner filter of a server's worker token, as SQL and parameters.
+
+    ``owner_group`` (a token with share-group): its group's tasks; else
+    ``owner``: its user's tasks only. Both None (a direct-database worker,
+    whose database user is the administrator): no filter, ``("", {})``.
+    """
+    if owner_group is not None:
+        return f"{prefix}owner_group = :match_group", {"match_group": owner_group}
+    if owner is not None:
+        return f"{prefix}owner = :match_owner", {"match_owner": owner}
+    return "", {}
+
+
 _LIVE_WORKERS = (
     f"SELECT id FROM workers WHERE status = '{WorkerStatus.RUNNING}' "
     f"AND heartbeat_at + lease * {SILENT_LEASES} >= {{now}}"
@@ -52,6 +68,7 @@ def register_worker(conn: Connection, **fields: Any) -> int:
         "array_index",
         "launch_id",
         "version",
+        "token_id",  # the server's worker token that registered it (None: direct)
     ]
     params = {c: fields.get(c) for c in columns}
     sql = (
@@ -135,6 +152,9 @@ class Claimer:
     time left: its ``expected_runtime``, else the worker's runtime estimate for
     its tag set (``set_estimates``: a CASE over the tag sets, so the claim stays
     one statement), else its ``timeout``.
+
+    ``owner`` / ``owner_group`` (a server's worker token, see ``owner_match``)
+    restrict it to one user's or one group's tasks; a direct worker has neither.
     """
 
     def __init__(
@@ -146,6 +166,8 @@ class Claimer:
         lease: float,
         allow_pickle: bool,
         fit_deadline: bool,
+        owner: str | None = None,
+        owner_group: str | None = None,
     ):
         self.conn = conn
         self.worker_id = worker_id
@@ -158,6 +180,10 @@ class Claimer:
         ]
         if not allow_pickle:
             conditions.append("kind <> 'pickle'")
+        # Owner filter (server worker tokens only).
+        match, self.match_params = owner_match(owner, owner_group)
+        if match:
+            conditions.append(match)
         self.estimate_params = {f"e{i}": None for i in range(len(tag_sets))}
         case = " ".join(
             f"WHEN :t{i} THEN CAST(:e{i} AS DOUBLE PRECISION)" for i in range(len(tag_sets))
@@ -205,7 +231,13 @@ class Claimer:
         they are being taken, which is not a reason to say the deadline stopped us.
         """
         row = self.conn.one(
-            self.too_long_sql, {**self.tag_params, **self.estimate_params, "remaining": remaining}
+            self.too_long_sql,
+            {
+                **self.tag_params,
+                **self.match_params,
+                **self.estimate_params,
+                "remaining": remaining,
+            },
         )
         return int(row[0]) if row else 0
 
@@ -213,6 +245,7 @@ class Claimer:
         token = secrets.token_hex(16)
         params = {
             **self.tag_params,
+            **self.match_params,
             **self.estimate_params,
             "worker_id": self.worker_id,
             "token": token,
@@ -258,6 +291,7 @@ class Claimer:
         token = secrets.token_hex(16)
         params = {
             **self.tag_params,
+            **self.match_params,
             **self.estimate_params,
             "worker_id": self.worker_id,
             "token": token,
@@ -434,6 +468,8 @@ def watch(
     *,
     allow_pickle: bool,
     within: float | None,
+    owner: str | None = None,
+    owner_group: str | None = None,
 ) -> Watch | None:
     """Register this idle worker as the one waiting for a silent owner's task.
 
@@ -454,6 +490,10 @@ def watch(
     ]
     if not allow_pickle:
         conditions.append("t.kind <> 'pickle'")
+    match, match_params = owner_match(owner, owner_group, "t.")
+    if match:  # a server's worker token watches only what it may claim
+        conditions.append(match)
+        params.update(match_params)
     if within is not None:
         conditions.append("t.lease_expires_at <= {now} + :within")
         params["within"] = within

@@ -16,16 +16,25 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from hpclaunch.queue import claims, driver, estimates, operations, retry
+from hpclaunch.queue import claims, driver, estimates, operations, retry, wake
 from hpclaunch.queue.migrate import open_ready
 from hpclaunch.queue.prefetch import HOLD_MAX, Prefetch
 from hpclaunch.queue.session import Claimed, Outcome, QueueUnavailable, Watch, WorkerInfo
+from hpclaunch.queue.urls import is_sqlite
 
 T = TypeVar("T")
+
+# An idle worker claims when woken (PostgreSQL NOTIFY, SQLite's data_version),
+# and every FALLBACK_POLL s regardless: a lost notification delays, never loses.
+FALLBACK_POLL = 2.0
+SQLITE_POLL = 0.02  # seconds between SQLite change checks (one PRAGMA each)
+STOP_CHECK = 0.25  # an idle wait notices a stop request within this (s)
 
 
 class DatabaseSession:
     """A worker's session on the queue database (see ``queue.session.QueueSession``)."""
+
+    long_poll = True  # an idle claim waits for work itself (``queue.wake``)
 
     def __init__(
         self, url: str, *, wait: float, log: Callable[[str], None], stop: Callable[[], bool]
@@ -45,6 +54,8 @@ class DatabaseSession:
         self._beat: driver.Connection | None = None
         self._side_lock = threading.Lock()  # the heartbeat and prefetch threads share _beat
         self._prefetch: Prefetch | None = None  # a draining worker's batching
+        self._listener: wake.Listener | None = None  # an idle worker's wake-up
+        self._listener_failed = False
         self._last_estimates = float("-inf")
 
     def _call(
@@ -140,7 +151,67 @@ class DatabaseSession:
             pf.give_back_on(self._on_main, "held too long")
         pf.flush_on(self._on_main)
 
-    def claim(self, remaining: float | None) -> Claimed | None:
+    def claim(self, remaining: float | None, wait: float = 0.0) -> Claimed | None:
+        task = self._claim_now(remaining)
+        if task is not None or wait <= 0:
+            return task
+        return self._claim_waiting(remaining, wait)
+
+    def _claim_waiting(self, remaining: float | None, wait: float) -> Claimed | None:
+        """Idle: claim again when the database says a task may be pending
+        (``queue.wake``), and every ``FALLBACK_POLL`` s regardless, so a lost
+        notification only delays. A stop request ends the wait within ``STOP_CHECK`` s."""
+        asked = time.monotonic()
+        end = asked + wait
+        listener = self._wake_listener()
+        last = asked
+        while not self.stop():
+            now = time.monotonic()
+            if now >= end:
+                return None
+            step = min(end - now, STOP_CHECK, last + FALLBACK_POLL - now)
+            woke = False
+            if listener is not None:
+                try:
+                    woke = listener.wait(max(step, 0.0))
+                except Exception as exc:  # noqa: BLE001 - poll without it
+                    self.log(f"wake-up listener failed ({retry.first_line(exc)}); polling")
+                    self._close_listener()
+                    listener = None
+            else:
+                time.sleep(max(step, 0.0))
+            now = time.monotonic()
+            if not woke and now - last < FALLBACK_POLL:
+                continue
+            last = now
+            left = None if remaining is None else remaining - (now - asked)
+            if left is not None and left <= 0:
+                return None
+            task = self._claim_now(left)
+            if task is not None:
+                return task
+        return None
+
+    def _wake_listener(self) -> wake.Listener | None:
+        """The idle worker's listener, opened on first idle wait (a busy worker
+        never pays for it); None (poll) when it cannot be opened."""
+        if self._listener is None and not self._listener_failed:
+            try:
+                if is_sqlite(self.url):
+                    self._listener = wake.SqliteListener(self.url, slow_poll=SQLITE_POLL)
+                else:
+                    self._listener = wake.open_listener(self.url)
+            except Exception as exc:  # noqa: BLE001 - polling still finds the work
+                self._listener_failed = True
+                self.log(f"no wake-up listener ({retry.first_line(exc)}); polling")
+        return self._listener
+
+    def _close_listener(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+        self._listener = None
+
+    def _claim_now(self, remaining: float | None) -> Claimed | None:
         claimer, worker_id = self._claimer, self.worker_id
         assert claimer is not None and worker_id is not None, "register first"
         pf = self._prefetch
@@ -269,11 +340,6 @@ class DatabaseSession:
         except Exception:  # noqa: BLE001 - the lease returns them otherwise
             return []
 
-    def wait_for_work(self, seconds: float) -> None:
-        """An idle pause: results written first, then a sleep."""
-        self._settle()
-        time.sleep(seconds)
-
     def reap(self) -> list[tuple[int, str]]:
         return self._call(operations.reap, what="reap", stoppable=True)
 
@@ -312,6 +378,7 @@ class DatabaseSession:
     def close(self) -> None:
         if self._prefetch is not None:
             self._prefetch.close()
+        self._close_listener()
         for conn in (self.conn, self._beat):
             if conn is not None:
                 conn.close()

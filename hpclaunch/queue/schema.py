@@ -93,6 +93,9 @@ workers = Table(
     Column("array_index", Integer, nullable=True),
     Column("launch_id", String(64), nullable=True),
     Column("version", String(32), nullable=True),
+    # The server's worker token that registered it (NULL: a direct-database worker):
+    # only that token may act for it.
+    Column("token_id", Id, nullable=True),
     Index("ix_workers_status", "status"),
     Index("ix_workers_launch", "launch_id"),
 )
@@ -171,6 +174,22 @@ task_attempts = Table(
     Column("exit_code", Integer, nullable=True),
     Column("error", Text, nullable=True),
     Index("ix_task_attempts_task", "task_id"),
+)
+
+# Workers over HTTP: the answer to each claim/finish/release under the client's
+# request ID, so a retry whose reply was lost gets the same answer (``queue.requests``).
+worker_requests = Table(
+    "worker_requests",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("worker_id", Id, nullable=False),
+    Column("request_id", String(64), nullable=False),
+    Column("op", String(16), nullable=False),
+    Column("task_id", Id, nullable=True),
+    Column("answer", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("worker_id", "request_id", name="uq_worker_requests"),
+    Index("ix_worker_requests_created", "created_at"),
 )
 
 # --- launches (what was submitted where, with which scheduler job IDs) --------

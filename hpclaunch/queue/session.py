@@ -1,14 +1,13 @@
 """What a worker needs from the queue, as an interface (``QueueSession``).
 
-The worker loop talks only to this: no SQL, no connections, no driver. Today
-one implementation runs over the database (``queue.db_session``); a server in
-front of the queue adds one over HTTP without changing the loop. Stdlib only:
+The worker loop talks only to this: no SQL, no connections, no driver. One
+implementation runs over the database (``queue.db_session``), one over HTTP
+through ``hpclaunch serve`` (``queue.http_session``); ``open_session`` picks. Stdlib only:
 the worker's cold start imports this module.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -91,6 +90,9 @@ class QueueUnavailable(DatabaseError):
 class QueueSession(Protocol):
     """One worker's conversation with the queue.
 
+    ``long_poll``: True when ``claim`` can wait for work itself (the server's
+    long-poll); the loop then asks it to, instead of sleeping between claims.
+
     Every method but ``heartbeat`` is called from the worker's main thread and
     retries through outages itself, for up to the ``wait`` it is given (else the
     session's default), then raises ``QueueUnavailable``. Writes about a held
@@ -98,13 +100,17 @@ class QueueSession(Protocol):
     is no longer this worker's.
     """
 
+    long_poll: bool
+
     def register(self, worker: WorkerInfo) -> int:
         """Create the worker's row; returns its ID."""
         ...
 
-    def claim(self, remaining: float | None) -> Claimed | None:
+    def claim(self, remaining: float | None, wait: float = 0.0) -> Claimed | None:
         """The next task this worker may run (one that fits in ``remaining`` s).
 
+        With ``long_poll``, waits up to ``wait`` s for one to come (a stop
+        request ends the wait early); without, ``wait`` is ignored.
         A claim drops the worker's watch (``watch``): it is busy now."""
         ...
 
@@ -159,21 +165,30 @@ class QueueSession(Protocol):
     def close(self) -> None: ...
 
 
-def wait_for_work(session: QueueSession, seconds: float) -> None:
-    """An idle worker's pause between claims: the session's ``wait_for_work``
-    (which returns early when work may have arrived) if it has one, else a sleep.
-    A session without it needs nothing more: the loop polls."""
-    wait = getattr(session, "wait_for_work", None)
-    if wait is None:
-        time.sleep(seconds)
-    else:
-        wait(seconds)
+def is_server_url(url: str) -> bool:
+    """An ``http(s)://`` URL names a server (``hpclaunch serve``), anything else a database."""
+    return url.lower().startswith(("http://", "https://"))
 
 
 def open_session(
-    url: str, *, wait: float, log: Callable[[str], None], stop: Callable[[], bool]
+    url: str,
+    *,
+    wait: float,
+    log: Callable[[str], None],
+    stop: Callable[[], bool],
+    insecure_http: bool = False,
+    ca_bundle: str | None = None,
 ) -> QueueSession:
-    """The session for a queue URL (today always a database; the server adds http)."""
+    """The session for a queue URL: HTTP for a server's URL, else the database.
+
+    Each implementation is imported only when chosen: the HTTP path never loads
+    the database driver, the database path never the HTTP client."""
+    if is_server_url(url):
+        from hpclaunch.queue.http_session import HttpSession
+
+        return HttpSession(
+            url, wait=wait, log=log, stop=stop, insecure_http=insecure_http, ca_bundle=ca_bundle
+        )
     from hpclaunch.queue.db_session import DatabaseSession
 
     return DatabaseSession(url, wait=wait, log=log, stop=stop)

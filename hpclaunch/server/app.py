@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -22,9 +23,12 @@ from starlette.routing import Route
 from hpclaunch.queue.health import ping
 from hpclaunch.server.auth import RequireToken
 from hpclaunch.server.pool import Pool
+from hpclaunch.server.wakeup import WakeHub
+from hpclaunch.server.worker_routes import WorkerApi
 
 log = logging.getLogger("hpclaunch.server")
 
+_CODES = {status.value for status in HTTPStatus}
 HEALTH_WAIT = 5.0  # seconds /healthz waits for the database before saying "unavailable"
 
 
@@ -40,23 +44,36 @@ def create_app(pool: Pool) -> Starlette:
             return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
+    # One wake-up listener per process; routes that enqueue call ``app.state.wake.notify()``
+    # (SQLite has no database notifications; on PostgreSQL it is harmless).
+    wake = WakeHub(pool.url)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        wake.start()
         yield
+        wake.stop()
         pool.close()
 
-    return Starlette(
-        routes=[Route("/healthz", healthz, methods=["GET"])],
+    app = Starlette(
+        routes=[Route("/healthz", healthz, methods=["GET"]), *WorkerApi(pool, wake).routes()],
         middleware=[Middleware(RequireToken, pool=pool)],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,
     )
+    app.state.wake = wake
+    return app
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     messages = {404: "no such route", 405: "method not allowed on this route"}
-    message = messages.get(exc.status_code, str(exc.detail))
+    # A route's own detail wins; Starlette's default detail is the status phrase.
+    default = HTTPStatus(exc.status_code).phrase if exc.status_code in _CODES else None
+    if exc.detail and exc.detail != default:
+        message = str(exc.detail)
+    else:
+        message = messages.get(exc.status_code, str(exc.detail))
     return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
 

@@ -36,7 +36,6 @@ from hpclaunch.queue.session import (
     QueueUnavailable,
     WorkerInfo,
     open_session,
-    wait_for_work,
 )
 from hpclaunch.states import ExitReason
 from hpclaunch.tasks.payloads import canonical_tags, worker_tag_sets
@@ -55,7 +54,7 @@ WATCH_MARGIN = 5.0  # seconds past a watched task's lease before looking again
 
 @dataclass
 class WorkerOptions:
-    database_url: str
+    database_url: str  # the queue: a database URL, or a server's http(s):// URL
     tags: list[str] = field(default_factory=lambda: ["default"])
     singleflow: bool = False
     nitems_max: int | None = None
@@ -71,6 +70,8 @@ class WorkerOptions:
     max_poll: float = 2.0
     db_wait: float = 300.0  # seconds an idle worker waits for an unreachable database
     walltime_releases: int = 3  # walltime stops before a task fails as TIMEOUT
+    insecure_http: bool = False  # a server URL: allow plain http:// to a non-loopback host
+    ca_bundle: str | None = None  # a server URL: the CAs to trust (else the system's)
 
 
 def log(opts: WorkerOptions, message: str) -> None:
@@ -83,7 +84,12 @@ class Worker:
         self.opts = opts
         self.control = Control()
         self.session = session or open_session(
-            opts.database_url, wait=opts.db_wait, log=self._log, stop=self.control.stop_requested
+            opts.database_url,
+            wait=opts.db_wait,
+            log=self._log,
+            stop=self.control.stop_requested,
+            insecure_http=opts.insecure_http,
+            ca_bundle=opts.ca_bundle,
         )
         self.current: Claimed | None = None
         self.worker_id: int | None = None
@@ -160,13 +166,13 @@ class Worker:
     def _log(self, message: str) -> None:
         log(self.opts, message)
 
-    def _claim(self) -> Claimed | None:
+    def _claim(self, wait: float = 0.0) -> Claimed | None:
         remaining = self._remaining()
         if remaining is not None and remaining <= 0:
             return None
         if self.opts.deadline is not None:
             self.session.refresh_estimates()
-        return self.session.claim(remaining)
+        return self.session.claim(remaining, wait) if wait > 0 else self.session.claim(remaining)
 
     def _finish(self, task: Claimed, outcome: Outcome) -> str | None:
         wait = FINISH_WAIT if self.opts.deadline is None else self.opts.deadline - time.time()
@@ -373,16 +379,33 @@ class Worker:
             remaining = self._remaining()
             if remaining is not None and remaining <= 0:
                 return None
-            wait_for_work(self.session, delay)
-            delay = min(delay * 2, opts.max_poll)
+            if not self.session.long_poll:
+                time.sleep(delay)
+                delay = min(delay * 2, opts.max_poll)
             due = lease_end is not None and time.monotonic() >= lease_end
             if due:
                 lease_end = None if self._maybe_reap(force=True) else lease_end
             else:
                 self._maybe_reap()
-            task = self._claim()
+            # A long-polling session waits in the claim, until the next thing to do.
+            wait = self._poll_wait(end, lease_end) if self.session.long_poll else 0.0
+            task = self._claim(wait)
             if task is not None:
                 return task
+
+    def _poll_wait(self, end: float | None, lease_end: float | None) -> float:
+        """How long a long-poll may hold: until the wait ends, a watched lease ends,
+        the next reap is due, or the deadline (at least a moment, so it never spins)."""
+        now = time.monotonic()
+        limits = [self._last_reap + max(self.opts.lease / 2, 1.0) - now]
+        if end is not None:
+            limits.append(end - now)
+        if lease_end is not None:
+            limits.append(lease_end - now)
+        remaining = self._remaining()
+        if remaining is not None:
+            limits.append(remaining)
+        return max(min(limits), 0.05)
 
     def _remaining(self) -> float | None:
         if self.opts.deadline is None:

@@ -10,7 +10,8 @@ import uuid
 import pytest
 
 TABLES = (
-    "launch_elements, launch_jobs, launches, task_attempts, tasks, workers, batches, tokens, users"
+    "launch_elements, launch_jobs, launches, task_attempts, tasks, workers, batches, tokens, "
+    "users, worker_requests"
 )
 
 

@@ -1,0 +1,188 @@
+"""Worker requests made safe to retry: the answer to each client request ID, recorded.
+
+Why: over HTTP a reply can be lost after the database committed (the server
+restarted, a proxy cut the connection). The worker then sends the same
+request again, with the same request ID. The answers live in the
+``worker_requests`` table, not in a server's memory, so a retry reaching
+another server process, or the same one after a restart, gets the same answer:
+
+* a retried claim returns the same task and claim token while the worker still
+  holds it (and nothing once it no longer does: the worker asks again);
+* a retried finish or release returns the recorded status, never "fenced off"
+  because of its own earlier success. When the record itself was lost (the
+  server died between the two writes), a finish falls back on the attempt's
+  log row (``claims.recorded_status``).
+
+Heartbeats are not recorded: renewing a lease twice is the same as once.
+Rows older than ``KEEP`` seconds are deleted by ``expire`` (the server calls it
+now and then); ``forget`` drops an exited worker's rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from hpclaunch.queue import claims
+from hpclaunch.queue import transitions as tr
+from hpclaunch.queue.driver import Connection
+from hpclaunch.queue.session import Claimed, Outcome
+from hpclaunch.states import TaskStatus
+
+KEEP = 86400.0  # seconds a recorded answer is kept
+EXPIRE_BATCH = 5000  # rows deleted per expire call: one short transaction
+DUPLICATE_CLAIM = "duplicate_request"
+
+
+def _recorded(conn: Connection, worker_id: int, request_id: str) -> tuple[str, Any] | None:
+    row = conn.one(
+        "SELECT op, answer FROM worker_requests WHERE worker_id = :w AND request_id = :r",
+        {"w": worker_id, "r": request_id},
+    )
+    return None if row is None else (row[0], json.loads(row[1]))
+
+
+def _record(
+    conn: Connection, worker_id: int, request_id: str, op: str, task_id: int, answer: Any
+) -> bool:
+    """Insert the answer; False when another try of the same request recorded one first."""
+    row = conn.one(
+        "INSERT INTO worker_requests (worker_id, request_id, op, task_id, answer, created_at) "
+        "VALUES (:w, :r, :op, :task, :answer, {now}) "
+        "ON CONFLICT (worker_id, request_id) DO NOTHING RETURNING id",
+        {
+            "w": worker_id,
+            "r": request_id,
+            "op": op,
+            "task": task_id,
+            "answer": json.dumps(answer),
+        },
+    )
+    return row is not None
+
+
+def held_task(conn: Connection, worker_id: int, task_id: int, token: str) -> Claimed | None:
+    """The task as a fresh claim would return it, if the worker still holds it with ``token``."""
+    row = conn.one(
+        "SELECT id, kind, payload, pickled, timeout, expected_runtime, attempts, "
+        "max_attempts, tags, started_at FROM tasks "
+        f"WHERE id = :id AND claim_token = :token AND worker_id = :w "
+        f"AND status = '{TaskStatus.RUNNING}'",
+        {"id": task_id, "token": token, "w": worker_id},
+    )
+    if row is None:
+        return None
+    return Claimed(
+        id=int(row[0]),
+        kind=row[1],
+        payload=row[2],
+        pickled=bytes(row[3]) if row[3] is not None else None,
+        timeout=row[4],
+        expected_runtime=row[5],
+        attempt=int(row[6]),
+        max_attempts=int(row[7]),
+        tags=row[8],
+        token=token,
+        started_at=float(row[9]),
+    )
+
+
+def claim(
+    conn: Connection,
+    worker_id: int,
+    request_id: str,
+    claimer: Callable[[Connection], claims.Claimer],
+    remaining: float | None,
+    *,
+    watching: int | None = None,
+) -> Claimed | None:
+    """A claim under ``request_id``: the recorded task if this request already got one.
+
+    ``claimer(conn)`` builds the worker's ``claims.Claimer`` on this connection.
+    An empty answer is not recorded (asking again is harmless). Two tries of one
+    request racing (a retry arriving while the first still waits): the one that
+    records second puts its task back, uncounted, and returns the first's.
+    ``watching``: the task the worker watches; a claim of another drops the watch.
+    """
+    prior = _recorded(conn, worker_id, request_id)
+    if prior is not None:
+        return _prior_claim(conn, worker_id, prior[1])
+    task = claimer(conn).claim(remaining)
+    if task is None:
+        return None
+    answer = {"task": task.id, "token": task.token}
+    if not _record(conn, worker_id, request_id, "claim", task.id, answer):
+        with conn.transaction():
+            held = tr.Held(
+                task.id, task.token, worker_id, task.attempt, task.max_attempts, task.started_at
+            )
+            tr.release_uncounted(conn, held, DUPLICATE_CLAIM)
+        prior = _recorded(conn, worker_id, request_id)
+        return None if prior is None else _prior_claim(conn, worker_id, prior[1])
+    if watching is not None and watching != task.id:
+        claims.unwatch(conn, worker_id)  # busy now: another idle worker may watch it
+    return task
+
+
+def _prior_claim(conn: Connection, worker_id: int, answer: Any) -> Claimed | None:
+    if not isinstance(answer, dict) or answer.get("task") is None:
+        return None
+    return held_task(conn, worker_id, int(answer["task"]), str(answer["token"]))
+
+
+def finish(
+    conn: Connection, worker_id: int, request_id: str, task: Claimed, outcome: Outcome
+) -> str | None:
+    """``claims.finish`` once per request ID; a retry returns the first answer."""
+    prior = _recorded(conn, worker_id, request_id)
+    if prior is not None:
+        return prior[1]
+    status = claims.finish(conn, worker_id, task, outcome)
+    if status is None:
+        # Fenced off, or our own earlier try committed and its record was lost.
+        status = claims.recorded_status(conn, worker_id, task)
+    _record(conn, worker_id, request_id, "finish", task.id, status)
+    return status
+
+
+def release(
+    conn: Connection,
+    worker_id: int,
+    request_id: str,
+    task: Claimed,
+    reason: str,
+    walltime_releases: int,
+) -> str | None:
+    """``claims.release`` once per request ID; a retry returns the first answer."""
+    prior = _recorded(conn, worker_id, request_id)
+    if prior is not None:
+        return prior[1]
+    status = claims.release(conn, worker_id, task, reason, walltime_releases)
+    _record(conn, worker_id, request_id, "release", task.id, status)
+    return status
+
+
+def expire(conn: Connection, keep: float = KEEP) -> int:
+    """Delete up to ``EXPIRE_BATCH`` answers older than ``keep`` seconds (by index)."""
+    with conn.transaction():
+        cur = conn.execute(
+            "DELETE FROM worker_requests WHERE id IN (SELECT id FROM worker_requests "
+            f"WHERE created_at < {{now}} - :keep LIMIT {EXPIRE_BATCH})",
+            {"keep": keep},
+        )
+        return max(cur.rowcount, 0)
+
+
+def forget(conn: Connection, worker_id: int) -> None:
+    """Drop an exited worker's answers (its requests are over)."""
+    with conn.transaction():
+        conn.execute("DELETE FROM worker_requests WHERE worker_id = :w", {"w": worker_id})
+
+
+def worker_token(conn: Connection, worker_id: int) -> tuple[bool, int | None]:
+    """(the worker row exists, the token that registered it)."""
+    row = conn.one("SELECT token_id FROM workers WHERE id = :w", {"w": worker_id})
+    if row is None:
+        return False, None
+    return True, None if row[0] is None else int(row[0])
