@@ -245,7 +245,7 @@ class DatabaseSession:
                     return claimer.claim(left)
                 if k > 1 and left is not None:
                     left -= HOLD_MAX  # a prefetched task may start that much later
-                return pf.claimed(claimer.claim_many(left, k))
+                return pf.keep(claimer.claim_many(left, k))
             except Exception:
                 broke = True
                 raise
@@ -378,6 +378,9 @@ class DatabaseSession:
     def close(self) -> None:
         if self._prefetch is not None:
             self._prefetch.close()
+            summary = self._prefetch.summary()
+            if summary:
+                self.log(summary)
         self._close_listener()
         for conn in (self.conn, self._beat):
             if conn is not None:

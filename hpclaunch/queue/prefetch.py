@@ -74,6 +74,8 @@ class Prefetch:
         self._wake = threading.Event()
         self._closed = False
         self._thread: threading.Thread | None = None
+        self.claims = 0  # claim statements that returned tasks
+        self.claimed = 0  # tasks they returned
 
     # --- sizing -------------------------------------------------------------
     def size(self, remaining: float | None) -> int:
@@ -87,11 +89,19 @@ class Prefetch:
             k = min(k, self._left)
         return max(1, min(k, PREFETCH_MAX))
 
-    def claimed(self, tasks: list[Claimed]) -> Claimed | None:
+    def summary(self) -> str | None:
+        """One line for the worker's log: how much batching happened."""
+        if self.claims == 0 or self.claimed == self.claims:
+            return None
+        return f"{self.claimed} tasks claimed in {self.claims} claims (prefetch)"
+
+    def keep(self, tasks: list[Claimed]) -> Claimed | None:
         """Keep all but the first of a fresh claim; the first starts now."""
         if not tasks:
             return None
         now = time.monotonic()
+        self.claims += 1
+        self.claimed += len(tasks)
         if self._left is not None:
             self._left -= len(tasks)
         with self._lock:
@@ -184,7 +194,8 @@ class Prefetch:
             flush = done and now - done_since >= FLUSH_EVERY
             try:
                 if give:
-                    self.give_back_on(self._side, "stopped or held too long")
+                    why = "stop signal" if self._stop() else f"held over {HOLD_MAX:g} s"
+                    self.give_back_on(self._side, why)
                 if flush:
                     self.flush_on(self._side)
             except Exception as exc:  # noqa: BLE001 - the main thread's next write retries
