@@ -368,19 +368,54 @@ def finish(conn: Connection, worker_id: int, task: Claimed, outcome: Outcome) ->
 def finish_many(
     conn: Connection, worker_id: int, done: list[tuple[Claimed, Outcome]]
 ) -> list[str | None]:
-    """Record several attempts' ends in one transaction (one round trip on
-    PostgreSQL: psycopg pipelines the statements); each fenced like ``finish``.
-    The new statuses, in order (None where fenced off)."""
+    """Record several successful attempts in one go, each fenced like ``finish``:
+    one statement over arrays on PostgreSQL (one round trip, atomic), one
+    transaction on SQLite. The new statuses, in order (None where fenced off)."""
     if not done:
         return []
+    assert all(outcome.ok for _, outcome in done), "only successes are grouped"
     rows = []
     for task, outcome in done:
         params, attempt = _finish_params(worker_id, task, outcome)
         rows.append({**params, **attempt})
+    if conn.dialect == "postgresql":
+        arrays = {f"a_{name}": [row[name] for row in rows] for name in _MANY_COLUMNS}
+        found = dict(conn.execute(_FINISH_MANY_PG, {**arrays, "worker_id": worker_id}).fetchall())
+        return [found.get(task.id) for task, _ in done]
     with conn.transaction():
-        if conn.dialect == "postgresql":
-            return conn.many_returning(_FINISH_PG, rows)
         return [_finish_sqlite(conn, row, row) for row in rows]
+
+
+# The per-attempt values ``finish_many`` passes as arrays, with their SQL types.
+_MANY_COLUMNS = {
+    "id": "BIGINT",
+    "token": "TEXT",
+    "reason": "TEXT",
+    "exit_code": "INTEGER",
+    "result": "TEXT",
+    "result_pickled": "BYTEA",
+    "error": "TEXT",
+    "stdout_tail": "TEXT",
+    "stderr_tail": "TEXT",
+    "log_dir": "TEXT",
+    "attempt": "INTEGER",
+    "started_at": "DOUBLE PRECISION",
+}
+_FINISH_MANY_PG = (
+    "WITH v AS (SELECT * FROM unnest("
+    + ", ".join(f"CAST(:a_{name} AS {kind}[])" for name, kind in _MANY_COLUMNS.items())
+    + f") AS v({', '.join(_MANY_COLUMNS)})), "
+    f"done AS (UPDATE tasks t SET status = '{TaskStatus.COMPLETED}', finished_at = {{now}}, "
+    "reason = v.reason, exit_code = v.exit_code, result = v.result, "
+    "result_pickled = v.result_pickled, error = v.error, stdout_tail = v.stdout_tail, "
+    "stderr_tail = v.stderr_tail, log_dir = v.log_dir, claim_token = NULL, "
+    "lease_expires_at = NULL FROM v "
+    f"WHERE t.id = v.id AND t.claim_token = v.token AND t.status = '{TaskStatus.RUNNING}' "
+    "RETURNING t.id, t.status, v.attempt, v.started_at, v.reason, v.exit_code, v.error), "
+    f"logged AS (INSERT INTO {_ATTEMPT_COLUMNS} SELECT id, attempt, :worker_id, started_at, "
+    f"{{now}}, '{AttemptOutcome.COMPLETED}', reason, exit_code, error FROM done) "
+    "SELECT id, status FROM done"
+)
 
 
 def _finish_sqlite(conn: Connection, params: dict[str, Any], attempt: dict[str, Any]) -> str | None:
