@@ -387,18 +387,85 @@ def worker_cpu(url: str, env: dict, runs: int) -> list[float]:
     return out
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_worker_cpu(pg_url: str, env: dict, runs: int) -> list[float] | None:
+    """The same, for a worker talking to `hpclaunch serve` (the HTTP path)."""
+    import urllib.request
+
+    env = {**env, "HPCLAUNCH_DATABASE_URL": pg_url}
+    exe = hpclaunch_exe()
+    sql(pg_url, "DELETE FROM tokens")
+    sql(pg_url, "DELETE FROM users")
+    subprocess.run(
+        [*exe, "user", "add", "bench", "--group", "bench"], check=True, env=env, capture_output=True
+    )
+    made = subprocess.run(
+        [*exe, "token", "create", "--user", "bench", "--role", "worker", "--share-group", "--json"],
+        check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    token = json.loads(made.stdout)["token"]
+    port = free_port()
+    server = subprocess.Popen(
+        [*exe, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    out = []
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"{base}/healthz", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            print("  [http] skipped: hpclaunch serve did not answer")
+            return None
+        wenv = {**env, "HPCLAUNCH_TOKEN": token}
+        wenv.pop("HPCLAUNCH_DATABASE_URL")
+        for _ in range(runs):
+            clear(pg_url)
+            enqueue_noops(pg_url, 1, target="time:process_time")
+            sql(pg_url, "UPDATE tasks SET owner = 'bench', owner_group = 'bench'")
+            subprocess.run(
+                [*exe, "worker", "--server", base, "--singleflow", "-q"], check=True, env=wenv
+            )
+            out.append(float(json.loads(sql(pg_url, "SELECT result FROM tasks")[0][0])))
+    finally:
+        server.terminate()
+        server.wait(30)
+    return out
+
+
 def bench_cpu(kinds: dict[str, str], env: dict, runs: int) -> None:
     print("Worker CPU seconds from process start to its first claim")
-    reference = [sys.executable, "-c", "import sqlalchemy"]
-    ref = []
-    for _ in range(runs):
-        t0 = os.times()
-        subprocess.run(reference, check=True, env=env)
-        t1 = os.times()
-        ref.append(t1.children_user - t0.children_user + t1.children_system - t0.children_system)
-    print(f"  python -c 'import sqlalchemy' (CPU s) {spread(ref)}  [reference]")
+    for code in ("pass", "import sqlalchemy"):
+        ref = []
+        for _ in range(runs):
+            t0 = os.times()
+            subprocess.run([sys.executable, "-c", code], check=True, env=env)
+            t1 = os.times()
+            used = t1.children_user - t0.children_user + t1.children_system - t0.children_system
+            ref.append(used)
+        print(f"  python -c {code!r} (CPU s) {spread(ref)}  [reference]")
     for kind, url in kinds.items():
         print(f"  [{kind}] hpclaunch worker {spread(worker_cpu(url, env, runs))}")
+    if "postgresql" in kinds:
+        http = http_worker_cpu(kinds["postgresql"], env, runs)
+        if http:
+            print(f"  [http, hpclaunch serve] hpclaunch worker --server {spread(http)}")
 
 
 def main() -> None:
