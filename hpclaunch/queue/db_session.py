@@ -147,7 +147,7 @@ class DatabaseSession:
         pf = self._prefetch
         if pf is None:
             return
-        if pf.stale():
+        if pf.has_ready():
             pf.give_back_on(self._on_main, "held too long")
         pf.flush_on(self._on_main)
 

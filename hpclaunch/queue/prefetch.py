@@ -69,6 +69,7 @@ class Prefetch:
         self._held_since = 0.0  # monotonic time of the batch's claim
         self._done: list[tuple[Claimed, Outcome]] = []
         self._done_since = 0.0
+        self._unsure = False  # a write failed: it may have committed before its reply was lost
         self._started: dict[int, float] = {}  # task id -> monotonic start
         self._average: float | None = None  # seconds per task, claim to result
         self._wake = threading.Event()
@@ -85,8 +86,9 @@ class Prefetch:
         k = int(BATCH_SECONDS / max(self._average, 1e-4))
         if remaining is not None:
             k = min(k, int((remaining - HOLD_MAX) / max(self._average, 1e-4)))
-        if self._left is not None:
-            k = min(k, self._left)
+        with self._lock:
+            if self._left is not None:
+                k = min(k, self._left)
         return max(1, min(k, PREFETCH_MAX))
 
     def summary(self) -> str | None:
@@ -102,9 +104,9 @@ class Prefetch:
         now = time.monotonic()
         self.claims += 1
         self.claimed += len(tasks)
-        if self._left is not None:
-            self._left -= len(tasks)
         with self._lock:
+            if self._left is not None:
+                self._left -= len(tasks)
             self._ready.extend(tasks[1:])
             self._held_since = now
         if len(tasks) > 1:
@@ -124,8 +126,8 @@ class Prefetch:
         self._started[task.id] = time.monotonic()
         return task
 
-    def stale(self) -> bool:
-        """True while prefetched tasks wait that may no longer be started."""
+    def has_ready(self) -> bool:
+        """True while prefetched tasks wait (given back before a claim or an exit)."""
         with self._lock:
             return bool(self._ready)
 
@@ -168,10 +170,10 @@ class Prefetch:
         with self._lock:
             ready = list(self._ready)
             self._ready.clear()
+            if self._left is not None:
+                self._left += len(ready)
         for task in ready:
             self._started.pop(task.id, None)
-        if self._left is not None:
-            self._left += len(ready)
         return ready
 
     # --- the side thread ----------------------------------------------------
@@ -229,12 +231,10 @@ class Prefetch:
         done = self.take_done()
         if not done:
             return
-        broke = False
 
         def write(conn: driver.Connection) -> list[str | None]:
-            nonlocal broke
             todo = done
-            if broke:  # the last try may have committed before its reply was lost
+            if self._unsure:  # the last try may have committed before its reply was lost
                 todo = [
                     d for d in done if claims.recorded_status(conn, self.worker_id, d[0]) is None
                 ]
@@ -247,8 +247,9 @@ class Prefetch:
                     )
                 )
             except Exception:
-                broke = True
+                self._unsure = True
                 raise
+            self._unsure = False
             return [written.get(t.id, "recorded") for t, _ in done]
 
         try:
