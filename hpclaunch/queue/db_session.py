@@ -163,7 +163,13 @@ class DatabaseSession:
         notification only delays. A stop request ends the wait within ``STOP_CHECK`` s."""
         asked = time.monotonic()
         end = asked + wait
+        fresh = self._listener is None
         listener = self._wake_listener()
+        if fresh and listener is not None:
+            # A task enqueued between the last claim and the LISTEN went unheard.
+            task = self._claim_now(remaining)
+            if task is not None:
+                return task
         last = asked
         while not self.stop():
             now = time.monotonic()
