@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hpclaunch.cli import output
-from hpclaunch.queue import driver, store
+from hpclaunch.queue import db, store
 from hpclaunch.queue.batches import TaskSpec
 from hpclaunch.tasks.payloads import command_payload
 
@@ -50,7 +50,7 @@ def test_tables_rich_would_lay_out_differently_are_left_to_rich():
 
 
 def test_tasks_lists_the_newest_100_unless_told(queue_url):
-    conn = driver.connect(queue_url)
+    conn = db.connect(queue_url)
     spec = TaskSpec("command", command_payload(["true"]), "default", 0, 3, None, None)
     try:
         store.insert_tasks(conn, [spec] * 150)
