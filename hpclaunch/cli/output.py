@@ -74,7 +74,11 @@ def _plain_output() -> bool:
 
 
 def _plain_table(
-    columns: Sequence[str], cells: Sequence[Sequence[str]], *, empty: str
+    columns: Sequence[str],
+    cells: Sequence[Sequence[str]],
+    *,
+    empty: str,
+    title: str | None = None,
 ) -> str | None:
     """The table exactly as rich prints it to a pipe, without importing rich (its
     import and layout cost more than the query on a 100-row listing); None when
@@ -83,8 +87,12 @@ def _plain_table(
     if not cells:
         return empty + "\n"
     texts = [*columns, *(c for row in cells for c in row)]
-    if not all(t.isascii() and t.isprintable() for t in texts) or any("[" in c for c in columns):
-        return None  # (rich reads a header's brackets as markup)
+    if title is not None:
+        texts.append(title)
+    if not all(t.isascii() and t.isprintable() for t in texts) or any(
+        "[" in c for c in [*columns, title or ""]
+    ):
+        return None  # (rich reads brackets in a header or title as markup)
     widths = [len(c) for c in columns]
     for row in cells:
         for i, cell in enumerate(row):
@@ -99,7 +107,14 @@ def _plain_table(
         inner = edge.join(f" {v.ljust(w)} " for v, w in zip(values, widths, strict=True))
         return edge + inner + edge + "\n"
 
-    out = [line("┏", "━", "┳", "┓"), row_text("┃", columns), line("┡", "━", "╇", "┩")]
+    out = []
+    if title is not None:
+        width = sum(widths) + 3 * len(widths) + 1
+        if len(title) > width:
+            return None  # rich wraps it
+        left = (width - len(title)) // 2
+        out.append(" " * left + title + " " * (width - len(title) - left) + "\n")
+    out += [line("┏", "━", "┳", "┓"), row_text("┃", columns), line("┡", "━", "╇", "┩")]
     out.extend(row_text("│", row) for row in cells)
     out.append(line("└", "─", "┴", "┘"))
     return "".join(out)
@@ -113,8 +128,8 @@ def print_table(
     empty: str = "nothing to show",
 ) -> None:
     cells = [[printable(v) for v in row] for row in rows]
-    if title is None and _plain_output():
-        plain = _plain_table(columns, cells, empty=empty)
+    if _plain_output():
+        plain = _plain_table(columns, cells, empty=empty, title=title)
         if plain is not None:
             sys.stdout.write(plain)
             return

@@ -17,9 +17,9 @@ from hpclaunch.queue.batches import TaskSpec
 from hpclaunch.tasks.payloads import command_payload
 
 
-def _rich(columns, cells) -> str:
+def _rich(columns, cells, title=None) -> str:
     buffer = io.StringIO()
-    table = Table(title=None, header_style="bold", show_lines=False)
+    table = Table(title=title, header_style="bold", show_lines=False)
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in cells:
@@ -42,11 +42,21 @@ def test_plain_table_is_what_rich_prints_to_a_pipe(rows):
     assert output._plain_table(columns, cells, empty="none") == _rich(columns, cells)
 
 
+@pytest.mark.parametrize("title", ["tasks by status", "tasks by tag", "t"])
+def test_plain_table_with_a_title_is_what_rich_prints(title):
+    columns = ("tag", "pending", "running", "completed")
+    cells = [["default", "10000", "0", "3"], ["gpu", "1", "2", "3"]]
+    assert output._plain_table(columns, cells, empty="-", title=title) == _rich(
+        columns, cells, title
+    )
+
+
 def test_tables_rich_would_lay_out_differently_are_left_to_rich():
     columns = ("ID", "name")
     assert output._plain_table(columns, [["1", "ü"]], empty="-") is None  # width rules
     assert output._plain_table(columns, [["1", "y" * 200]], empty="-") is None  # folded
     assert output._plain_table(("a [b]",), [["1"]], empty="-") is None  # header markup
+    assert output._plain_table(columns, [["1", "2"]], empty="-", title="x" * 40) is None  # wraps
 
 
 def test_tasks_lists_the_newest_100_unless_told(queue_url):
