@@ -281,3 +281,44 @@ def test_an_idle_claim_is_woken_by_the_enqueue(queue_url, monkeypatch):
     finally:
         stop[0] = True
         session.close()
+
+
+def test_claim_many_keeps_tags_pickle_and_priority_order(queue_url):
+    """The batch claim is the one-task claim's statement: same filters, same order."""
+    from hpclaunch.queue import claims
+
+    def spec(tags: str, priority: int, kind: str = "call") -> TaskSpec:
+        return TaskSpec(
+            kind=kind,
+            payload={"target": "os:getpid", "args": [], "kwargs": {}},
+            tags=tags,
+            priority=priority,
+            max_attempts=3,
+            timeout=None,
+            expected_runtime=None,
+        )
+
+    ids = _enqueue(
+        queue_url,
+        [spec("default", 0), spec("gpu", 9), spec("a", 1), spec("default", 5), spec("a,b", 7)],
+    )
+    conn = db.connect(queue_url)
+    try:
+        worker = claims.register_worker(
+            conn, host="h", pid=1, tags="a,default", mode="draining", lease=60
+        )
+        claimer = claims.Claimer(
+            conn,
+            worker_id=worker,
+            tag_sets=["default", "a", "a,default"],
+            lease=60,
+            allow_pickle=True,
+            fit_deadline=False,
+        )
+        got = claimer.claim_many(None, 10)
+        # Not "gpu" nor "a,b" (tags it lacks); priority first, then age.
+        assert [t.id for t in got] == [ids[3], ids[2], ids[0]]
+        assert len({t.token for t in got}) == 1
+        assert claimer.claim_many(None, 10) == []
+    finally:
+        conn.close()
