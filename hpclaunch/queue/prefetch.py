@@ -7,7 +7,7 @@ time and writing results together divides that by ``k``. The guarantees stay:
 * Size: ``k`` follows the runtimes this worker has seen (a batch is meant to
   run in about ``BATCH_SECONDS``), is 1 until a runtime is known, never more
   than fit in the time left, and never more than ``nitems_max`` allows. Tasks
-  of a second or more are never prefetched.
+  that take longer than half of ``BATCH_SECONDS`` are claimed one at a time.
 * Hold bound: a prefetched task is started or given back (uncounted) within
   ``HOLD_MAX`` seconds of its claim. A long task therefore never holds others
   hostage, and a higher-priority task enqueued after a batch was claimed waits
@@ -71,7 +71,7 @@ class Prefetch:
         self._done_since = 0.0
         self._unsure = False  # a write failed: it may have committed before its reply was lost
         self._started: dict[int, float] = {}  # task id -> monotonic start
-        self._average: float | None = None  # seconds per task, claim to result
+        self._average: float | None = None  # seconds per task, start to result
         self._wake = threading.Event()
         self._closed = False
         self._thread: threading.Thread | None = None
