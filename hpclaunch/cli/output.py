@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -59,6 +60,66 @@ def printable(value: Any) -> str:
     return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
+PIPE_WIDTH = 160  # a file or a pipe: rich's width there, so cells are not folded at 80
+
+
+def _plain_output() -> bool:
+    """True when rich would print no colour or style: stdout is not a terminal."""
+    if os.environ.get("FORCE_COLOR") or os.environ.get("TTY_COMPATIBLE"):
+        return False
+    try:
+        return not sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _plain_table(
+    columns: Sequence[str],
+    cells: Sequence[Sequence[str]],
+    *,
+    empty: str,
+    title: str | None = None,
+) -> str | None:
+    """The table exactly as rich prints it to a pipe, without importing rich (its
+    import and layout cost more than the query on a 100-row listing); None when
+    rich's layout would differ (wider than the pipe, or text whose width rich
+    measures differently than ``len``)."""
+    if not cells:
+        return empty + "\n"
+    texts = [*columns, *(c for row in cells for c in row)]
+    if title is not None:
+        texts.append(title)
+    if not all(t.isascii() and t.isprintable() for t in texts) or any(
+        "[" in c for c in [*columns, title or ""]
+    ):
+        return None  # (rich reads brackets in a header or title as markup)
+    widths = [len(c) for c in columns]
+    for row in cells:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    if sum(widths) + 3 * len(widths) + 1 > PIPE_WIDTH:
+        return None
+
+    def line(left: str, fill: str, cross: str, right: str) -> str:
+        return left + cross.join(fill * (w + 2) for w in widths) + right + "\n"
+
+    def row_text(edge: str, values: Sequence[str]) -> str:
+        inner = edge.join(f" {v.ljust(w)} " for v, w in zip(values, widths, strict=True))
+        return edge + inner + edge + "\n"
+
+    out = []
+    if title is not None:
+        width = sum(widths) + 3 * len(widths) + 1
+        if len(title) > width:
+            return None  # rich wraps it
+        left = (width - len(title)) // 2
+        out.append(" " * left + title + " " * (width - len(title) - left) + "\n")
+    out += [line("┏", "━", "┳", "┓"), row_text("┃", columns), line("┡", "━", "╇", "┩")]
+    out.extend(row_text("│", row) for row in cells)
+    out.append(line("└", "─", "┴", "┘"))
+    return "".join(out)
+
+
 def print_table(
     title: str | None,
     columns: Sequence[str],
@@ -66,21 +127,27 @@ def print_table(
     *,
     empty: str = "nothing to show",
 ) -> None:
+    cells = [[printable(v) for v in row] for row in rows]
+    if _plain_output():
+        plain = _plain_table(columns, cells, empty=empty, title=title)
+        if plain is not None:
+            sys.stdout.write(plain)
+            return
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     console = Console()
     if not console.is_terminal:
-        console = Console(width=160)  # a file or a pipe: don't fold cells at 80 columns
+        console = Console(width=PIPE_WIDTH)
     if not rows:
         console.print(f"[dim]{empty}[/dim]")
         return
     table = Table(title=title, header_style="bold", show_lines=False)
     for column in columns:
         table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*(escape(printable(v)) for v in row))
+    for row in cells:
+        table.add_row(*(escape(v) for v in row))
     console.print(table)
 
 

@@ -197,6 +197,8 @@ def _task_rows(rows):
     ]
 
 
+TASKS_SHOWN = 100  # a listing reads and prints this many rows unless told otherwise
+
 TASK_COLUMNS = (
     "ID",
     "name",
@@ -219,16 +221,29 @@ TASK_COLUMNS = (
 )
 @click.option("--tag", default=None, help="Only tasks with this tag.")
 @click.option("--batch", "batch_id", type=ROW_ID, default=None, help="Only tasks of this batch.")
-@click.option("--limit", type=COUNT, default=None)
+@click.option(
+    "--limit",
+    type=COUNT,
+    default=TASKS_SHOWN,
+    show_default=True,
+    help="Show the newest N matching tasks.",
+)
+@click.option("--all", "show_all", is_flag=True, help="Show every matching task.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def tasks(ctx, status, tag, batch_id, limit, as_json):
-    """List tasks (or: show, retry, cancel, reap)."""
+def tasks(ctx, status, tag, batch_id, limit, show_all, as_json):
+    """List tasks, the newest 100 by default (or: show, retry, cancel, reap)."""
     if ctx.invoked_subcommand is not None:
         return
     from hpclaunch.queue import store
 
-    rows = _run(ctx, store.list_tasks, status=status, tag=tag, batch_id=batch_id, limit=limit)
+    fetch = None if show_all else limit + 1  # one more: was anything left out?
+    rows = _run(
+        ctx, store.list_tasks, status=status, tag=tag, batch_id=batch_id, limit=fetch, newest=True
+    )
+    if fetch is not None and len(rows) == fetch:
+        rows = rows[1:]
+        click.echo(f"(the newest {limit} tasks shown: --limit N or --all for more)", err=True)
     emit(as_json, rows, lambda: print_table(None, TASK_COLUMNS, _task_rows(rows), empty="no tasks"))
 
 

@@ -15,11 +15,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from hpclaunch.queue import transitions as tr
-from hpclaunch.queue.driver import Connection
+from hpclaunch.queue.driver import Connection, in_list
 from hpclaunch.queue.session import Claimed, Outcome, Watch
 from hpclaunch.states import AttemptOutcome, JobStateName, TaskStatus, WorkerStatus
 
 WALLTIME_RELEASE = tr.WALLTIME_RELEASE
+# Why a prefetched task went back unstarted (a stop, or held too long behind a slow task).
+PREFETCH_RETURNED = "prefetch_returned"
 WALLTIME_RELEASES = 3  # default: stops at the walltime before a task fails as TIMEOUT
 
 # A worker heart-beats every lease/4 s; after two missed beats (half its lease)
@@ -130,6 +132,34 @@ def heartbeat(conn: Connection, worker_id: int, lease: float, task: Claimed | No
         return cur.rowcount == 1
 
 
+def renew(conn: Connection, lease: float, tasks: list[Claimed]) -> None:
+    """Renew the leases of held tasks not yet started (prefetched) or not yet
+    recorded (buffered results): fenced by token, one statement per claim."""
+    by_token: dict[str, list[int]] = {}
+    for task in tasks:
+        by_token.setdefault(task.token, []).append(task.id)
+    with conn.transaction():
+        for token, ids in by_token.items():
+            listed, params = in_list("i", ids)
+            conn.execute(
+                "UPDATE tasks SET lease_expires_at = {now} + :lease "
+                f"WHERE id IN {listed} AND claim_token = :token "
+                f"AND status = '{TaskStatus.RUNNING}'",
+                {**params, "token": token, "lease": lease},
+            )
+
+
+def give_back(
+    conn: Connection, worker_id: int, tasks: list[Claimed], reason: str = PREFETCH_RETURNED
+) -> list[int]:
+    """Put prefetched tasks that never started back on the queue, uncounted, in
+    one transaction; the IDs given back (a task reaped meanwhile is fenced off)."""
+    if not tasks:
+        return []
+    with conn.transaction():
+        return [t.id for t in tasks if tr.release_uncounted(conn, _held(worker_id, t), reason)]
+
+
 class Claimer:
     """Builds the claim statement once for a worker's fixed tags and options.
 
@@ -201,6 +231,8 @@ class Claimer:
             "max_attempts, tags, started_at"
         )
 
+    _many_sql: str | None = None  # claim_many's statement, derived from ``sql`` on first use
+
     def set_estimates(self, estimates: dict[str, float]) -> None:
         """Runtime estimates (seconds) per canonical tag set, for tasks without one."""
         tag_index = {tags: key[1:] for key, tags in self.tag_params.items()}
@@ -263,6 +295,53 @@ class Claimer:
             started_at=float(row[9]),
         )
 
+    def claim_many(self, remaining: float | None, k: int) -> list[Claimed]:
+        """Up to ``k`` tasks in one statement (a draining worker's prefetch), in
+        the queue's order (priority, then age). The statement is ``claim``'s with
+        ``id IN (... LIMIT :k)``, so every filter of the one-task claim applies.
+        All share one fresh claim token: fencing goes by (id, token)."""
+        if k <= 1:
+            one = self.claim(remaining)
+            return [] if one is None else [one]
+        if self._many_sql is None:
+            sql = self.sql.replace("WHERE id = (SELECT", "WHERE id IN (SELECT", 1)
+            sql = sql.replace(" LIMIT 1", " LIMIT :k", 1)
+            assert sql.count(":k") == 1 and "id IN (SELECT" in sql, "claim statement changed"
+            self._many_sql = sql + ", priority"
+        token = secrets.token_hex(16)
+        params = {
+            **self.tag_params,
+            **self.match_params,
+            **self.estimate_params,
+            "worker_id": self.worker_id,
+            "token": token,
+            "lease": self.lease,
+            "remaining": remaining,
+            "k": int(k),
+        }
+        if self.conn.dialect == "postgresql":
+            rows = self.conn.execute(self._many_sql, params).fetchall()
+        else:
+            with self.conn.transaction():
+                rows = self.conn.execute(self._many_sql, params).fetchall()
+        rows.sort(key=lambda r: (-int(r[10]), int(r[0])))
+        return [
+            Claimed(
+                id=int(row[0]),
+                kind=row[1],
+                payload=row[2],
+                pickled=bytes(row[3]) if row[3] is not None else None,
+                timeout=row[4],
+                expected_runtime=row[5],
+                attempt=int(row[6]),
+                max_attempts=int(row[7]),
+                tags=row[8],
+                token=token,
+                started_at=float(row[9]),
+            )
+            for row in rows
+        ]
+
 
 _FINISH = (
     "UPDATE tasks SET "
@@ -298,6 +377,79 @@ def finish(conn: Connection, worker_id: int, task: Claimed, outcome: Outcome) ->
 
     A failed attempt goes back to ``pending`` while attempts remain.
     """
+    params, attempt = _finish_params(worker_id, task, outcome)
+    if conn.dialect == "postgresql":
+        row = conn.one(_FINISH_PG, {**params, **attempt})
+        return row[0] if row else None
+    with conn.transaction():
+        return _finish_sqlite(conn, params, attempt)
+
+
+def finish_many(
+    conn: Connection, worker_id: int, done: list[tuple[Claimed, Outcome]]
+) -> list[str | None]:
+    """Record several successful attempts in one go, each fenced like ``finish``:
+    one statement over arrays on PostgreSQL (one round trip, atomic), one
+    transaction on SQLite. The new statuses, in order (None where fenced off)."""
+    if not done:
+        return []
+    assert all(outcome.ok for _, outcome in done), "only successes are grouped"
+    rows = []
+    for task, outcome in done:
+        params, attempt = _finish_params(worker_id, task, outcome)
+        rows.append({**params, **attempt})
+    if conn.dialect == "postgresql":
+        arrays = {f"a_{name}": [row[name] for row in rows] for name in _MANY_COLUMNS}
+        found = dict(conn.execute(_FINISH_MANY_PG, {**arrays, "worker_id": worker_id}).fetchall())
+        return [found.get(task.id) for task, _ in done]
+    with conn.transaction():
+        return [_finish_sqlite(conn, row, row) for row in rows]
+
+
+# The per-attempt values ``finish_many`` passes as arrays, with their SQL types.
+_MANY_COLUMNS = {
+    "id": "BIGINT",
+    "token": "TEXT",
+    "reason": "TEXT",
+    "exit_code": "INTEGER",
+    "result": "TEXT",
+    "result_pickled": "BYTEA",
+    "error": "TEXT",
+    "stdout_tail": "TEXT",
+    "stderr_tail": "TEXT",
+    "log_dir": "TEXT",
+    "attempt": "INTEGER",
+    "started_at": "DOUBLE PRECISION",
+}
+_FINISH_MANY_PG = (
+    "WITH v AS (SELECT * FROM unnest("
+    + ", ".join(f"CAST(:a_{name} AS {kind}[])" for name, kind in _MANY_COLUMNS.items())
+    + f") AS v({', '.join(_MANY_COLUMNS)})), "
+    f"done AS (UPDATE tasks t SET status = '{TaskStatus.COMPLETED}', finished_at = {{now}}, "
+    "reason = v.reason, exit_code = v.exit_code, result = v.result, "
+    "result_pickled = v.result_pickled, error = v.error, stdout_tail = v.stdout_tail, "
+    "stderr_tail = v.stderr_tail, log_dir = v.log_dir, claim_token = NULL, "
+    "lease_expires_at = NULL FROM v "
+    f"WHERE t.id = v.id AND t.claim_token = v.token AND t.status = '{TaskStatus.RUNNING}' "
+    "RETURNING t.id, t.status, v.attempt, v.started_at, v.reason, v.exit_code, v.error), "
+    f"logged AS (INSERT INTO {_ATTEMPT_COLUMNS} SELECT id, attempt, :worker_id, started_at, "
+    f"{{now}}, '{AttemptOutcome.COMPLETED}', reason, exit_code, error FROM done) "
+    "SELECT id, status FROM done"
+)
+
+
+def _finish_sqlite(conn: Connection, params: dict[str, Any], attempt: dict[str, Any]) -> str | None:
+    row = conn.one(_FINISH, params)
+    if row is None:
+        return None
+    conn.execute(_ATTEMPT, {**attempt, **{k: params[k] for k in ("reason", "exit_code", "error")}})
+    return row[0]
+
+
+def _finish_params(
+    worker_id: int, task: Claimed, outcome: Outcome
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The fenced update's parameters and its attempt row's."""
     params = {
         "id": task.id,
         "token": task.token,
@@ -318,23 +470,7 @@ def finish(conn: Connection, worker_id: int, task: Claimed, outcome: Outcome) ->
         "started_at": task.started_at,
         "outcome": (AttemptOutcome.COMPLETED if outcome.ok else AttemptOutcome.FAILED).value,
     }
-    if conn.dialect == "postgresql":
-        row = conn.one(_FINISH_PG, {**params, **attempt})
-        return row[0] if row else None
-    with conn.transaction():
-        row = conn.one(_FINISH, params)
-        if row is None:
-            return None
-        conn.execute(
-            _ATTEMPT,
-            {
-                **attempt,
-                "reason": outcome.reason,
-                "exit_code": outcome.exit_code,
-                "error": outcome.error,
-            },
-        )
-    return row[0]
+    return params, attempt
 
 
 def release(

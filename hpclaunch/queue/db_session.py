@@ -11,21 +11,30 @@ first use and dropped after an error.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from hpclaunch.queue import claims, driver, estimates, operations, retry
+from hpclaunch.queue import claims, driver, estimates, operations, retry, wake
 from hpclaunch.queue.migrate import open_ready
+from hpclaunch.queue.prefetch import HOLD_MAX, Prefetch
 from hpclaunch.queue.session import Claimed, Outcome, QueueUnavailable, Watch, WorkerInfo
+from hpclaunch.queue.urls import is_sqlite
 
 T = TypeVar("T")
+
+# An idle worker claims when woken (PostgreSQL NOTIFY, SQLite's data_version),
+# and every FALLBACK_POLL s regardless: a lost notification delays, never loses.
+FALLBACK_POLL = 2.0
+SQLITE_POLL = 0.02  # seconds between SQLite change checks (one PRAGMA each)
+STOP_CHECK = 0.25  # an idle wait notices a stop request within this (s)
 
 
 class DatabaseSession:
     """A worker's session on the queue database (see ``queue.session.QueueSession``)."""
 
-    long_poll = False  # the loop sleeps between claims
+    long_poll = True  # an idle claim waits for work itself (``queue.wake``)
 
     def __init__(
         self, url: str, *, wait: float, log: Callable[[str], None], stop: Callable[[], bool]
@@ -44,6 +53,10 @@ class DatabaseSession:
         self._watching: int | None = None  # the task this worker watches, if any
         self._claimer: claims.Claimer | None = None
         self._beat: driver.Connection | None = None
+        self._side_lock = threading.Lock()  # the heartbeat and prefetch threads share _beat
+        self._prefetch: Prefetch | None = None  # a draining worker's batching
+        self._listener: wake.Listener | None = None  # an idle worker's wake-up
+        self._listener_failed = False
         self._last_estimates = float("-inf")
 
     def _call(
@@ -104,11 +117,123 @@ class DatabaseSession:
             fit_deadline=worker.fit_deadline,
             engines=self.engines,
         )
+        if worker.mode == "draining":
+            self._prefetch = Prefetch(
+                worker_id=worker_id,
+                side=self._on_side,
+                stop=self.stop,
+                log=self.log,
+                nitems_max=worker.nitems_max,
+            )
         return worker_id
 
+    def _on_side(self, fn: Callable[[driver.Connection], T]) -> T:
+        """``fn(conn)`` on the side connection (heartbeat and prefetch threads),
+        opened on first use and dropped after an error; no retry."""
+        with self._side_lock:
+            try:
+                if self._beat is None:
+                    self._beat = driver.connect(self.url)
+                return fn(self._beat)
+            except Exception:
+                if self._beat is not None:
+                    self._beat.close()
+                self._beat = None
+                raise
+
+    def _on_main(self, fn: Callable[[driver.Connection], T]) -> T:
+        """``fn(conn)`` on the main connection, retried through outages."""
+        return self._call(fn, what="recording results")
+
+    def _settle(self) -> None:
+        """Before a claim, an idle wait or an exit: write buffered results and
+        give back prefetched tasks that may no longer start."""
+        pf = self._prefetch
+        if pf is None:
+            return
+        if pf.has_ready():
+            pf.give_back_on(self._on_main, "held too long")
+        pf.flush_on(self._on_main)
+
     def claim(self, remaining: float | None, wait: float = 0.0) -> Claimed | None:
+        task = self._claim_now(remaining)
+        if task is not None or wait <= 0:
+            return task
+        return self._claim_waiting(remaining, wait)
+
+    def _claim_waiting(self, remaining: float | None, wait: float) -> Claimed | None:
+        """Idle: claim again when the database says a task may be pending
+        (``queue.wake``), and every ``FALLBACK_POLL`` s regardless, so a lost
+        notification only delays. A stop request ends the wait within ``STOP_CHECK`` s."""
+        asked = time.monotonic()
+        end = asked + wait
+        fresh = self._listener is None
+        listener = self._wake_listener()
+        if fresh and listener is not None:
+            # A task enqueued between the last claim and the LISTEN went unheard.
+            task = self._claim_now(remaining)
+            if task is not None:
+                return task
+        last = asked
+        while not self.stop():
+            now = time.monotonic()
+            if now >= end:
+                return None
+            step = min(end - now, STOP_CHECK, last + FALLBACK_POLL - now)
+            woke = False
+            if listener is not None:
+                try:
+                    woke = listener.wait(max(step, 0.0))
+                except Exception as exc:  # noqa: BLE001 - poll without it
+                    self.log(f"wake-up listener failed ({retry.first_line(exc)}); polling")
+                    self._close_listener()
+                    listener = None
+            else:
+                time.sleep(max(step, 0.0))
+            now = time.monotonic()
+            if not woke and now - last < FALLBACK_POLL:
+                continue
+            last = now
+            left = None if remaining is None else remaining - (now - asked)
+            if left is not None and left <= 0:
+                return None
+            task = self._claim_now(left)
+            if task is not None:
+                return task
+        return None
+
+    def _wake_listener(self) -> wake.Listener | None:
+        """The idle worker's listener, opened on first idle wait (a busy worker
+        never pays for it); None (poll) when it cannot be opened."""
+        if self._listener is None and not self._listener_failed:
+            try:
+                if is_sqlite(self.url):
+                    self._listener = wake.SqliteListener(self.url, slow_poll=SQLITE_POLL)
+                else:
+                    self._listener = wake.open_listener(self.url)
+            except Exception as exc:  # noqa: BLE001 - polling still finds the work
+                self._listener_failed = True
+                self.log(f"no wake-up listener ({retry.first_line(exc)}); polling")
+        return self._listener
+
+    def _close_listener(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+        self._listener = None
+
+    def _claim_now(self, remaining: float | None) -> Claimed | None:
         claimer, worker_id = self._claimer, self.worker_id
         assert claimer is not None and worker_id is not None, "register first"
+        pf = self._prefetch
+        k = 1
+        if pf is not None:
+            ready = pf.take()
+            if ready is not None:
+                return ready  # claimed with the batch before it (no watch then)
+            self._settle()
+            if self.stop():
+                return None  # told to stop: claim nothing more
+            k = pf.size(remaining)
         broke = False
         asked = time.monotonic()
 
@@ -116,14 +241,21 @@ class DatabaseSession:
             nonlocal broke
             if broke:
                 # A claim may have committed before the connection broke: give
-                # back anything held under our name that we are not running.
-                for task_id in claims.release_orphans(conn, worker_id):
-                    self.log(f"task {task_id} put back (claimed while the connection broke)")
+                # back anything held under our name that we are not running
+                # (nothing is prefetched or buffered now; the side lock waits
+                # out a flush in flight).
+                with self._side_lock:
+                    for task_id in claims.release_orphans(conn, worker_id):
+                        self.log(f"task {task_id} put back (claimed while the connection broke)")
             left = None if remaining is None else remaining - (time.monotonic() - asked)
             if left is not None and left <= 0:
                 return None  # the outage ate the time that was left
             try:
-                return claimer.claim(left)
+                if pf is None:
+                    return claimer.claim(left)
+                if k > 1 and left is not None:
+                    left -= HOLD_MAX  # a prefetched task may start that much later
+                return pf.keep(claimer.claim_many(left, k))
             except Exception:
                 broke = True
                 raise
@@ -153,20 +285,22 @@ class DatabaseSession:
         return found
 
     def heartbeat(self, task: Claimed | None) -> bool:
-        assert self.worker_id is not None, "register first"
-        try:
-            if self._beat is None:
-                self._beat = driver.connect(self.url)
-            return claims.heartbeat(self._beat, self.worker_id, self.lease, task)
-        except Exception:
-            if self._beat is not None:
-                self._beat.close()
-            self._beat = None
-            raise
+        worker_id = self.worker_id
+        assert worker_id is not None, "register first"
+        ours = self._on_side(lambda conn: claims.heartbeat(conn, worker_id, self.lease, task))
+        held = [] if self._prefetch is None else self._prefetch.held()
+        if held:
+            self._on_side(lambda conn: claims.renew(conn, self.lease, held))
+        return ours
 
     def finish(self, task: Claimed, outcome: Outcome, *, wait: float) -> str | None:
         worker_id = self.worker_id
         assert worker_id is not None, "register first"
+        pf = self._prefetch
+        if pf is not None and pf.buffer(task, outcome):
+            if pf.due():
+                pf.flush_on(lambda fn: self._call(fn, wait=wait, what="recording results"))
+            return "completed"  # written within prefetch.FLUSH_EVERY, fenced like below
         broke = False
 
         def attempt(conn: driver.Connection) -> str | None:
@@ -211,7 +345,9 @@ class DatabaseSession:
         if self.conn is None or self.worker_id is None:
             return []
         try:
-            return claims.release_orphans(self.conn, self.worker_id)
+            self._settle()  # results first: a buffered one is not an orphan
+            with self._side_lock:
+                return claims.release_orphans(self.conn, self.worker_id)
         except Exception:  # noqa: BLE001 - the lease returns them otherwise
             return []
 
@@ -240,6 +376,7 @@ class DatabaseSession:
     def record_exit(self, reason: str, detail: str | None, *, wait: float) -> None:
         if self.conn is None or self.worker_id is None:
             return
+        self._settle()
         self._call(
             claims.record_worker_exit,
             self.worker_id,
@@ -250,6 +387,12 @@ class DatabaseSession:
         )
 
     def close(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.close()
+            summary = self._prefetch.summary()
+            if summary:
+                self.log(summary)
+        self._close_listener()
         for conn in (self.conn, self._beat):
             if conn is not None:
                 conn.close()

@@ -9,7 +9,7 @@ Alembic: see ``hpclaunch.queue``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -63,8 +63,9 @@ class Connection:
             for row in cur.fetchall()
         ]
 
-    def many_returning(self, sql: str, rows: list[Mapping[str, Any]]) -> list[Any]:
-        """Run ``sql ... RETURNING x`` once per row; the first value of each, in order."""
+    def many_returning(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """Run ``sql ... RETURNING x`` once per row; the first value of each, in
+        order (None for a row whose statement returned nothing)."""
         if not rows:
             return []
         if self.dialect == "postgresql":
@@ -72,10 +73,11 @@ class Connection:
             cur.executemany(adapt(sql, self.dialect), rows, returning=True)
             out = []
             while True:
-                out.append(cur.fetchone()[0])
+                row = cur.fetchone()
+                out.append(None if row is None else row[0])
                 if not cur.nextset():
                     return out
-        return [self.one(sql, row)[0] for row in rows]
+        return [None if (row := self.one(sql, r)) is None else row[0] for r in rows]
 
     def lock_suffix(self, of: str | None = None) -> str:
         """`` FOR UPDATE [OF x] SKIP LOCKED`` on PostgreSQL; SQLite's write lock suffices."""

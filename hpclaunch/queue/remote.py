@@ -105,8 +105,11 @@ class RemoteQueue:
         tag: str | None = None,
         batch_id: int | None = None,
         limit: int | None = None,
+        newest: bool = False,
     ) -> list[dict[str, Any]]:
         query = {"status": status, "tag": tag, "batch": batch_id}
+        if newest and limit:  # the API pages forward: read them all, keep the last
+            return self.client.pages(V1 + "/tasks", query)[-limit:]
         return self.client.pages(V1 + "/tasks", query, limit)
 
     def get_task(self, task_id: int) -> dict[str, Any]:

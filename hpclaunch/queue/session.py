@@ -70,6 +70,9 @@ class WorkerInfo:
     # The engines it has handlers for (SIMX): it also claims tasks of these. None
     # named: plain tasks only, so a registration never promises what it cannot run.
     engines: tuple[str, ...] = ()
+    # The most tasks it will run (``--nitems-max``): a session that claims ahead
+    # never claims more.
+    nitems_max: int | None = None
 
 
 @dataclass(frozen=True)

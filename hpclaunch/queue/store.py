@@ -151,8 +151,10 @@ def list_tasks(
     limit: int | None = None,
     after: int | None = None,
     scope: Scope | None = None,
+    newest: bool = False,
 ) -> list[dict[str, Any]]:
-    """Task summaries by ID; ``after`` (an ID) and ``limit`` page through them."""
+    """Task summaries by ID; ``after`` (an ID) and ``limit`` page through them
+    (``newest``: the last ``limit`` instead of the first, as ``tasks`` shows)."""
     visible, params = condition(scope)
     where: list[str] = [visible]
     if after is not None:
@@ -171,7 +173,11 @@ def list_tasks(
     if batch_id is not None:
         where.append("batch_id = :batch_id")
         params["batch_id"] = batch_id
-    sql = f"SELECT {SUMMARY_COLUMNS} FROM tasks WHERE " + " AND ".join(where) + " ORDER BY id"
+    sql = f"SELECT {SUMMARY_COLUMNS} FROM tasks WHERE " + " AND ".join(where)
+    if newest and limit:
+        # The newest ``limit`` (an index walk from the end), shown oldest first.
+        return conn.dicts(sql + f" ORDER BY id DESC LIMIT {int(limit)}", params)[::-1]
+    sql += " ORDER BY id"
     if limit:
         sql += f" LIMIT {int(limit)}"
     return conn.dicts(sql, params)

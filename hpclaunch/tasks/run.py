@@ -54,7 +54,8 @@ def task_environ(extra: dict[str, str] | None = None) -> dict[str, str]:
 @contextlib.contextmanager
 def _credentials_hidden():
     """Hide the worker's credentials from ``os.environ`` while a call runs in-process."""
-    hidden = {k: os.environ.pop(k) for k in list(os.environ) if is_credential(k)}
+    names = [k for k in os.environ if k.startswith("HPCLAUNCH_") and is_credential(k)]
+    hidden = {k: os.environ.pop(k) for k in names}
     try:
         yield
     finally:

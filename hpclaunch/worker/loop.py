@@ -217,6 +217,7 @@ class Worker:
                     walltime_releases=opts.walltime_releases,
                     launch_id=opts.launch_id or os.environ.get("HPCLAUNCH_LAUNCH_ID") or None,
                     engines=tuple(sorted(self.engines)),
+                    nitems_max=opts.nitems_max,
                     **identity,
                 )
             )
