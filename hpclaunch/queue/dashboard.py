@@ -14,6 +14,7 @@ from typing import Any
 from hpclaunch.errors import NotFound
 from hpclaunch.queue import results
 from hpclaunch.queue.driver import Connection, in_list
+from hpclaunch.queue.scope import Scope, launch_condition, worker_condition
 from hpclaunch.queue.store import _like, attempts
 from hpclaunch.states import FAILURE_JOB_STATES, TaskStatus
 
@@ -32,9 +33,12 @@ def _scope(group: str | None, column: str = "owner_group") -> tuple[str, dict[st
     return f" AND {column} = :grp", {"grp": group}
 
 
-def overview(conn: Connection, group: str | None, now: float) -> dict[str, Any]:
-    """Counts per status and tag, tasks finished per minute, workers per site,
-    launches that need attention."""
+def overview(
+    conn: Connection, group: str | None, now: float, reach: Scope | None = None
+) -> dict[str, Any]:
+    """Counts per status and tag, tasks finished per minute (``group``'s tasks), workers
+    per site and launches that need attention (those in ``reach``, as the API scopes
+    them; ``None``: an admin's view)."""
     scope, params = _scope(group)
     by_status = {s.value: 0 for s in TaskStatus}
     by_tag: dict[str, dict[str, int]] = {}
@@ -56,10 +60,12 @@ def overview(conn: Connection, group: str | None, now: float) -> dict[str, Any]:
     ).fetchall():
         if 0 <= int(m) < CHART_MINUTES:
             per_minute[int(m)] = {"completed": int(completed), "failed": int(failed)}
+    visible, visible_params = worker_condition(reach, "w")
     sites = conn.execute(
         "SELECT COALESCE(l.site, ''), COUNT(*) FROM workers w "
-        "LEFT JOIN launches l ON l.id = w.launch_id WHERE w.status = 'running' "
-        "GROUP BY l.site ORDER BY 2 DESC"
+        f"LEFT JOIN launches l ON l.id = w.launch_id WHERE w.status = 'running' AND {visible} "
+        "GROUP BY l.site ORDER BY 2 DESC",
+        visible_params,
     ).fetchall()
     return {
         "by_status": by_status,
@@ -67,7 +73,7 @@ def overview(conn: Connection, group: str | None, now: float) -> dict[str, Any]:
         "per_minute": per_minute,
         "chart_start": since,
         "sites": [{"site": s or None, "running": int(n)} for s, n in sites],
-        "attention": attention(conn),
+        "attention": attention(conn, reach),
     }
 
 
@@ -99,10 +105,10 @@ def per_minute_sql(scope: str, dialect: str) -> str:
     )
 
 
-def attention(conn: Connection, limit: int = 8) -> dict[str, Any]:
-    """Launches that are broken, partial or failed, or have elements that ended badly
-    and were not yet acted on: the first ``limit`` (broken first, then newest) and
-    how many there are."""
+def attention(conn: Connection, reach: Scope | None, limit: int = 8) -> dict[str, Any]:
+    """Launches in ``reach`` that are broken, partial or failed, or have elements that
+    ended badly and were not yet acted on: the first ``limit`` (broken first, then
+    newest) and how many there are."""
     states_sql, states = in_list("s", _FAILING)
     kinds_sql, kinds = in_list("k", ATTENTION)
     failing = dict(
@@ -113,13 +119,15 @@ def attention(conn: Connection, limit: int = 8) -> dict[str, Any]:
         ).fetchall()
     )
     ids_sql, ids = in_list("l", list(failing))
-    where = f"WHERE status IN {kinds_sql} OR id IN {ids_sql}"
-    total = int(conn.one(f"SELECT COUNT(*) FROM launches {where}", {**kinds, **ids})[0])
+    mine, mine_params = launch_condition(reach)
+    where = f"WHERE (status IN {kinds_sql} OR id IN {ids_sql}) AND {mine}"
+    params = {**kinds, **ids, **mine_params}
+    total = int(conn.one(f"SELECT COUNT(*) FROM launches {where}", params)[0])
     rows = conn.dicts(
         f"SELECT id, site, status, submitted_at, broken_reason FROM launches {where} "
         "ORDER BY CASE WHEN status = 'broken' THEN 0 ELSE 1 END, submitted_at DESC "
         f"LIMIT {int(limit)}",
-        {**kinds, **ids},
+        params,
     )
     for row in rows:
         row["failing_elements"] = int(failing.get(row["id"], 0))

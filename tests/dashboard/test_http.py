@@ -39,6 +39,10 @@ def test_pages_show_their_data_without_javascript(queue_url, tmp_path):
     launch_id = json.loads(submitted.stdout)["launch_id"]
     failed_id = _first_failed(queue_url, mixed)
     broken = _broken_launch(queue_url)
+    others = _broken_launch(queue_url, "cafe0002")
+    # A user sees the launches it submitted (as the API scopes them), not another's.
+    _submitted_by(queue_url, "alice", launch_id, broken)
+    _submitted_by(queue_url, "carol", others)
     with running_server(tmp_path / "serve.log") as (_, base):
         web = Browserless(base)
         status, _, headers = web.request("/ui/")
@@ -76,6 +80,9 @@ def test_pages_show_their_data_without_javascript(queue_url, tmp_path):
             # Nothing is loaded from another host: every src/href is local.
             for ref in re.findall(r'(?:src|href)="([^"]+)"', body):
                 assert ref.startswith(("/ui", "?", "#")) or ref == "", (path, ref)
+        for path in ("/ui/", "/ui/launches"):
+            assert others not in web.request(path)[1], path
+        assert web.request(f"/ui/launches/{others}")[0] == 404
         # The chart counts what finished in the last minutes: mixed's 3 and elsewhere's 1.
         _, body, _ = web.request("/ui/")
         assert "tasks finished per minute over the last 180 minutes: 4 in all" in body
@@ -101,14 +108,25 @@ def test_pages_show_their_data_without_javascript(queue_url, tmp_path):
     assert alice not in log and "Traceback" not in log
 
 
-def _broken_launch(url: str) -> str:
+def _submitted_by(url: str, user: str, *launch_ids: str) -> None:
+    conn = driver.connect(url)
+    try:
+        for launch_id in launch_ids:
+            conn.execute(
+                "UPDATE launches SET submitted_by = :u WHERE id = :i", {"u": user, "i": launch_id}
+            )
+    finally:
+        conn.close()
+
+
+def _broken_launch(url: str, launch_id: str = "deadbeef01") -> str:
     """A launch the circuit breaker marked broken (as ``status`` records it)."""
     from hpclaunch.queue import launch_rows
 
     conn = driver.connect(url)
     try:
         launch_rows.create_launch(
-            conn, launch_id="deadbeef01", site="longleaf", host="login.example", scheduler="slurm",
+            conn, launch_id=launch_id, site="longleaf", host="login.example", scheduler="slurm",
             workdir="/scratch/runs", log_dir="/scratch/runs/deadbeef01", workers_count=4,
             tags="default", profile={}, chunks=[],
         )  # fmt: skip
@@ -116,10 +134,10 @@ def _broken_launch(url: str) -> str:
             "2 element(s) ended before any worker claimed a task; first: element 0 FAILED; "
             "its stderr ends: ModuleNotFoundError: No module named 'hpclaunch'"
         )
-        launch_rows.set_status(conn, "deadbeef01", "broken", reason=reason)
+        launch_rows.set_status(conn, launch_id, "broken", reason=reason)
     finally:
         conn.close()
-    return "deadbeef01"
+    return launch_id
 
 
 def _first_failed(url: str, batch_id: int) -> int:

@@ -57,7 +57,7 @@ PAGES = ("overview", "batches", "tasks", "workers", "launches", "runtimes")
 
 # Launches are scoped to who submitted them (``queue.scope.launch_condition``), not
 # to a group: their cached pages are not shared within a group.
-PER_USER_PAGES = frozenset({"launches.html", "launch.html"})
+PER_USER_PAGES = frozenset({"overview.html", "launches.html", "launch.html"})
 
 
 class BadParam(UserError):
@@ -252,7 +252,7 @@ class Dashboard:
     async def overview(self, request: Request) -> Response:
         def load(identity: Identity) -> Callable[[Any], Any]:
             scope = None if identity.role == "admin" else identity.group
-            return lambda conn: dashboard.overview(conn, scope, time.time())
+            return lambda conn: dashboard.overview(conn, scope, time.time(), _scope(identity))
 
         def extra(data: Any) -> dict[str, Any]:
             chart = charts.per_minute(data["per_minute"], data["chart_start"])
