@@ -26,8 +26,15 @@ def _queue_and_url(ctx: click.Context):
 
 
 @click.command()
-@click.option("--site", required=True, metavar="NAME", help="Site profile (or a .yaml path).")
-@click.option("--workers", "-n", required=True, type=COUNT, help="Number of workers to start.")
+@click.option("--site", default=None, metavar="NAME", help="Site profile (or a .yaml path).")
+@click.option("--workers", "-n", default=None, type=COUNT, help="Number of workers to start.")
+@click.option(
+    "--resume",
+    "resume_id",
+    default=None,
+    metavar="LAUNCH",
+    help="Submit the jobs a partial launch could not (refused at a site's job limit).",
+)
 @override_options
 @click.option(
     "-t",
@@ -44,15 +51,29 @@ def _queue_and_url(ctx: click.Context):
 )
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def submit(ctx, site, workers, tags, dry_run, force, as_json, **kwargs):
+def submit(ctx, site, workers, resume_id, tags, dry_run, force, as_json, **kwargs):
     """Render, upload and submit worker job arrays to a site; record the launch.
 
     \b
       hpclaunch submit --site longleaf --workers 50
       hpclaunch submit --site local --workers 4        # no scheduler: 4 processes here
+      hpclaunch submit --resume 3fa9c0d1e2             # the rest of a partial launch
     """
     from hpclaunch import sites as site_api
     from hpclaunch.launches import submit as submitting
+
+    if resume_id is not None:
+        if site or workers or tags or dry_run or any(v not in (None, ()) for v in kwargs.values()):
+            raise UserError(
+                "--resume LAUNCH takes no --site, --workers, overrides or --dry-run: it "
+                "submits the rest of that launch as it was planned"
+            )
+        _resume(ctx, resume_id, as_json)
+        return
+    if site is None or workers is None:
+        raise UserError(
+            "submit needs --site NAME and --workers N (or --resume LAUNCH for a partial launch)"
+        )
 
     profile = site_api.load_profile(site, collect_overrides(kwargs))
     warn_shadowing(site)
@@ -89,17 +110,46 @@ def submit(ctx, site, workers, tags, dry_run, force, as_json, **kwargs):
                 "ssh_connections": result.connections,
                 "scheduler_calls": result.scheduler_calls,
                 "warnings": list(result.plan.warnings),
+                "notes": result.notes,
+                "counted_jobs": result.plan.counted_jobs,
             }
         )
         return
     for warning in result.plan.warnings:
         click.echo(f"warning: {warning}", err=True)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
     ids = ", ".join(j["job_id"] for j in result.jobs)
     click.echo(
         f"launch {result.plan.launch_id}: {workers} worker(s) on {profile.name} "
         f"({profile.host or 'this machine'}); job ID(s) {ids}"
     )
     click.echo(f"scripts and logs in {result.jobs[0]['script_path'].rsplit('/', 1)[0]}")
+
+
+def _resume(ctx: click.Context, launch_id: str, as_json: bool) -> None:
+    """``submit --resume``: what was sent now, and what still waits."""
+    from hpclaunch.launches.resume import resume
+
+    conn, url = _queue_and_url(ctx)
+    result = resume(conn, url, launch_id)
+    if as_json:
+        print_json(
+            {
+                "launch_id": launch_id,
+                "jobs": [
+                    {k: j[k] for k in ("chunk", "job_name", "job_id", "elements", "script_path")}
+                    for j in result.jobs
+                ],
+                "scheduler_calls": result.scheduler_calls,
+                "notes": result.notes,
+            }
+        )
+        return
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    ids = ", ".join(j["job_id"] for j in result.jobs) or "none"
+    click.echo(f"launch {launch_id}: submitted {len(result.jobs)} more job(s); job ID(s) {ids}")
 
 
 @click.command()

@@ -92,6 +92,7 @@ class Launch:
     broken_reason: str | None
     jobs: tuple[Job, ...]
     profile_json: str = field(repr=False)
+    refused: str | None = None  # why the unsubmitted jobs were not sent (submit --resume)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Launch:
@@ -119,6 +120,7 @@ class Launch:
                 for j in row["jobs"]
             ),
             profile_json=row["profile"] or "{}",
+            refused=row.get("refused"),
         )
 
     @property

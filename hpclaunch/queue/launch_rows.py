@@ -86,6 +86,15 @@ def set_status(conn: Connection, launch_id: str, status: str, *, reason: str | N
         )
 
 
+def set_refused(conn: Connection, launch_id: str, status: str, refused: str | None) -> None:
+    """The launch's status after a submission stopped (or resumed), and why the rest waits."""
+    with conn.transaction():
+        conn.execute(
+            "UPDATE launches SET status = :status, refused = :refused WHERE id = :id",
+            {"status": str(status), "refused": refused, "id": launch_id},
+        )
+
+
 def get_launch(conn: Connection, launch_id: str) -> dict[str, Any]:
     rows = conn.dicts("SELECT * FROM launches WHERE id = :id", {"id": launch_id})
     if not rows:

@@ -193,6 +193,8 @@ launches = Table(
     Column("profile", Text, nullable=False),
     Column("broken_reason", Text, nullable=True),
     Column("canceled_at", Float, nullable=True),
+    # why the rest of a partial launch was not submitted (submit --resume sends it)
+    Column("refused", Text, nullable=True),
     Index("ix_launches_site_status", "site", "status"),
 )
 

@@ -11,6 +11,7 @@ import posixpath
 import shlex
 from typing import Any
 
+from hpclaunch.render.gpus import gpu_slots
 from hpclaunch.render.planner import ChunkShape
 from hpclaunch.schedulers import get_scheduler
 from hpclaunch.schedulers.base import Scheduler
@@ -91,7 +92,9 @@ def build(
     """The template context for one chunk."""
     r = profile.resources
     scheduler = get_scheduler(profile.scheduler)
-    per_job_cpus = r.cpus * shape.workers
+    # A node-exclusive site charges the whole node whatever a job asks: the remainder job
+    # (fewer workers) asks for all its cpus too.
+    per_job_cpus = max(r.cpus * shape.workers, r.node_cpus or 0)
     log_dir_shell = shell_path(posixpath.join(profile.workdir, launch_id))
     return {
         "site": profile.name,
@@ -127,6 +130,8 @@ def build(
         "log_dir": directive_log_dir(profile.workdir, launch_id),
         "log_dir_shell": log_dir_shell,
         "worker_command": worker_command(profile, launch_id, tags, log_dir_shell),
+        "gpu": gpu_slots(profile),
+        "bind_cpus": r.cpus if profile.worker.bind_cpus else None,
         "worker_logs": scheduler.worker_log_paths(
             log_dir_shell, job_name, scheduler.index_expression() if shape.array else None
         ),
