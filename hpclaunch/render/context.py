@@ -96,6 +96,7 @@ def build(
     # (fewer workers) asks for all its cpus too.
     per_job_cpus = max(r.cpus * shape.workers, r.node_cpus or 0)
     log_dir_shell = shell_path(posixpath.join(profile.workdir, launch_id))
+    gpu = gpu_slots(profile)
     return {
         "site": profile.name,
         "scheduler": profile.scheduler,
@@ -130,7 +131,11 @@ def build(
         "log_dir": directive_log_dir(profile.workdir, launch_id),
         "log_dir_shell": log_dir_shell,
         "worker_command": worker_command(profile, launch_id, tags, log_dir_shell),
-        "gpu": gpu_slots(profile),
+        "gpu": gpu,
+        # jobs on one host (local: one job per worker) take the next slots, not slot 1 again
+        "slot_offset": shape.index * shape.workers if scheduler.jobs_share_host else 0,
+        "worker_prefix": (f'{gpu.variable}="$hpcl_mine" ' if gpu else "")
+        + ('taskset -c "$hpcl_mine_cpus" ' if profile.worker.bind_cpus else ""),
         "bind_cpus": r.cpus if profile.worker.bind_cpus else None,
         "worker_logs": scheduler.worker_log_paths(
             log_dir_shell, job_name, scheduler.index_expression() if shape.array else None

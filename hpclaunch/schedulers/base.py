@@ -63,6 +63,8 @@ class Scheduler(ABC):
     array_max_elements_default: ClassVar[int | None] = None
     #: First array index it hands out (SGE counts tasks from 1).
     array_first_index: ClassVar[int] = 0
+    #: All jobs run on the same host (local): GPU slots are numbered across the launch.
+    jobs_share_host: ClassVar[bool] = False
     #: Workers reach the queue like the submitting process when a profile says nothing.
     database_local_by_default: ClassVar[bool] = False
 
