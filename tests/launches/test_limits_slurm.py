@@ -91,6 +91,25 @@ def release(slurm, ids) -> None:
         slurm.run(["scontrol", "release", job_id])
 
 
+def test_resume_without_room_under_the_profile_limit_submits_nothing(
+    limited, slurm, pg_queue_url, tmp_path
+):
+    """The profile's own limit (4) is full: --resume refuses in one line before any sbatch."""
+    args = site(
+        tmp_path, pg_queue_url, limited, "limits.max_queued_jobs=6", "arrays.max_array_size=2"
+    )
+    # 6 fit the profile's 6; the wrapper (4) refuses the third array.
+    out = cli("submit", *args, "--workers", "6", check=False)
+    assert out.returncode == 6
+    launch_id = out.stderr.split()[2]
+    slurm.run(["sbatch", "--hold", "-A", limited, "--wrap", "true", "-o", "/dev/null"])
+    queued = account_jobs(slurm, limited)
+    again = cli("submit", "--resume", launch_id, check=False)  # 5 queued, 2 more pass 6
+    assert again.returncode == 7 and len(again.stderr.strip().splitlines()) == 1
+    assert "resume again once jobs drain" in again.stderr
+    assert account_jobs(slurm, limited) == queued
+
+
 def test_over_the_limit_is_refused_before_anything_is_submitted(
     limited, slurm, pg_queue_url, tmp_path
 ):
@@ -126,7 +145,7 @@ def test_refused_half_way_is_partial_and_resume_finishes_it(limited, slurm, pg_q
     assert len(message) == 1 and "Traceback" not in out.stderr
     assert "is partial: 2 job(s) submitted, 1 not" in message[0]
     assert "Job violates accounting/QOS policy" in message[0]
-    launch_id = message[0].split()[1].rstrip(":")
+    launch_id = message[0].split()[2]  # "error: launch ID is partial: ..."
     assert f"hpclaunch submit --resume {launch_id}" in message[0]
 
     report = cli_json("status", "--launch", launch_id)
@@ -137,11 +156,14 @@ def test_refused_half_way_is_partial_and_resume_finishes_it(limited, slurm, pg_q
     assert len(recorded) == 2
     assert [e["state"] for e in launch["elements"]].count("NOT_SUBMITTED") == 2
 
-    # Still no room: resume says so in one line and submits nothing.
+    # Resumed too early: the profile's limit leaves room but the centre refuses again; the
+    # launch stays partial, in one line, and nothing new is queued.
     again = cli("submit", "--resume", launch_id, check=False)
-    assert again.returncode == 7 and len(again.stderr.strip().splitlines()) == 1
-    assert "resume again once jobs drain" in again.stderr
+    assert again.returncode == 6 and len(again.stderr.strip().splitlines()) == 1
+    assert "Job violates accounting/QOS policy" in again.stderr
     assert account_jobs(slurm, limited) == recorded
+    (launch,) = cli_json("status", "--launch", launch_id)["launches"]
+    assert launch["status"] == "partial"
 
     release(slurm, recorded)  # the queue drains: workers find no task and leave
     wait_until(lambda: not account_jobs(slurm, limited), timeout=180, what="jobs drained")
