@@ -35,7 +35,7 @@ def gpu_slots(profile: Profile) -> GpuSlots | None:
     """The slot plan, or None when workers share the node's GPUs (or there are none)."""
     check_gpus(profile)
     vendor, per = profile.resources.gpu_vendor, profile.worker.gpus_per_worker
-    if vendor is None or per is None:
+    if vendor is None or per is None or profile.resources.gpus == 0:
         return None
     return GpuSlots(VISIBLE_DEVICES[vendor], per, profile.resources.gpus)
 
@@ -43,7 +43,7 @@ def gpu_slots(profile: Profile) -> GpuSlots | None:
 def check_gpus(profile: Profile) -> None:
     """Refuse GPU settings that cannot give every worker slot its own devices."""
     r, w = profile.resources, profile.worker
-    if w.gpus_per_worker is None:
+    if w.gpus_per_worker is None or r.gpus == 0:  # no GPUs asked for: nothing to hand out
         return
     if r.gpu_vendor is None:
         raise UserError(
@@ -62,6 +62,8 @@ def gpu_warnings(profile: Profile) -> list[str]:
     """Advice when several workers would share every GPU of a node."""
     check_gpus(profile)
     r, w = profile.resources, profile.worker
+    if r.gpus == 0 and w.gpus_per_worker is not None:
+        return [f"worker.gpus_per_worker is ignored: site {profile.name} asks for no GPUs"]
     if r.gpus > 0 and w.workers_per_job > 1 and w.gpus_per_worker is None:
         return [
             f"{w.workers_per_job} workers per job share all {r.gpus} GPUs (most codes then use "

@@ -110,6 +110,8 @@ def test_too_few_devices_is_said_in_the_job_log(home, tmp_path):
 def test_gpu_settings_that_cannot_work_are_refused(home):
     with pytest.raises(UserError, match="needs resources.gpu_vendor"):
         plan("tests-slurm", sets=["worker.gpus_per_worker=1", "resources.gpus=1"])
+    ignored = plan("tests-slurm", sets=["worker.gpus_per_worker=1"])  # no GPUs asked for
+    assert any("gpus_per_worker is ignored" in w for w in ignored.warnings)
     with pytest.raises(UserError, match="need 8 GPUs but resources.gpus is 4"):
         plan("perlmutter-gpu", account="m1_g", sets=["worker.gpus_per_worker=2"])
     with pytest.raises(UserError, match="gpu_vendor"):
