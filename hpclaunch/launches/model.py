@@ -39,6 +39,7 @@ class Job:
     elements: int
     array: bool
     script_path: str
+    workers_per_element: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -116,6 +117,7 @@ class Launch:
                     elements=int(j["elements"]),
                     array=bool(j["array"]),
                     script_path=j["script_path"],
+                    workers_per_element=int(j.get("workers_per_element") or 1),
                 )
                 for j in row["jobs"]
             ),

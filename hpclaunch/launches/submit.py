@@ -71,6 +71,7 @@ def submit(
     tags=None,
     transport=None,
     force: bool = False,
+    keeper: str | None = None,
 ) -> Submitted:
     """Submit ``workers`` workers to ``profile``'s site and record the launch."""
     from hpclaunch.launches.breaker import check_not_broken
@@ -142,6 +143,7 @@ def submit(
             tags=",".join(_tags(profile, tags)),
             profile=profile.to_dict(),
             chunks=chunk_rows,
+            keeper=keeper,
         )
         try:
             send_chunks(conn, transport, scheduler, launch_id, workdir, chunk_rows, result)

@@ -30,6 +30,7 @@ def create_launch(
     tags: str,
     profile: dict[str, Any],
     chunks: list[dict[str, Any]],
+    keeper: str | None = None,
 ) -> None:
     """Record the launch and its chunks (without job IDs) before anything is submitted.
 
@@ -39,9 +40,9 @@ def create_launch(
     with conn.transaction():
         conn.execute(
             "INSERT INTO launches (id, site, host, scheduler, workdir, log_dir, workers, tags, "
-            "status, submitted_at, submitted_by, profile) VALUES (:id, :site, :host, "
+            "status, submitted_at, submitted_by, profile, keeper) VALUES (:id, :site, :host, "
             ":scheduler, :workdir, :log_dir, :workers, :tags, :status, :submitted_at, "
-            ":submitted_by, :profile)",
+            ":submitted_by, :profile, :keeper)",
             {
                 "id": launch_id,
                 "site": site,
@@ -55,6 +56,7 @@ def create_launch(
                 "submitted_at": time.time(),
                 "submitted_by": current_user(),
                 "profile": json.dumps(profile, sort_keys=True, default=str),
+                "keeper": keeper,
             },
         )
         for chunk in chunks:
@@ -111,9 +113,13 @@ def list_launches(
     site: str | None = None,
     live_only: bool = False,
     launch_id: str | None = None,
+    keeper: str | None = None,
 ) -> list[dict[str, Any]]:
     where: list[str] = []
     params: dict[str, Any] = {}
+    if keeper:
+        where.append("keeper = :keeper")
+        params["keeper"] = keeper
     if site:
         where.append("site = :site")
         params["site"] = site
