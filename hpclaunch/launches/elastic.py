@@ -23,7 +23,7 @@ from hpclaunch.errors import UserError
 from hpclaunch.launches.model import Launch
 from hpclaunch.launches.poll import scheduler_states
 from hpclaunch.launches.pool import TransportPool
-from hpclaunch.queue import keepers, launch_rows
+from hpclaunch.queue import db, keepers, launch_rows
 from hpclaunch.queue.driver import Connection
 from hpclaunch.queue.keepers import Demand
 from hpclaunch.sites.model import Profile
@@ -178,11 +178,13 @@ def run(
     with TransportPool() as pool:
         try:
             while True:
-                last = cycle(conn, url, profile, tags, settings, holder, pool)
+                # Through a database outage (a restart) the cycle is retried on a new
+                # connection: its state is all in the database, so a retry recounts.
+                last = db.call(conn, cycle, url, profile, tags, settings, holder, pool)
                 if report is not None:
                     report(last)
                 if once or (last.stop is not None and last.alive == 0 and not last.submitted):
                     return last
                 time.sleep(settings.every)
         finally:
-            keepers.release(conn, kid, holder, None if once else "exited")
+            db.call(conn, keepers.release, kid, holder, None if once else "exited")
