@@ -56,6 +56,8 @@ def worker_command(profile: Profile, launch_id: str, tags: tuple[str, ...], log_
         argv += ["-t", tag]
     if w.no_pickle:  # hardening: the profile forbids code from the database
         argv.append("--no-pickle")
+    if w.db_wait is not None:
+        argv += ["--db-wait", str(w.db_wait)]
     argv += [
         "--walltime",
         profile.resources.walltime_hms,

@@ -147,6 +147,10 @@ class Scheduler(ABC):
     def parse_find_by_name(self, stdout: str) -> list[str]:
         """The job IDs :meth:`find_by_name_argv` found, in order."""
 
+    def queue_exists_argv(self, partition: str) -> list[str] | None:
+        """A command that prints something only if the partition/queue exists; None: cannot."""
+        return None
+
     def queued_jobs_argv(self, scope: str, account: str | None) -> list[str] | None:
         """One command listing the user's (``scope`` user) or the account's jobs not yet
         ended, counted against ``limits``; None when this scheduler cannot say."""

@@ -436,6 +436,11 @@ class Pbs(Scheduler):
     find_by_name_argv = staticmethod(find_by_name_argv)
     parse_find_by_name = staticmethod(parse_find_by_name)
     queued_jobs_argv = staticmethod(queued_jobs_argv)
+
+    def queue_exists_argv(self, partition: str) -> list[str] | None:
+        """``qstat -Q QUEUE``: fails with "Unknown queue" when there is none."""
+        return ["qstat", "-Q", partition]
+
     parse_queued_jobs = staticmethod(parse_queued_jobs)
 
     def already_gone(self, output: str) -> bool:

@@ -401,6 +401,11 @@ class Slurm(Scheduler):
     find_by_name_argv = staticmethod(find_by_name_argv)
     parse_find_by_name = staticmethod(parse_find_by_name)
     queued_jobs_argv = staticmethod(queued_jobs_argv)
+
+    def queue_exists_argv(self, partition: str) -> list[str] | None:
+        """``sinfo -h -p PART -o %P``: empty output when there is no such partition."""
+        return ["sinfo", "-h", "-p", partition, "-o", "%P"]
+
     parse_queued_jobs = staticmethod(parse_queued_jobs)
 
     def no_such_jobs(self, stderr: str) -> bool:

@@ -73,6 +73,7 @@ class WorkerProfile:
     workers_per_job: int = 1
     command: str = "hpclaunch"
     no_pickle: bool = False  # start workers with --no-pickle (no code from the database)
+    db_wait: int | None = None  # --db-wait: how long a worker waits for the database
     gpus_per_worker: int | None = None  # each worker slot gets its own devices
     bind_cpus: bool = False  # pin each worker slot to its own cpus (taskset)
 

@@ -458,6 +458,9 @@ SCHEMA = Section(
                 ),
                 "command": Field(_command, default="hpclaunch", nullable=False, help="a command"),
                 "no_pickle": Field(_bool, default=False, nullable=False, help="true or false"),
+                "db_wait": Field(
+                    _int(1, 86400), help="seconds a worker waits for an unreachable database"
+                ),
                 "gpus_per_worker": Field(
                     _int(1, 1024), help="GPUs each worker slot gets (needs resources.gpu_vendor)"
                 ),
