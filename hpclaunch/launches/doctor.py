@@ -10,6 +10,7 @@ A probe that never reaches the queue is reported from the job's own stderr.
 from __future__ import annotations
 
 import dataclasses
+import platform
 import posixpath
 import secrets
 import shlex
@@ -209,6 +210,16 @@ def probe(
         return [Check("probe job", False, f"the probe task {task.status}", "see `tasks why`")]
     result = task.result()
     out.append(Check("probe job", True, f"answered from {result['host']}"))
+    here = platform.python_version()
+    same_python = result["python"].split(".")[:2] == here.split(".")[:2]
+    out.append(
+        Check(
+            "Python on the node",
+            same_python,
+            f"{result['python']} there, {here} here",
+            "" if same_python else f"use Python {here.rsplit('.', 1)[0]} in the jobs (setup:)",
+        )
+    )
     for what in ("hpclaunch", "cloudpickle"):
         mine = _local_version(what)
         same = result[what] == mine
