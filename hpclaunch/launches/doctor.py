@@ -173,7 +173,11 @@ def probe(
         limits=dataclasses.replace(profile.limits, max_queued_jobs=None),
     )
     task = Queue(url).enqueue_call(
-        "hpclaunch.tasks.probe:run", [imports], tags=[PROBE_TAG], name="hpclaunch-probe"
+        "hpclaunch.tasks.probe:run",
+        [imports],
+        tags=[PROBE_TAG],
+        name="hpclaunch-probe",
+        priority=2**31 - 1,  # before anything else a stray task of this tag might hold
     )
     done = submit(conn, url, small, 1, tags=[PROBE_TAG], transport=transport)
     launch_id = done.plan.launch_id
