@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "launches": "hpclaunch.cli.launch_cmds:launches",
     "reconcile": "hpclaunch.cli.launch_cmds:reconcile",
     "lost": "hpclaunch.cli.fault_cmds:lost",
+    "doctor": "hpclaunch.cli.doctor_cmds:doctor",
     "connect": "hpclaunch.cli.session_cmds:connect",
     "disconnect": "hpclaunch.cli.session_cmds:disconnect",
     # the HTTP server
@@ -69,6 +70,7 @@ SHORT_HELP: dict[str, str] = {
     "launches": "List what was submitted, where, with which job IDs.",
     "reconcile": "Turn scheduler verdicts into task outcomes (status does it too).",
     "lost": "Tasks whose workers are gone.",
+    "doctor": "Check a site end to end: profile, SSH, scheduler, database, a probe job.",
     "connect": "Log in to a site once and reuse the login (--list: sessions).",
     "disconnect": "End a site's session.",
     "serve": "Serve the queue over HTTP (an ASGI server).",

@@ -9,7 +9,7 @@ import click
 
 from hpclaunch.cli.output import emit, fmt_time, print_json, print_table
 from hpclaunch.cli.sites_cmds import collect_overrides, override_options, warn_shadowing
-from hpclaunch.cli.validate import COUNT, worker_tags_option
+from hpclaunch.cli.validate import COUNT, Duration, worker_tags_option
 from hpclaunch.errors import UserError
 
 
@@ -26,8 +26,39 @@ def _queue_and_url(ctx: click.Context):
 
 
 @click.command()
-@click.option("--site", required=True, metavar="NAME", help="Site profile (or a .yaml path).")
-@click.option("--workers", "-n", required=True, type=COUNT, help="Number of workers to start.")
+@click.option("--site", default=None, metavar="NAME", help="Site profile (or a .yaml path).")
+@click.option("--workers", "-n", default=None, type=COUNT, help="Number of workers to start.")
+@click.option(
+    "--resume",
+    "resume_id",
+    default=None,
+    metavar="LAUNCH",
+    help="Submit the jobs a partial launch could not (refused at a site's job limit).",
+)
+@click.option(
+    "--keep", is_flag=True, help="Elastic: keep workers topped up until the queue drains."
+)
+@click.option("--max-workers", type=COUNT, default=None, help="--keep: at most this many workers.")
+@click.option(
+    "--drain-within",
+    type=Duration(1.0),
+    default=None,
+    help="--keep: drain the pending work within this time (default: one walltime).",
+)
+@click.option(
+    "--max-node-hours",
+    type=click.FloatRange(min=0, min_open=True, max=1e9),
+    default=None,
+    help="--keep: stop submitting once the workers used this many node-hours.",
+)
+@click.option("--once", is_flag=True, help="--keep: one cycle, then exit (for cron).")
+@click.option(
+    "--every",
+    type=Duration(1.0),
+    default=30.0,
+    show_default=True,
+    help="--keep: seconds per cycle.",
+)
 @override_options
 @click.option(
     "-t",
@@ -44,15 +75,52 @@ def _queue_and_url(ctx: click.Context):
 )
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def submit(ctx, site, workers, tags, dry_run, force, as_json, **kwargs):
+def submit(ctx, site, workers, resume_id, tags, dry_run, force, as_json, **kwargs):
     """Render, upload and submit worker job arrays to a site; record the launch.
 
     \b
       hpclaunch submit --site longleaf --workers 50
       hpclaunch submit --site local --workers 4        # no scheduler: 4 processes here
+      hpclaunch submit --resume 3fa9c0d1e2             # the rest of a partial launch
     """
     from hpclaunch import sites as site_api
     from hpclaunch.launches import submit as submitting
+
+    keep = {
+        k: kwargs.pop(k)
+        for k in ("keep", "max_workers", "drain_within", "max_node_hours", "once", "every")
+    }
+    if keep["keep"]:
+        if (
+            site is None
+            or keep["max_workers"] is None
+            or workers is not None
+            or resume_id
+            or dry_run
+        ):
+            raise UserError(
+                "submit --keep needs --site NAME and --max-workers N (not --workers, --resume "
+                "or --dry-run): it submits as many workers as the queue needs, up to N"
+            )
+        _keep(ctx, site, list(tags), keep, as_json, kwargs)
+        return
+    if (
+        any(keep[k] not in (None, False) for k in ("max_workers", "drain_within", "max_node_hours"))
+        or keep["once"]
+    ):
+        raise UserError("--max-workers, --drain-within, --max-node-hours and --once go with --keep")
+    if resume_id is not None:
+        if site or workers or tags or dry_run or any(v not in (None, ()) for v in kwargs.values()):
+            raise UserError(
+                "--resume LAUNCH takes no --site, --workers, overrides or --dry-run: it "
+                "submits the rest of that launch as it was planned"
+            )
+        _resume(ctx, resume_id, as_json)
+        return
+    if site is None or workers is None:
+        raise UserError(
+            "submit needs --site NAME and --workers N (or --resume LAUNCH for a partial launch)"
+        )
 
     profile = site_api.load_profile(site, collect_overrides(kwargs))
     warn_shadowing(site)
@@ -89,17 +157,91 @@ def submit(ctx, site, workers, tags, dry_run, force, as_json, **kwargs):
                 "ssh_connections": result.connections,
                 "scheduler_calls": result.scheduler_calls,
                 "warnings": list(result.plan.warnings),
+                "notes": result.notes,
+                "counted_jobs": result.plan.counted_jobs,
             }
         )
         return
     for warning in result.plan.warnings:
         click.echo(f"warning: {warning}", err=True)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
     ids = ", ".join(j["job_id"] for j in result.jobs)
     click.echo(
         f"launch {result.plan.launch_id}: {workers} worker(s) on {profile.name} "
         f"({profile.host or 'this machine'}); job ID(s) {ids}"
     )
     click.echo(f"scripts and logs in {result.jobs[0]['script_path'].rsplit('/', 1)[0]}")
+
+
+def _keep(
+    ctx: click.Context, site: str, tags: list[str], keep: dict, as_json: bool, kwargs
+) -> None:
+    """``submit --keep``: the elastic loop, one line per cycle."""
+    from hpclaunch import sites as site_api
+    from hpclaunch.launches import elastic
+
+    profile = site_api.load_profile(site, collect_overrides(kwargs))
+    warn_shadowing(site)
+    conn, url = _queue_and_url(ctx)
+    settings = elastic.Settings(
+        max_workers=keep["max_workers"],
+        drain_within=keep["drain_within"] or float(profile.resources.walltime_seconds),
+        max_node_hours=keep["max_node_hours"],
+        every=keep["every"],
+    )
+
+    def report(c: elastic.Cycle) -> None:
+        if as_json:
+            print_json(
+                {
+                    "alive": c.alive,
+                    "wanted": c.wanted,
+                    "submitted": c.submitted,
+                    "node_hours": round(c.node_hours, 4),
+                    "stop": c.stop,
+                    "held_elsewhere": c.held_elsewhere,
+                    "notes": c.notes,
+                }
+            )
+            return
+        if c.held_elsewhere:
+            click.echo(f"{profile.name}: another hpclaunch keeps this site; waiting")
+            return
+        click.echo(
+            f"{profile.name}: {c.alive} worker(s) alive, {c.wanted} wanted, {c.submitted} "
+            f"submitted" + (f"; stopped submitting: {c.stop}" if c.stop else "")
+        )
+        for note in c.notes:
+            click.echo(f"note: {note}", err=True)
+
+    tags = tags or list(profile.worker.tags)
+    elastic.run(conn, url, profile, tags, settings, once=keep["once"], report=report)
+
+
+def _resume(ctx: click.Context, launch_id: str, as_json: bool) -> None:
+    """``submit --resume``: what was sent now, and what still waits."""
+    from hpclaunch.launches.resume import resume
+
+    conn, url = _queue_and_url(ctx)
+    result = resume(conn, url, launch_id)
+    if as_json:
+        print_json(
+            {
+                "launch_id": launch_id,
+                "jobs": [
+                    {k: j[k] for k in ("chunk", "job_name", "job_id", "elements", "script_path")}
+                    for j in result.jobs
+                ],
+                "scheduler_calls": result.scheduler_calls,
+                "notes": result.notes,
+            }
+        )
+        return
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    ids = ", ".join(j["job_id"] for j in result.jobs) or "none"
+    click.echo(f"launch {launch_id}: submitted {len(result.jobs)} more job(s); job ID(s) {ids}")
 
 
 @click.command()

@@ -38,6 +38,22 @@ class Seconds(click.ParamType):
             self.fail(str(exc).replace("the value ", ""), param, ctx)
 
 
+class Duration(Seconds):
+    """Seconds, or a number with a unit: ``20s``, ``15m``, ``2h``, ``1d``."""
+
+    name = "duration"
+    UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = str(value).strip().lower()
+        if text and text[-1] in self.UNITS:
+            try:
+                value = float(text[:-1]) * self.UNITS[text[-1]]
+            except ValueError:
+                self.fail(f"{text!r} is not a duration such as 20s, 15m or 2h", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 ROW_ID = click.IntRange(1, validate.ID_MAX)
 PRIORITY = click.IntRange(-validate.INT32_MAX, validate.INT32_MAX)
 ATTEMPTS = click.IntRange(1, validate.INT32_MAX)

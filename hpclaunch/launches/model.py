@@ -39,6 +39,7 @@ class Job:
     elements: int
     array: bool
     script_path: str
+    workers_per_element: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -92,6 +93,7 @@ class Launch:
     broken_reason: str | None
     jobs: tuple[Job, ...]
     profile_json: str = field(repr=False)
+    refused: str | None = None  # why the unsubmitted jobs were not sent (submit --resume)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Launch:
@@ -115,10 +117,12 @@ class Launch:
                     elements=int(j["elements"]),
                     array=bool(j["array"]),
                     script_path=j["script_path"],
+                    workers_per_element=int(j.get("workers_per_element") or 1),
                 )
                 for j in row["jobs"]
             ),
             profile_json=row["profile"] or "{}",
+            refused=row.get("refused"),
         )
 
     @property

@@ -11,21 +11,21 @@ from __future__ import annotations
 import os
 import posixpath
 import secrets
-import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
 from hpclaunch.errors import UserError
 from hpclaunch.launches.poll import forget_view
+from hpclaunch.launches.quota import count_queued
+from hpclaunch.launches.send import PartialLaunch, Refused, Unverified, send_chunks
 from hpclaunch.queue import launch_rows
 from hpclaunch.queue.driver import Connection
 from hpclaunch.queue.urls import is_sqlite, sqlite_path
 from hpclaunch.render import LaunchPlan, plan_launch
 from hpclaunch.schedulers import get_scheduler
 from hpclaunch.sites.model import Profile
-from hpclaunch.states import LaunchStatus
 
-SUBMIT_TRIES = 3
+__all__ = ["PartialLaunch", "Refused", "Submitted", "Unverified", "submit"]
 
 
 @dataclass
@@ -37,12 +37,7 @@ class Submitted:
     jobs: list[dict[str, Any]] = field(default_factory=list)
     connections: int = 0
     scheduler_calls: int = 0
-
-
-class Unverified(UserError):
-    """A submission's reply was lost and the scheduler could not say whether it arrived."""
-
-    exit_code = 6
+    notes: list[str] = field(default_factory=list)  # about the queued-job count
 
 
 def new_launch_id() -> str:
@@ -76,6 +71,7 @@ def submit(
     tags=None,
     transport=None,
     force: bool = False,
+    keeper: str | None = None,
 ) -> Submitted:
     """Submit ``workers`` workers to ``profile``'s site and record the launch."""
     from hpclaunch.launches.breaker import check_not_broken
@@ -86,9 +82,10 @@ def submit(
     check_not_broken(conn, profile, force=force)
     launch_id = new_launch_id()
     scheduler = get_scheduler(profile.scheduler)
-    plan = plan_launch(
-        scheduler.submit_profile(profile), workers, launch_id, tags=tags, submitting=True
-    )
+    submitted = scheduler.submit_profile(profile)
+    # Planned once before connecting: a launch over the limit even on an empty queue is
+    # refused without a login; then again with the jobs already queued there.
+    plan = plan_launch(submitted, workers, launch_id, tags=tags, submitting=True)
     if transport is None:
         from hpclaunch.transport import open_transport
 
@@ -99,6 +96,22 @@ def submit(
         os.environ["HPCLAUNCH_DATABASE_URL"] = url
     result = Submitted(plan=plan, workdir="")
     with transport:
+        queued = count_queued(
+            transport,
+            scheduler,
+            site=profile.name,
+            max_queued=profile.limits.max_queued_jobs,
+            scope=profile.limits.scope,
+            array_elements_count=profile.limits.array_elements_count,
+            account=profile.resources.account,
+        )
+        result.scheduler_calls += queued.calls
+        result.notes = list(queued.notes)
+        if queued.jobs:
+            plan = plan_launch(
+                submitted, workers, launch_id, tags=tags, submitting=True, queued=queued.jobs
+            )
+            result.plan = plan
         workdir = _absolute(transport, plan.workdir)
         log_dir = _absolute(transport, plan.log_dir, base=workdir)
         result.workdir = workdir
@@ -130,70 +143,14 @@ def submit(
             tags=",".join(_tags(profile, tags)),
             profile=profile.to_dict(),
             chunks=chunk_rows,
+            keeper=keeper,
         )
         try:
-            for chunk, row in zip(plan.chunks, chunk_rows, strict=True):
-                job_id, calls = _submit_chunk(transport, scheduler, workdir, row)
-                result.scheduler_calls += calls
-                launch_rows.set_job_id(conn, launch_id, chunk.index, job_id)
-                result.jobs.append({**row, "job_id": job_id})
-        except BaseException as exc:
-            from hpclaunch.transport.base import AmbiguousCommandError
-
-            # A job may exist that we could not confirm: keep the launch live ("partial")
-            # so status keeps an eye on it, rather than forgetting it as "failed".
-            unsure = isinstance(exc, Unverified | AmbiguousCommandError)
-            launch_rows.set_status(
-                conn,
-                launch_id,
-                LaunchStatus.PARTIAL if result.jobs or unsure else LaunchStatus.FAILED,
-            )
-            raise
+            send_chunks(conn, transport, scheduler, launch_id, workdir, chunk_rows, result)
         finally:
             forget_view(profile.host, profile.scheduler)  # the next status sees the new jobs
-        launch_rows.set_status(conn, launch_id, LaunchStatus.SUBMITTED)
         result.connections = transport.connections_opened
     return result
-
-
-def _submit_chunk(transport, scheduler, workdir: str, row: dict) -> tuple[str, int]:
-    """Submit one chunk; after an ambiguous failure, find it by name before resubmitting."""
-    from hpclaunch.transport.base import AmbiguousCommandError
-
-    submit_line = f"cd {shlex.quote(workdir)} && " + shlex.join(
-        scheduler.submit_argv(row["script_path"])
-    )
-    calls = 0
-    for attempt in range(1, SUBMIT_TRIES + 1):
-        calls += 1
-        try:
-            result = transport.run(submit_line, idempotent=False)
-        except AmbiguousCommandError as lost:
-            calls += 1
-            found = transport.run(scheduler.find_by_name_argv(row["job_name"]), idempotent=True)
-            if not found.ok:
-                raise Unverified(
-                    f"the reply to submitting {row['job_name']} was lost and the scheduler "
-                    f"could not be asked whether it arrived ({found.stderr.strip()[:200]}); "
-                    f"check `{shlex.join(scheduler.find_by_name_argv(row['job_name']))}` "
-                    "before submitting again"
-                ) from lost
-            ids = scheduler.parse_find_by_name(found.stdout)
-            if ids:
-                return ids[0], calls
-            if attempt == SUBMIT_TRIES:
-                raise
-            continue
-        if not result.ok:
-            detail = (result.stderr or result.stdout).strip().splitlines()
-            raise UserError(
-                f"{scheduler.name} refused {row['job_name']}: "
-                f"{detail[-1] if detail else f'exit code {result.returncode}'} "
-                f"(script kept at {row['script_path']})",
-                exit_code=6,
-            )
-        return scheduler.parse_submit(result.stdout).job_id, calls
-    raise AssertionError("unreachable")
 
 
 def _tags(profile: Profile, tags) -> list[str]:

@@ -31,6 +31,7 @@ def create_launch(
     tags: str,
     profile: dict[str, Any],
     chunks: list[dict[str, Any]],
+    keeper: str | None = None,
 ) -> None:
     """Record the launch and its chunks (without job IDs) before anything is submitted.
 
@@ -40,9 +41,9 @@ def create_launch(
     with conn.transaction():
         conn.execute(
             "INSERT INTO launches (id, site, host, scheduler, workdir, log_dir, workers, tags, "
-            "status, submitted_at, submitted_by, profile) VALUES (:id, :site, :host, "
+            "status, submitted_at, submitted_by, profile, keeper) VALUES (:id, :site, :host, "
             ":scheduler, :workdir, :log_dir, :workers, :tags, :status, :submitted_at, "
-            ":submitted_by, :profile)",
+            ":submitted_by, :profile, :keeper)",
             {
                 "id": launch_id,
                 "site": site,
@@ -56,6 +57,7 @@ def create_launch(
                 "submitted_at": time.time(),
                 "submitted_by": current_user(),
                 "profile": json.dumps(profile, sort_keys=True, default=str),
+                "keeper": keeper,
             },
         )
         for chunk in chunks:
@@ -87,6 +89,15 @@ def set_status(conn: Connection, launch_id: str, status: str, *, reason: str | N
         )
 
 
+def set_refused(conn: Connection, launch_id: str, status: str, refused: str | None) -> None:
+    """The launch's status after a submission stopped (or resumed), and why the rest waits."""
+    with conn.transaction():
+        conn.execute(
+            "UPDATE launches SET status = :status, refused = :refused WHERE id = :id",
+            {"status": str(status), "refused": refused, "id": launch_id},
+        )
+
+
 def get_launch(conn: Connection, launch_id: str) -> dict[str, Any]:
     rows = conn.dicts("SELECT * FROM launches WHERE id = :id", {"id": launch_id})
     if not rows:
@@ -106,13 +117,18 @@ def list_launches(
     scope: Scope | None = None,
     after: str | None = None,
     limit: int | None = None,
+    keeper: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Launches with their jobs; ``after``/``limit`` page by ID (else by submission time)."""
+    """Launches with their jobs; ``after``/``limit`` page by ID (else by submission time);
+    ``keeper``: only those an elastic loop submitted."""
     visible, params = launch_condition(scope)
     where: list[str] = [visible]
     if after is not None:
         where.append("id > :after")
         params["after"] = after
+    if keeper:
+        where.append("keeper = :keeper")
+        params["keeper"] = keeper
     if site:
         where.append("site = :site")
         params["site"] = site

@@ -245,6 +245,9 @@ launches = Table(
     Column("profile", Text, nullable=False),
     Column("broken_reason", Text, nullable=True),
     Column("canceled_at", Float, nullable=True),
+    # why the rest of a partial launch was not submitted (submit --resume sends it)
+    Column("refused", Text, nullable=True),
+    Column("keeper", String(200), nullable=True),  # the elastic keeper that submitted it
     Index("ix_launches_site_status", "site", "status"),
 )
 
@@ -279,4 +282,18 @@ launch_elements = Table(
     Column("seen_at", Float, nullable=False),
     Column("settled", Integer, nullable=False, server_default="0"),
     Index("ux_launch_elements", "launch_id", "job_id", "array_index", unique=True),
+)
+
+# Elastic keepers (``submit --keep``): one row per site + worker tags, with a lease.
+keepers = Table(
+    "keepers",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("site", String(100), nullable=False),
+    Column("holder", String(200), nullable=True),
+    Column("lease_until", Float, nullable=False, server_default="0"),
+    Column("started_at", Float, nullable=False),
+    Column("cycle_at", Float, nullable=True),
+    Column("settings", Text, nullable=False),
+    Column("stopped", Text, nullable=True),
 )

@@ -20,7 +20,8 @@ from typing import Any
 
 from hpclaunch.errors import UserError
 from hpclaunch.render import context, jinja_env
-from hpclaunch.render.planner import ChunkShape, plan_shapes
+from hpclaunch.render.gpus import gpu_warnings
+from hpclaunch.render.planner import ChunkShape, fit_limits, plan_shapes
 from hpclaunch.schedulers import get_scheduler
 from hpclaunch.sites import checks, schema
 from hpclaunch.sites.model import Profile
@@ -28,6 +29,7 @@ from hpclaunch.sites.model import Profile
 __all__ = ["Chunk", "LaunchPlan", "default_launch_id", "plan_launch"]
 
 MAX_WORKERS = 1_000_000
+LIMIT_EXIT_CODE = 7  # a launch over the site's job limit: nothing was submitted
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class LaunchPlan:
     log_dir: str  # create before submitting: element stdout/stderr and worker logs
     chunks: tuple[Chunk, ...]
     warnings: tuple[str, ...]
+    counted_jobs: int = 0  # jobs as the site's limits count them
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +73,7 @@ class LaunchPlan:
             "workdir": self.workdir,
             "log_dir": self.log_dir,
             "warnings": list(self.warnings),
+            "counted_jobs": self.counted_jobs,
             "chunks": [
                 {
                     "index": c.index,
@@ -129,12 +133,16 @@ def plan_launch(
     tags: Any = None,
     *,
     submitting: bool = False,
+    queued: int = 0,
 ) -> LaunchPlan:
     """Plan and render the scripts that start ``workers`` workers on ``profile``'s site.
 
     Pure: the same inputs give byte-identical scripts. Raises UserError for bad input.
     ``submitting``: plan the jobs ``submit`` sends, which a scheduler may pack
     differently from the preview (``local`` submits one job per worker).
+    ``queued``: jobs already queued on the site that count against ``limits``
+    (``submit`` asks the scheduler; a preview assumes none). A plan over the
+    limit is refused with the largest launch that fits.
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
         raise UserError(
@@ -148,17 +156,35 @@ def plan_launch(
         if launch_id is None
         else _check_launch_id(launch_id)
     )
-    shapes, warnings = plan_shapes(
-        scheduler=get_scheduler(profile.scheduler),
-        workers=workers,
-        workers_per_job=profile.worker.workers_per_job,
-        arrays_enabled=profile.arrays.enabled,
-        max_array_size=profile.arrays.max_array_size,
-        max_concurrent=profile.arrays.max_concurrent,
+
+    def shapes_for(n: int) -> tuple[list[ChunkShape], list[str]]:
+        return plan_shapes(
+            scheduler=get_scheduler(profile.scheduler),
+            workers=n,
+            workers_per_job=profile.worker.workers_per_job,
+            arrays_enabled=profile.arrays.enabled,
+            max_array_size=profile.arrays.max_array_size,
+            max_concurrent=profile.arrays.max_concurrent,
+            site=profile.name,
+            submitting=submitting,
+        )
+
+    shapes, warnings = shapes_for(workers)
+    limits = profile.limits
+    fit = fit_limits(
+        lambda n: shapes_for(n)[0] if n > 0 else [],
+        workers,
+        max_queued=limits.max_queued_jobs,
+        max_running=limits.max_running_jobs,
+        scope=limits.scope,
+        array_elements_count=limits.array_elements_count,
+        queued=queued,
         site=profile.name,
-        submitting=submitting,
     )
-    warnings = list(warnings) + _ignored(profile)
+    if fit.refusal:
+        raise UserError(fit.refusal, exit_code=LIMIT_EXIT_CODE)
+    warnings = list(warnings) + list(fit.warnings) + _ignored(profile)
+    warnings += gpu_warnings(profile)
     template = _template(profile)
     chunks = tuple(_render(template, profile, shape, launch_id, tags) for shape in shapes)
     return LaunchPlan(
@@ -170,6 +196,7 @@ def plan_launch(
         log_dir=f"{profile.workdir.rstrip('/')}/{launch_id}",
         chunks=chunks,
         warnings=tuple(warnings),
+        counted_jobs=fit.counted,
     )
 
 

@@ -11,6 +11,7 @@ import posixpath
 import shlex
 from typing import Any
 
+from hpclaunch.render.gpus import gpu_slots
 from hpclaunch.render.planner import ChunkShape
 from hpclaunch.schedulers import get_scheduler
 from hpclaunch.schedulers.base import Scheduler
@@ -57,6 +58,8 @@ def worker_command(profile: Profile, launch_id: str, tags: tuple[str, ...], log_
         argv.append("--no-pickle")
     for name, spec in w.engines:  # checked one-line values, quoted as one shell word
         argv += ["--engine-handler", shlex.quote(f"{name}={spec}")]
+    if w.db_wait is not None:
+        argv += ["--db-wait", str(w.db_wait)]
     argv += [
         "--walltime",
         profile.resources.walltime_hms,
@@ -103,8 +106,11 @@ def build(
     """The template context for one chunk."""
     r = profile.resources
     scheduler = get_scheduler(profile.scheduler)
-    per_job_cpus = r.cpus * shape.workers
+    # A node-exclusive site charges the whole node whatever a job asks: the remainder job
+    # (fewer workers) asks for all its cpus too.
+    per_job_cpus = max(r.cpus * shape.workers, r.node_cpus or 0)
     log_dir_shell = shell_path(posixpath.join(profile.workdir, launch_id))
+    gpu = gpu_slots(profile)
     return {
         "site": profile.name,
         "scheduler": profile.scheduler,
@@ -143,6 +149,12 @@ def build(
         "log_dir": directive_log_dir(profile.workdir, launch_id),
         "log_dir_shell": log_dir_shell,
         "worker_command": worker_command(profile, launch_id, tags, log_dir_shell),
+        "gpu": gpu,
+        # jobs on one host (local: one job per worker) take the next slots, not slot 1 again
+        "slot_offset": shape.index * shape.workers if scheduler.jobs_share_host else 0,
+        "worker_prefix": (f'{gpu.variable}="$hpcl_mine" ' if gpu else "")
+        + ('taskset -c "$hpcl_mine_cpus" ' if profile.worker.bind_cpus else ""),
+        "bind_cpus": r.cpus if profile.worker.bind_cpus else None,
         "worker_logs": scheduler.worker_log_paths(
             log_dir_shell, job_name, scheduler.index_expression() if shape.array else None
         ),

@@ -10,10 +10,14 @@
   leaves a remainder that gets its own plain job with fewer workers.
 * The scheduler may change the packing (:meth:`Scheduler.packing`): ``local``
   renders one script that runs all N workers and submits one job per worker.
+* ``limits.max_queued_jobs``: :func:`fit_limits` counts the plan as the centre
+  does (each array element, or each submission) plus the jobs already queued,
+  and refuses with the largest launch that fits rather than split past it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -99,3 +103,76 @@ def plan_shapes(
             f"{remainder} run in a separate job"
         )
     return shapes, warnings
+
+
+# --- job limits (``limits:``) ----------------------------------------------------------
+
+
+def jobs_counted(shapes: list[ChunkShape], array_elements_count: bool) -> int:
+    """How many jobs ``shapes`` are as the centre counts them (elements or submissions)."""
+    return sum(s.elements if array_elements_count else 1 for s in shapes)
+
+
+@dataclass(frozen=True)
+class LimitFit:
+    """A plan checked against the site's queued-job limit.
+
+    ``refusal`` is None when the plan fits; otherwise the one line a user reads
+    (with the largest launch that fits), and nothing may be submitted.
+    """
+
+    counted: int
+    room: int | None  # jobs the limit still allows (None: no limit stated)
+    largest: int  # the most workers that fit now (0: none)
+    refusal: str | None
+    warnings: tuple[str, ...] = ()
+
+
+def fit_limits(
+    plan: Callable[[int], list[ChunkShape]],
+    workers: int,
+    *,
+    max_queued: int | None,
+    max_running: int | None,
+    scope: str,
+    array_elements_count: bool,
+    queued: int = 0,
+    site: str = "this site",
+) -> LimitFit:
+    """Check ``plan(workers)`` against the limit, counting ``queued`` jobs already there.
+
+    ``plan`` maps a worker count to its shapes (the same planner, so the largest
+    launch that fits is found by the same arithmetic: the count never falls as
+    workers grow, so a bisection finds it).
+    """
+    unit = "array elements and jobs" if array_elements_count else "jobs (an array counts once)"
+    counted = jobs_counted(plan(workers), array_elements_count)
+    warnings: list[str] = []
+    if max_running is not None and counted > max_running:
+        warnings.append(
+            f"{site} runs at most {max_running} jobs per {scope} at once (limits.max_running_jobs):"
+            f" {counted - max_running} of these {counted} wait in the queue until others end"
+        )
+    if max_queued is None:
+        return LimitFit(counted, None, workers, None, tuple(warnings))
+    room = max(0, max_queued - queued)
+    if counted <= room:
+        return LimitFit(counted, room, workers, None, tuple(warnings))
+    lo, hi = 0, workers - 1  # largest w in [0, workers) whose count fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if jobs_counted(plan(mid), array_elements_count) <= room:
+            lo = mid
+        else:
+            hi = mid - 1
+    already = f", {queued} already queued there" if queued else ""
+    advice = (
+        f"the largest launch that fits now is --workers {lo}"
+        if lo
+        else "no launch fits now: wait for queued jobs to end, or cancel some"
+    )
+    refusal = (
+        f"{site} accepts {max_queued} queued {unit} per {scope} (limits.max_queued_jobs"
+        f"{already}): {workers} workers need {counted}; {advice}"
+    )
+    return LimitFit(counted, room, lo, refusal, tuple(warnings))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import posixpath
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from hpclaunch.schedulers import JobState, StatusAnswer, SubmittedJob
@@ -21,6 +22,26 @@ from hpclaunch.schedulers.registry import ENVIRONMENTS
 
 if TYPE_CHECKING:
     from hpclaunch.sites.model import Profile, Resources
+
+
+@dataclass(frozen=True)
+class QueuedJobs:
+    """Jobs still queued or running for a user (or account), as one command listed them.
+
+    ``elements`` counts each array element; None when the command shows an array
+    as one line and its elements are not known (the count is then a lower bound).
+    """
+
+    jobs: int
+    elements: int | None
+
+    def counted(self, array_elements_count: bool) -> tuple[int, bool]:
+        """The count as the centre counts it, and whether it is exact."""
+        if not array_elements_count:
+            return self.jobs, True
+        if self.elements is None:
+            return self.jobs, False
+        return self.elements, True
 
 
 class Scheduler(ABC):
@@ -42,6 +63,8 @@ class Scheduler(ABC):
     array_max_elements_default: ClassVar[int | None] = None
     #: First array index it hands out (SGE counts tasks from 1).
     array_first_index: ClassVar[int] = 0
+    #: All jobs run on the same host (local): GPU slots are numbered across the launch.
+    jobs_share_host: ClassVar[bool] = False
     #: Workers reach the queue like the submitting process when a profile says nothing.
     database_local_by_default: ClassVar[bool] = False
 
@@ -123,6 +146,19 @@ class Scheduler(ABC):
     @abstractmethod
     def parse_find_by_name(self, stdout: str) -> list[str]:
         """The job IDs :meth:`find_by_name_argv` found, in order."""
+
+    def queue_exists_argv(self, partition: str) -> list[str] | None:
+        """A command that prints something only if the partition/queue exists; None: cannot."""
+        return None
+
+    def queued_jobs_argv(self, scope: str, account: str | None) -> list[str] | None:
+        """One command listing the user's (``scope`` user) or the account's jobs not yet
+        ended, counted against ``limits``; None when this scheduler cannot say."""
+        return None
+
+    def parse_queued_jobs(self, stdout: str) -> QueuedJobs:
+        """What :meth:`queued_jobs_argv` printed, counted."""
+        raise NotImplementedError(f"{self.name} does not count queued jobs")
 
     def interpret_status(self, stdout: str, stderr: str, returncode: int) -> StatusAnswer:
         """Everything a status command's run says: states, forgotten IDs, notes, failure.

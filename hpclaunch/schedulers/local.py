@@ -329,6 +329,7 @@ class Local(Scheduler):
     array_min_elements = ARRAY_MIN_ELEMENTS
     array_max_elements_default = ARRAY_MAX_ELEMENTS_DEFAULT
     database_local_by_default = True
+    jobs_share_host = True
 
     def packing(
         self, workers: int, workers_per_job: int, arrays_enabled: bool, *, submitting: bool

@@ -40,7 +40,7 @@ from hpclaunch.schedulers._pbs_common import (
     parse_qsub,
     positive_exit_verdict,
 )
-from hpclaunch.schedulers.base import Scheduler
+from hpclaunch.schedulers.base import QueuedJobs, Scheduler
 
 NAME = "pbs"
 # PBS job arrays need at least two subjobs (qsub -J X-Y with Y > X).
@@ -358,6 +358,26 @@ def parse_find_by_name(stdout: str) -> list[str]:
     return parse_job_id_lines(stdout, "qselect")
 
 
+# --- jobs counted against a submit limit ------------------------------------------------
+
+
+def queued_jobs_argv(scope: str, account: str | None) -> list[str] | None:
+    """``qselect -u "$USER"`` (or ``-A ACCOUNT``): the IDs of jobs not yet finished.
+
+    qselect prints an array once (``12[].server``), so with array elements
+    counting as jobs the count is a lower bound (:class:`QueuedJobs`).
+    """
+    if scope == "project":
+        return ["qselect", "-A", account] if account else None
+    return ["sh", "-c", 'exec qselect -u "$USER"']
+
+
+def parse_queued_jobs(stdout: str) -> QueuedJobs:
+    ids = parse_job_id_lines(stdout, "qselect")
+    arrays = sum(1 for i in ids if "[]" in i)
+    return QueuedJobs(jobs=len(ids), elements=None if arrays else len(ids))
+
+
 # --- JSON ------------------------------------------------------------------------------
 
 _BARE_WORD_RE = re.compile(r"(?<=[:\[,])(\s*)(-?inf|nan|-?infinity)(?=\s*[,}\]])", re.I)
@@ -415,6 +435,13 @@ class Pbs(Scheduler):
     cancel_argv = staticmethod(cancel_argv)
     find_by_name_argv = staticmethod(find_by_name_argv)
     parse_find_by_name = staticmethod(parse_find_by_name)
+    queued_jobs_argv = staticmethod(queued_jobs_argv)
+
+    def queue_exists_argv(self, partition: str) -> list[str] | None:
+        """``qstat -Q QUEUE``: fails with "Unknown queue" when there is none."""
+        return ["qstat", "-Q", partition]
+
+    parse_queued_jobs = staticmethod(parse_queued_jobs)
 
     def already_gone(self, output: str) -> bool:
         """Also ``qdel: Job has finished ID`` (exit status 35 on OpenPBS 23.06)."""

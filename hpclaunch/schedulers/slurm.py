@@ -23,7 +23,7 @@ from hpclaunch.schedulers import (
     output_lines,
     signal_name,
 )
-from hpclaunch.schedulers.base import Scheduler
+from hpclaunch.schedulers.base import QueuedJobs, Scheduler
 
 if TYPE_CHECKING:
     from hpclaunch.sites.model import Resources
@@ -264,6 +264,33 @@ def parse_find_by_name(stdout: str) -> list[str]:
     return seen
 
 
+# --- jobs counted against a submit limit ------------------------------------------------
+
+
+def queued_jobs_argv(scope: str, account: str | None) -> list[str] | None:
+    """``squeue -h -r -o %F`` for the user's jobs (``--me``) or the account's (``-A``).
+
+    ``-r`` prints one line per array element, pending ones included, so both
+    ways a centre counts are known from one call: lines (elements) and distinct
+    array job IDs (jobs). squeue lists jobs not yet ended (pending, running,
+    completing, suspended), which is what MaxSubmitJobs counts.
+    """
+    if scope == "project":
+        if not account:
+            return None
+        return ["squeue", "-h", "-r", "-A", account, "-o", "%F"]
+    return ["squeue", "-h", "-r", "--me", "-o", "%F"]
+
+
+def parse_queued_jobs(stdout: str) -> QueuedJobs:
+    """Lines of base job IDs: elements are lines, jobs distinct IDs."""
+    ids = [line.strip() for line in output_lines(stdout) if line.strip()]
+    for value in ids:
+        if not value.isascii() or not value.isdigit():
+            raise ParseError(f"squeue printed an unexpected job ID {excerpt(value)!r}")
+    return QueuedJobs(jobs=len(set(ids)), elements=len(ids))
+
+
 # --- state helpers ---------------------------------------------------------------------
 
 
@@ -373,6 +400,13 @@ class Slurm(Scheduler):
     cancel_argv = staticmethod(cancel_argv)
     find_by_name_argv = staticmethod(find_by_name_argv)
     parse_find_by_name = staticmethod(parse_find_by_name)
+    queued_jobs_argv = staticmethod(queued_jobs_argv)
+
+    def queue_exists_argv(self, partition: str) -> list[str] | None:
+        """``sinfo -h -p PART -o %P``: empty output when there is no such partition."""
+        return ["sinfo", "-h", "-p", partition, "-o", "%P"]
+
+    parse_queued_jobs = staticmethod(parse_queued_jobs)
 
     def no_such_jobs(self, stderr: str) -> bool:
         return no_such_jobs(stderr)

@@ -478,6 +478,7 @@ def _build(
         resources=section(model.Resources, "resources"),
         arrays=section(model.Arrays, "arrays"),
         worker=section(model.WorkerProfile, "worker"),
+        limits=section(model.Limits, "limits"),
         env=tuple(sorted(values.get("env", {}).items())),
         database=database,
         retry=retry,

@@ -27,9 +27,11 @@ class Resources:
     walltime: str = "01:00:00"
     nodes: int = 1
     cpus: int = 1
+    node_cpus: int | None = None  # node-exclusive sites: every job asks for the whole node's
     memory: str | None = None
     gpus: int = 0
     filesystems: str | None = None
+    gpu_vendor: str | None = None  # nvidia | amd | intel: which visible-devices variable
     place: str | None = None
 
     @property
@@ -73,6 +75,19 @@ class WorkerProfile:
     no_pickle: bool = False  # start workers with --no-pickle (no code from the database)
     # Engine handlers its workers get (``--engine-handler NAME=SPEC``), sorted by name.
     engines: tuple[tuple[str, str], ...] = ()
+    db_wait: int | None = None  # --db-wait: how long a worker waits for the database
+    gpus_per_worker: int | None = None  # each worker slot gets its own devices
+    bind_cpus: bool = False  # pin each worker slot to its own cpus (taskset)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The job limits a centre enforces at submit time (``limits:``); None: not stated."""
+
+    max_queued_jobs: int | None = None
+    max_running_jobs: int | None = None
+    scope: str = "user"  # user | project (counted over the account's jobs)
+    array_elements_count: bool = True  # each array element counts as one job
 
 
 @dataclass(frozen=True)
@@ -113,6 +128,7 @@ class Profile:
     env: tuple[tuple[str, str], ...] = ()
     arrays: Arrays = Arrays()
     worker: WorkerProfile = WorkerProfile()
+    limits: Limits = Limits()
     database: DatabaseAccess = DatabaseAccess("env", "HPCLAUNCH_DATABASE_URL")
     retry: tuple[RetryRule, ...] = ()
     required: tuple[str, ...] = ()  # keys that must be set before rendering

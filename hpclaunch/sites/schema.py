@@ -397,6 +397,8 @@ def _worker_tags(raw: Any) -> tuple:
 
 
 # --------------------------------------------------------------------------- the schema
+GPU_VENDORS = ("nvidia", "amd", "intel")
+LIMIT_SCOPES = ("user", "project")
 WORD = _regex(checks.SHELL_WORD, checks.SHELL_WORD_CHARS)
 PATH = _regex(checks.PATH, f"a path of {checks.SHELL_WORD_CHARS} (a leading ~/ is fine)")
 NAME = _regex(checks.NAME, "a profile name (letters, digits, _ . -)")
@@ -448,9 +450,17 @@ SCHEMA = Section(
                 "walltime": Field(_walltime, default="01:00:00", nullable=False, help="HH:MM:SS"),
                 "nodes": Field(_int(1, 100000), default=1, nullable=False, help="a whole number"),
                 "cpus": Field(_int(1, 100000), default=1, nullable=False, help="a whole number"),
+                "node_cpus": Field(
+                    _int(1, 100000),
+                    help="a whole number (every job asks for at least this many: whole nodes)",
+                ),
                 "memory": Field(_memory),
                 "gpus": Field(_int(0, 1024), default=0, nullable=False, help="a whole number"),
                 "filesystems": Field(WORD),
+                "gpu_vendor": Field(
+                    _choice(GPU_VENDORS),
+                    help="nvidia, amd or intel (which visible-devices variable a worker gets)",
+                ),
                 "place": Field(
                     _regex(
                         re.compile(r"[A-Za-z0-9_:.=+-]+"),
@@ -498,6 +508,36 @@ SCHEMA = Section(
                 "no_pickle": Field(_bool, default=False, nullable=False, help="true or false"),
                 # SIMX engines: NAME: pkg.module:function, or NAME: a command template.
                 "engines": MapOf(_engine_name, _engine_handler),
+                "db_wait": Field(
+                    _int(1, 86400), help="seconds a worker waits for an unreachable database"
+                ),
+                "gpus_per_worker": Field(
+                    _int(1, 1024), help="GPUs each worker slot gets (needs resources.gpu_vendor)"
+                ),
+                "bind_cpus": Field(
+                    _bool,
+                    default=False,
+                    nullable=False,
+                    help="true or false (pin each worker slot to its own cpus with taskset)",
+                ),
+            }
+        ),
+        # hpclaunch addition: the job limits a centre enforces at submit time.
+        "limits": Section(
+            {
+                "max_queued_jobs": Field(
+                    _int(1, 10_000_000), help="a whole number (jobs queued or running at once)"
+                ),
+                "max_running_jobs": Field(_int(1, 10_000_000), help="a whole number"),
+                "scope": Field(
+                    _choice(LIMIT_SCOPES), default="user", nullable=False, help="user or project"
+                ),
+                "array_elements_count": Field(
+                    _bool,
+                    default=True,
+                    nullable=False,
+                    help="true or false (each array element counts as one job)",
+                ),
             }
         ),
         "database": Section(

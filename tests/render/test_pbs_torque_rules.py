@@ -81,7 +81,25 @@ def test_one_pbs_worker_is_a_plain_job(home):
     (chunk,) = p.chunks
     assert not chunk.array
     d = pbs_rules(chunk.script)
-    assert not any(x.startswith(("-J", "-r")) for x in d)
+    assert not any(x.startswith("-J") for x in d)
+    # Plain jobs (a remainder on a preemptable queue) are rerunnable like the arrays.
+    assert "-r y" in d
+
+
+def test_polaris_remainder_job_is_rerunnable_like_its_arrays(home):
+    """Polaris preemptable: 9 workers = 2 nodes of 4 + a remainder job of 1; all get -r y."""
+    p = plan("polaris", workers=9, account="p1")
+    assert [c.array for c in p.chunks] == [True, False]
+    for chunk in p.chunks:
+        assert "-r y" in directives(chunk.script, "#PBS")
+
+
+def test_derecho_jobs_ask_for_the_whole_node_they_are_charged_for(home):
+    """Derecho charges whole nodes: the remainder job (3 workers) asks ncpus=128 too."""
+    p = plan("derecho", workers=131, account="p1")
+    assert [c.workers for c in p.chunks] == [128, 3]
+    for chunk in p.chunks:
+        assert "-l select=1:ncpus=128" in directives(chunk.script, "#PBS")
 
 
 def test_pbs_array_throttle_and_index_paths(home):

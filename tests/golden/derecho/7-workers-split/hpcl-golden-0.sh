@@ -4,8 +4,9 @@
 #PBS -N hpcl-golden-0
 #PBS -q main
 #PBS -A golden-acct
-#PBS -l select=1:ncpus=7
+#PBS -l select=1:ncpus=128
 #PBS -l walltime=06:00:00
+#PBS -r y
 #PBS -o golden/hpcl-golden-0.out
 #PBS -e golden/hpcl-golden-0.err
 

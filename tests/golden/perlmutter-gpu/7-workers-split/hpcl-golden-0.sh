@@ -34,8 +34,18 @@ trap 'hpcl_forward USR1' USR1
 trap 'hpcl_forward TERM' TERM INT
 # Each worker's own output goes to the launch folder as it comes (`hpclaunch logs
 # --follow` reads it there); the scheduler's -o/-e files keep this shell's messages.
+# One GPU set per worker slot (1 each), sliced from the devices this job was
+# given (CUDA_VISIBLE_DEVICES as the scheduler set it; unset: the node's 4).
+hpcl_gpus="${CUDA_VISIBLE_DEVICES:-$(seq -s, 0 3)}"
+IFS=, read -r -a hpcl_gpus <<< "$hpcl_gpus"
+hpcl_ngpus=${#hpcl_gpus[@]}
+if [ "$hpcl_ngpus" -lt 4 ]; then
+  echo "hpclaunch: 4 workers x 1 GPU(s) need 4 devices, the job has $hpcl_ngpus ($CUDA_VISIBLE_DEVICES); workers share them" >&2
+fi
 for hpcl_slot in $(seq 4); do
-  hpclaunch worker --close-on-empty-queue -t default --walltime 12:00:00 --launch-id golden --grace 30 --log-dir "$HOME"/hpclaunch/golden >> "$HOME"/hpclaunch/golden/hpcl-golden-0.${SLURM_ARRAY_TASK_ID}.workers.out 2>> "$HOME"/hpclaunch/golden/hpcl-golden-0.${SLURM_ARRAY_TASK_ID}.workers.err &
+  hpcl_first=$(( ((hpcl_slot - 1) * 1) % hpcl_ngpus ))
+  hpcl_mine=$(IFS=,; echo "${hpcl_gpus[*]:hpcl_first:1}")
+  CUDA_VISIBLE_DEVICES="$hpcl_mine" hpclaunch worker --close-on-empty-queue -t default --walltime 12:00:00 --launch-id golden --grace 30 --log-dir "$HOME"/hpclaunch/golden >> "$HOME"/hpclaunch/golden/hpcl-golden-0.${SLURM_ARRAY_TASK_ID}.workers.out 2>> "$HOME"/hpclaunch/golden/hpcl-golden-0.${SLURM_ARRAY_TASK_ID}.workers.err &
   hpcl_pids+=("$!")
 done
 hpcl_status=0

@@ -8,6 +8,7 @@
 #PBS -l walltime=06:00:00
 #PBS -l filesystems=home:eagle
 #PBS -l place=scatter
+#PBS -r y
 #PBS -o golden/hpcl-golden-1.out
 #PBS -e golden/hpcl-golden-1.err
 
@@ -31,8 +32,18 @@ trap 'hpcl_forward USR1' USR1
 trap 'hpcl_forward TERM' TERM INT
 # Each worker's own output goes to the launch folder as it comes (`hpclaunch logs
 # --follow` reads it there); the scheduler's -o/-e files keep this shell's messages.
+# One GPU set per worker slot (1 each), sliced from the devices this job was
+# given (CUDA_VISIBLE_DEVICES as the scheduler set it; unset: the node's 4).
+hpcl_gpus="${CUDA_VISIBLE_DEVICES:-$(seq -s, 0 3)}"
+IFS=, read -r -a hpcl_gpus <<< "$hpcl_gpus"
+hpcl_ngpus=${#hpcl_gpus[@]}
+if [ "$hpcl_ngpus" -lt 3 ]; then
+  echo "hpclaunch: 3 workers x 1 GPU(s) need 3 devices, the job has $hpcl_ngpus ($CUDA_VISIBLE_DEVICES); workers share them" >&2
+fi
 for hpcl_slot in $(seq 3); do
-  hpclaunch worker --close-on-empty-queue -t default --walltime 06:00:00 --launch-id golden --grace 30 --log-dir "$HOME"/hpclaunch/golden >> "$HOME"/hpclaunch/golden/hpcl-golden-1.workers.out 2>> "$HOME"/hpclaunch/golden/hpcl-golden-1.workers.err &
+  hpcl_first=$(( ((hpcl_slot - 1) * 1) % hpcl_ngpus ))
+  hpcl_mine=$(IFS=,; echo "${hpcl_gpus[*]:hpcl_first:1}")
+  CUDA_VISIBLE_DEVICES="$hpcl_mine" hpclaunch worker --close-on-empty-queue -t default --walltime 06:00:00 --launch-id golden --grace 30 --log-dir "$HOME"/hpclaunch/golden >> "$HOME"/hpclaunch/golden/hpcl-golden-1.workers.out 2>> "$HOME"/hpclaunch/golden/hpcl-golden-1.workers.err &
   hpcl_pids+=("$!")
 done
 hpcl_status=0
