@@ -6,7 +6,7 @@ import pytest
 
 TABLES = (
     "launch_elements, launch_jobs, launches, task_attempts, tasks, workers, batches, tokens, "
-    "users, worker_requests, ui_secrets, ui_sessions"
+    "users, worker_requests, ui_secrets, ui_sessions, keepers"
 )
 
 
