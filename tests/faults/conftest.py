@@ -8,11 +8,8 @@ import os
 import uuid
 
 import pytest
+from queue_fixtures import TABLES  # one list of the tables a test empties
 
-TABLES = (
-    "launch_elements, launch_jobs, launches, task_attempts, tasks, workers, batches, tokens, "
-    "users, worker_requests"
-)
 
 
 @pytest.fixture(scope="session")
