@@ -11,7 +11,6 @@ import pytest
 from queue_fixtures import TABLES  # one list of the tables a test empties
 
 
-
 @pytest.fixture(scope="session")
 def faults_pg_url(request):
     base = request.getfixturevalue("pg_url")  # skips/fails per the testenv contract
