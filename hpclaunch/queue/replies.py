@@ -7,7 +7,9 @@ request again, with the same request ID. The answers live in the
 another server process, or the same one after a restart, gets the same answer:
 
 * a retried claim returns the same task and claim token while the worker still
-  holds it (and nothing once it no longer does: the worker asks again);
+  holds it (and nothing once it no longer does: the worker asks again); a task
+  held in the worker's name without a recorded claim (the server died between
+  the claim and its record) is put back before the worker claims again;
 * a retried finish or release returns the recorded status, never "fenced off"
   because of its own earlier success. When the record itself was lost (the
   server died between the two writes), a finish falls back on the attempt's
@@ -44,22 +46,44 @@ def _recorded(conn: Connection, worker_id: int, request_id: str) -> tuple[str, A
 
 
 def _record(
-    conn: Connection, worker_id: int, request_id: str, op: str, task_id: int, answer: Any
+    conn: Connection,
+    worker_id: int,
+    request_id: str,
+    op: str,
+    task_id: int,
+    answer: Any,
+    token: str | None = None,
 ) -> bool:
     """Insert the answer; False when another try of the same request recorded one first."""
     row = conn.one(
-        "INSERT INTO worker_requests (worker_id, request_id, op, task_id, answer, created_at) "
-        "VALUES (:w, :r, :op, :task, :answer, {now}) "
+        "INSERT INTO worker_requests "
+        "(worker_id, request_id, op, task_id, claim_token, answer, created_at) "
+        "VALUES (:w, :r, :op, :task, :token, :answer, {now}) "
         "ON CONFLICT (worker_id, request_id) DO NOTHING RETURNING id",
         {
             "w": worker_id,
             "r": request_id,
             "op": op,
             "task": task_id,
+            "token": token,
             "answer": json.dumps(answer),
         },
     )
     return row is not None
+
+
+def _release_unrecorded(conn: Connection, worker_id: int) -> None:
+    """Put back tasks held in the worker's name by a claim whose answer was never
+    recorded (the server died between the claim's commit and its record): nobody
+    can ever receive them, and a claiming worker holds nothing else."""
+    with conn.transaction():
+        for held in tr.held(
+            conn,
+            "t.worker_id = :w AND NOT EXISTS (SELECT 1 FROM worker_requests r "
+            "WHERE r.worker_id = t.worker_id AND r.claim_token = t.claim_token)",
+            {"w": worker_id},
+        ):
+            tr.release_uncounted(conn, held, tr.ORPHANED_CLAIM)
 
 
 def held_task(conn: Connection, worker_id: int, task_id: int, token: str) -> Claimed | None:
@@ -108,11 +132,12 @@ def claim(
     prior = _recorded(conn, worker_id, request_id)
     if prior is not None:
         return _prior_claim(conn, worker_id, prior[1])
+    _release_unrecorded(conn, worker_id)
     task = claimer(conn).claim(remaining)
     if task is None:
         return None
     answer = {"task": task.id, "token": task.token}
-    if not _record(conn, worker_id, request_id, "claim", task.id, answer):
+    if not _record(conn, worker_id, request_id, "claim", task.id, answer, task.token):
         with conn.transaction():
             held = tr.Held(
                 task.id, task.token, worker_id, task.attempt, task.max_attempts, task.started_at

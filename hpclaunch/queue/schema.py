@@ -219,6 +219,7 @@ worker_requests = Table(
     Column("request_id", String(64), nullable=False),
     Column("op", String(16), nullable=False),
     Column("task_id", Id, nullable=True),
+    Column("claim_token", String(40), nullable=True),  # a claim's: its task is received
     Column("answer", Text, nullable=False),
     Column("created_at", Float, nullable=False),
     UniqueConstraint("worker_id", "request_id", name="uq_worker_requests"),

@@ -155,7 +155,10 @@ class PostgresListener(Listener):
             return False
 
     def _sleep(self, seconds: float) -> None:
-        ready, _, _ = select.select([self._pipe_r], [], [], seconds)
+        try:
+            ready, _, _ = select.select([self._pipe_r], [], [], seconds)
+        except (OSError, ValueError):  # closed meanwhile: wait() sees it and returns
+            return
         if ready:
             _drain(self._pipe_r)
 

@@ -75,3 +75,19 @@ def test_old_answers_expire_and_an_exited_workers_are_forgotten(queue_url):
     assert replies.worker_token(conn, worker) == (True, None)
     assert replies.worker_token(conn, 999) == (False, None)
     queue.close()
+
+
+def test_a_claim_committed_but_never_recorded_is_put_back_before_the_next(queue_url):
+    """The server died between a claim's commit and its record: the retry (same request
+    ID, no record) must not leave that task held by a worker that never got it."""
+    queue, conn, worker, claimer, (first, second) = _setup(queue_url)
+    lost = claimer(conn).claim()  # committed; its answer never recorded nor delivered
+    assert lost.id == first
+    got = replies.claim(conn, worker, "next", claimer, None)
+    assert got is not None and got.id == first and got.token != lost.token
+    rows = conn.execute("SELECT task_id, outcome, reason FROM task_attempts").fetchall()
+    assert [tuple(r) for r in rows] == [(first, "released", "orphaned_claim")]
+    # A recorded claim is not an orphan: the next claim leaves it alone.
+    assert replies.claim(conn, worker, "other", claimer, None).id == second
+    assert replies.held_task(conn, worker, first, got.token) is not None
+    queue.close()

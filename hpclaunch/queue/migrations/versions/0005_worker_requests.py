@@ -53,6 +53,7 @@ def upgrade() -> None:
         sa.Column("request_id", sa.String(64), nullable=False),
         sa.Column("op", sa.String(16), nullable=False),
         sa.Column("task_id", Id, nullable=True),
+        sa.Column("claim_token", sa.String(40), nullable=True),
         sa.Column("answer", sa.Text(), nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.UniqueConstraint("worker_id", "request_id", name="uq_worker_requests"),
