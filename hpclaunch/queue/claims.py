@@ -160,6 +160,30 @@ def give_back(
         return [t.id for t in tasks if tr.release_uncounted(conn, _held(worker_id, t), reason)]
 
 
+# What a claim returns, in ``to_claimed``'s order (a retried claim reads the same).
+CLAIMED_COLUMNS = (
+    "id, kind, payload, pickled, timeout, expected_runtime, attempts, max_attempts, tags, "
+    "started_at"
+)
+
+
+def to_claimed(row: Sequence[Any], token: str) -> Claimed:
+    """A ``CLAIMED_COLUMNS`` row as the ``Claimed`` the worker holds."""
+    return Claimed(
+        id=int(row[0]),
+        kind=row[1],
+        payload=row[2],
+        pickled=bytes(row[3]) if row[3] is not None else None,
+        timeout=row[4],
+        expected_runtime=row[5],
+        attempt=int(row[6]),
+        max_attempts=int(row[7]),
+        tags=row[8],
+        token=token,
+        started_at=float(row[9]),
+    )
+
+
 class Claimer:
     """Builds the claim statement once for a worker's fixed tags and options.
 
@@ -227,8 +251,7 @@ class Claimer:
             f"WHERE id = (SELECT id FROM {source} WHERE "
             + " AND ".join(conditions)
             + f" ORDER BY priority DESC, id LIMIT 1{lock}) "
-            "RETURNING id, kind, payload, pickled, timeout, expected_runtime, attempts, "
-            "max_attempts, tags, started_at"
+            f"RETURNING {CLAIMED_COLUMNS}"
         )
 
     _many_sql: str | None = None  # claim_many's statement, derived from ``sql`` on first use
@@ -280,20 +303,7 @@ class Claimer:
                 row = self.conn.one(self.sql, params)
         if row is None:
             return None
-        pickled = bytes(row[3]) if row[3] is not None else None
-        return Claimed(
-            id=int(row[0]),
-            kind=row[1],
-            payload=row[2],
-            pickled=pickled,
-            timeout=row[4],
-            expected_runtime=row[5],
-            attempt=int(row[6]),
-            max_attempts=int(row[7]),
-            tags=row[8],
-            token=token,
-            started_at=float(row[9]),
-        )
+        return to_claimed(row, token)
 
     def claim_many(self, remaining: float | None, k: int) -> list[Claimed]:
         """Up to ``k`` tasks in one statement (a draining worker's prefetch), in
@@ -325,22 +335,7 @@ class Claimer:
             with self.conn.transaction():
                 rows = self.conn.execute(self._many_sql, params).fetchall()
         rows.sort(key=lambda r: (-int(r[10]), int(r[0])))
-        return [
-            Claimed(
-                id=int(row[0]),
-                kind=row[1],
-                payload=row[2],
-                pickled=bytes(row[3]) if row[3] is not None else None,
-                timeout=row[4],
-                expected_runtime=row[5],
-                attempt=int(row[6]),
-                max_attempts=int(row[7]),
-                tags=row[8],
-                token=token,
-                started_at=float(row[9]),
-            )
-            for row in rows
-        ]
+        return [to_claimed(row, token) for row in rows]
 
 
 _FINISH = (

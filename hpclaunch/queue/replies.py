@@ -89,27 +89,14 @@ def _release_unrecorded(conn: Connection, worker_id: int) -> None:
 def held_task(conn: Connection, worker_id: int, task_id: int, token: str) -> Claimed | None:
     """The task as a fresh claim would return it, if the worker still holds it with ``token``."""
     row = conn.one(
-        "SELECT id, kind, payload, pickled, timeout, expected_runtime, attempts, "
-        "max_attempts, tags, started_at FROM tasks "
+        f"SELECT {claims.CLAIMED_COLUMNS} FROM tasks "
         f"WHERE id = :id AND claim_token = :token AND worker_id = :w "
         f"AND status = '{TaskStatus.RUNNING}'",
         {"id": task_id, "token": token, "w": worker_id},
     )
     if row is None:
         return None
-    return Claimed(
-        id=int(row[0]),
-        kind=row[1],
-        payload=row[2],
-        pickled=bytes(row[3]) if row[3] is not None else None,
-        timeout=row[4],
-        expected_runtime=row[5],
-        attempt=int(row[6]),
-        max_attempts=int(row[7]),
-        tags=row[8],
-        token=token,
-        started_at=float(row[9]),
-    )
+    return claims.to_claimed(row, token)
 
 
 def claim(

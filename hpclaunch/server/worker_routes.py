@@ -117,22 +117,9 @@ class WorkerApi:
         if watching is not None and (isinstance(watching, bool) or not isinstance(watching, int)):
             raise HTTPException(422, "watching: a task ID or null")
         known = await self._estimates(info) if info.fit_deadline else {}
-        owner, group = _match(identity)
 
         def make(conn: Connection) -> claims.Claimer:
-            claimer = claims.Claimer(
-                conn,
-                worker_id=worker_id,
-                tag_sets=info.tag_sets,
-                lease=info.lease,
-                allow_pickle=info.allow_pickle,
-                fit_deadline=info.fit_deadline,
-                owner=owner,
-                owner_group=group,
-                engines=info.engines,
-            )
-            claimer.set_estimates(known)
-            return claimer
+            return _claimer(conn, worker_id, info, identity, known)
 
         self._maybe_expire()
         started = time.monotonic()
@@ -242,22 +229,9 @@ class WorkerApi:
         info = _info(body.get("info"))
         remaining = _number(body, "remaining", 0.0)
         known = await self._estimates(info) if info.fit_deadline else {}
-        owner, group = _match(identity)
 
         def count(conn: Connection) -> int:
-            claimer = claims.Claimer(
-                conn,
-                worker_id=worker_id,
-                tag_sets=info.tag_sets,
-                lease=info.lease,
-                allow_pickle=info.allow_pickle,
-                fit_deadline=info.fit_deadline,
-                owner=owner,
-                owner_group=group,
-                engines=info.engines,
-            )
-            claimer.set_estimates(known)
-            return claimer.too_long(remaining)
+            return _claimer(conn, worker_id, info, identity, known).too_long(remaining)
 
         return JSONResponse({"count": await self._run(count)})
 
@@ -380,6 +354,31 @@ async def _read_json(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise HTTPException(422, "the request body must be a JSON object")
     return body
+
+
+def _claimer(
+    conn: Connection,
+    worker_id: int,
+    info: WorkerInfo,
+    identity: Identity,
+    known: dict[str, float],
+) -> claims.Claimer:
+    """The worker's claim as its token may make it: its tags, engines, deadline rule
+    and learned estimates, within the token's owner/group match."""
+    owner, group = _match(identity)
+    claimer = claims.Claimer(
+        conn,
+        worker_id=worker_id,
+        tag_sets=info.tag_sets,
+        lease=info.lease,
+        allow_pickle=info.allow_pickle,
+        fit_deadline=info.fit_deadline,
+        owner=owner,
+        owner_group=group,
+        engines=info.engines,
+    )
+    claimer.set_estimates(known)
+    return claimer
 
 
 def _info(value: Any) -> WorkerInfo:
