@@ -256,6 +256,16 @@ class Claimer:
 
     _many_sql: str | None = None  # claim_many's statement, derived from ``sql`` on first use
 
+    def filter_params(self) -> dict[str, object]:
+        """The parameters of every statement built from the claim's conditions (tag
+        sets, owner match, engines, estimates): one place, so no statement misses one."""
+        return {
+            **self.tag_params,
+            **self.match_params,
+            **self.engine_params,
+            **self.estimate_params,
+        }
+
     def set_estimates(self, estimates: dict[str, float]) -> None:
         """Runtime estimates (seconds) per canonical tag set, for tasks without one."""
         tag_index = {tags: key[1:] for key, tags in self.tag_params.items()}
@@ -274,10 +284,7 @@ class Claimer:
         row = self.conn.one(
             self.too_long_sql,
             {
-                **self.tag_params,
-                **self.match_params,
-                **self.engine_params,
-                **self.estimate_params,
+                **self.filter_params(),
                 "remaining": remaining,
             },
         )
@@ -286,10 +293,7 @@ class Claimer:
     def claim(self, remaining: float | None = None) -> Claimed | None:
         token = secrets.token_hex(16)
         params = {
-            **self.tag_params,
-            **self.match_params,
-            **self.engine_params,
-            **self.estimate_params,
+            **self.filter_params(),
             "worker_id": self.worker_id,
             "token": token,
             "lease": self.lease,
@@ -320,9 +324,7 @@ class Claimer:
             self._many_sql = sql + ", priority"
         token = secrets.token_hex(16)
         params = {
-            **self.tag_params,
-            **self.match_params,
-            **self.estimate_params,
+            **self.filter_params(),
             "worker_id": self.worker_id,
             "token": token,
             "lease": self.lease,

@@ -150,6 +150,13 @@ def test_claimer_matches_engines_apart_from_tags(queue_url):
         assert got is not None and (got.id, got.kind) == (engine_task, "engine")
         assert json.loads(got.payload) == {"engine": "aurora", "param": None, "run": 0}
         assert store.task_status(conn, plain_task) == "running"
+        # The batch claim of a prefetching worker applies the same engine match.
+        more = parse_batch("name: m\nengine: aurora\nn_runs: 3\n")
+        more_ids = store.insert_batch(conn, more)[1]
+        assert claimer(("dummy",), ["default"]).claim_many(None, 5) == []
+        taken = claimer(("aurora",), ["default"]).claim_many(None, 5)
+        assert sorted(t.id for t in taken) == sorted(more_ids)
+        assert {t.kind for t in taken} == {"engine"}
     finally:
         conn.close()
 
