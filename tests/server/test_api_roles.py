@@ -180,3 +180,34 @@ def test_revoked_and_expired(queue_url, tmp_path):
                     "error": "authentication required: a valid token"
                 }
         assert call(base, "GET", "/api/v1/tasks", token=tok["alice"])[0] == 200
+
+
+def test_path_values_no_row_can_have_are_not_found(queue_url, tmp_path):
+    """IDs beyond a database integer, odd digits and names no account can have: 404,
+    never a database error (a 500)."""
+    tok = make_accounts(queue_url).tokens
+    speaks = {wire.PROTOCOL_HEADER: str(wire.PROTOCOL)}
+    huge = 2**63
+    info = {
+        **dict(host="h", pid=1, tags="default", tag_sets=["default"], mode="singleflow"),
+        **dict(lease=60, allow_pickle=False, fit_deadline=False, version="0"),
+    }
+    with running_server(tmp_path / "serve.log") as (_, base):
+        kw = {"token": tok["worker"], "headers": speaks}
+        status, made = call(base, "POST", "/api/v1/workers", body=info, **kw)
+        assert status == 201, made
+        held = {"worker": made["worker"], "token": "t", "attempt": 1, "max_attempts": 3}
+        held |= {"started_at": 0, "request_id": "r", "lease": 60, "outcome": {"ok": True}}
+        for path, body in (
+            (f"/api/v1/workers/{huge}/heartbeat", {"lease": 60}),
+            (f"/api/v1/workers/{huge}/reap", {}),
+            (f"/api/v1/tasks/{huge}/heartbeat", held),
+            (f"/api/v1/tasks/{huge}/finish", held),
+        ):
+            status, reply = call(base, "POST", path, body=body, **kw)
+            assert status == 404 and list(reply) == ["error"], (path, reply)
+        for path in ("/batch/%C2%B2", f"/batch/{huge}", "/user/a%00b", "/user/..x"):
+            status, reply = call(base, "GET", path, token=tok["alice"])
+            assert status == 404 and list(reply) == ["error"], (path, reply)
+        assert call(base, "GET", "/user/nobody", token=tok["alice"]) == (200, [])
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()
