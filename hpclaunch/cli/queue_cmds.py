@@ -65,6 +65,15 @@ def _run(ctx: click.Context, fn, *args, **kwargs):
     "--kwargs", "kwargs_json", default=None, metavar="JSON", help="JSON object for --call."
 )
 @click.option(
+    "--engine",
+    default=None,
+    metavar="NAME",
+    help="Enqueue one engine task (like one run of a batch file's engine).",
+)
+@click.option(
+    "--param", "param_json", default=None, metavar="JSON", help="Any JSON value for --engine."
+)
+@click.option(
     "-f",
     "--file",
     "batch_file",
@@ -89,6 +98,8 @@ def enqueue(
     target,
     args_json,
     kwargs_json,
+    engine,
+    param_json,
     batch_file,
     as_json,
     command,
@@ -98,6 +109,7 @@ def enqueue(
     \b
       hpclaunch enqueue -t small -- python simulate.py --seed 3
       hpclaunch enqueue --call mypkg.mod:func --args '[1, 2]'
+      hpclaunch enqueue --engine dummy --param '{"step_count": 3}'
       hpclaunch enqueue --file sweep.yaml
     """
     from hpclaunch.queue import store
@@ -107,6 +119,7 @@ def enqueue(
         canonical_tags,
         check_limits,
         command_payload,
+        engine_payload,
         parse_json_arg,
     )
 
@@ -115,9 +128,11 @@ def enqueue(
             f"{command[0]!r} is not an option of enqueue (see `hpclaunch enqueue --help`); "
             "a command goes after `--`, e.g. enqueue -t small -- python sim.py"
         )
-    modes = sum(bool(x) for x in (command, target, batch_file))
+    modes = sum(bool(x) for x in (command, target, engine is not None, batch_file))
     if modes != 1:
-        raise UserError("give exactly one of: a command after `--`, --call, or --file")
+        raise UserError("give exactly one of: a command after `--`, --call, --engine or --file")
+    if param_json is not None and engine is None:
+        raise UserError("--param goes with --engine (a call takes --args/--kwargs)")
     if batch_file:
         from hpclaunch.queue import simx
 
@@ -149,6 +164,19 @@ def enqueue(
             parse_json_arg(kwargs_json, name="--kwargs", expect=dict),
         )
         kind = "call"
+    elif engine is not None:
+        if args_json or kwargs_json:
+            raise UserError("--args/--kwargs go with --call; an engine takes --param")
+        if shell or cwd or env:
+            raise UserError("--shell, --cwd and --env go with a command, not --engine")
+        param = (
+            None
+            if param_json is None
+            else parse_json_arg(param_json, name="--param", expect=object)
+        )
+        # The batch loader's builder: the same payload as one run of a batch file.
+        payload = engine_payload(engine, param, 0)
+        kind = "engine"
     else:
         if args_json or kwargs_json:
             raise UserError("--args/--kwargs go with --call")
@@ -169,6 +197,7 @@ def enqueue(
         timeout=timeout,
         expected_runtime=expected_runtime,
         name=name,
+        engine=engine,
     )
     task_id = _run(ctx, store.insert_tasks, [spec])[0]
     if as_json:

@@ -37,6 +37,8 @@ def task_body(spec: TaskSpec, pickled: bytes | None = None) -> dict[str, Any]:
         body.update({k: payload[k] for k in ("cwd", "env") if k in payload})
     elif spec.kind == "call":
         body.update(call=payload["target"], args=payload["args"], kwargs=payload["kwargs"])
+    elif spec.kind == "engine":
+        body.update(engine=payload["engine"], param=payload["param"])
     elif spec.kind == "pickle" and pickled is not None:
         import base64
 

@@ -28,7 +28,12 @@ from hpclaunch.server import params
 from hpclaunch.server.params import ApiError
 from hpclaunch.server.pool import Pool
 from hpclaunch.states import TaskStatus
-from hpclaunch.tasks.payloads import call_payload, canonical_tags, command_payload
+from hpclaunch.tasks.payloads import (
+    call_payload,
+    canonical_tags,
+    command_payload,
+    engine_payload,
+)
 from hpclaunch.validate import check_max_attempts, check_priority, check_seconds, check_tag
 
 log = logging.getLogger("hpclaunch.server")
@@ -43,6 +48,8 @@ TASK_KEYS = {
     "args",
     "kwargs",
     "pickle",
+    "engine",
+    "param",
     "tags",
     "priority",
     "max_attempts",
@@ -50,6 +57,8 @@ TASK_KEYS = {
     "expected_runtime",
     "name",
 }
+# A field that only one kind of task reads: with another kind it is a mistake, not ignored.
+MODE_KEYS = {"command": {"shell", "cwd", "env"}, "call": {"args", "kwargs"}, "engine": {"param"}}
 HIDDEN_TASK_FIELDS = ("pickled", "claim_token")
 
 
@@ -96,9 +105,13 @@ def task_spec(body: dict[str, Any]) -> tuple[TaskSpec, bytes | None]:
     unknown = sorted(set(body) - TASK_KEYS)
     if unknown:
         raise ApiError(422, f"unknown field {unknown[0]!r}; known: {', '.join(sorted(TASK_KEYS))}")
-    modes = [k for k in ("command", "call", "pickle") if k in body]
+    modes = [k for k in ("command", "call", "pickle", "engine") if k in body]
     if len(modes) != 1:
-        raise ApiError(422, "give exactly one of: command, call or pickle")
+        raise ApiError(422, "give exactly one of: command, call, pickle or engine")
+    for mode, keys in MODE_KEYS.items():
+        stray = sorted(keys & set(body)) if modes != [mode] else []
+        if stray:
+            raise ApiError(422, f"{stray[0]} goes with {mode}, not {modes[0]}")
     name = body.get("name")
     if name is not None and (not isinstance(name, str) or len(name) > 200):
         raise ApiError(422, "name must be a string of at most 200 characters")
@@ -127,6 +140,11 @@ def task_spec(body: dict[str, Any]) -> tuple[TaskSpec, bytes | None]:
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise ApiError(422, "args must be a JSON list and kwargs a JSON object")
         kind, payload = "call", call_payload(body["call"], args, kwargs)
+    elif modes == ["engine"]:
+        if not isinstance(body["engine"], str):
+            raise ApiError(422, "engine must be an engine's name (a string)")
+        # The batch loader's builder: the same payload as one run of a batch file.
+        kind, payload = "engine", engine_payload(body["engine"], body.get("param"), 0)
     else:
         pickled = _pickle_bytes(body["pickle"])
         kind, payload = "pickle", {"function": name}
@@ -139,6 +157,7 @@ def task_spec(body: dict[str, Any]) -> tuple[TaskSpec, bytes | None]:
         timeout=seconds["timeout"],
         expected_runtime=seconds["expected_runtime"],
         name=name,
+        engine=payload["engine"] if kind == "engine" else None,
     )
     return spec, pickled
 

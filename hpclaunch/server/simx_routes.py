@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from hpclaunch.errors import NotFound, UserError
 from hpclaunch.queue import simx
-from hpclaunch.queue.accounts import Identity
+from hpclaunch.queue.accounts import Identity, check_name
 from hpclaunch.queue.batches import NotYours, parse_batch
 from hpclaunch.queue.scope import Scope
 from hpclaunch.server.pool import Pool
@@ -60,7 +60,7 @@ def routes(pool: Pool, *, new_work: Callable[[], None] = lambda: None) -> list[R
 
     async def batch(request: Request) -> Response:
         text = request.path_params["n"]
-        if not text.isdigit() or int(text) > 2**63 - 1:
+        if not (text.isascii() and text.isdigit()) or int(text) > 2**63 - 1:
             return error(404, f"no batch {text[:40]}")
         return await answer(request, simx.visible_batch, int(text))
 
@@ -68,7 +68,14 @@ def routes(pool: Pool, *, new_work: Callable[[], None] = lambda: None) -> list[R
         return await answer(request, simx.visible_workers)
 
     async def user(request: Request) -> Response:
-        return await answer(request, simx.visible_batches, user=request.path_params["name"])
+        name = request.path_params["name"]
+        try:
+            check_name(name, what="user")
+        except UserError:
+            # No account has such a name (a NUL would be a database error, not an answer).
+            if caller_of(request) is not None:
+                return error(404, "no such user: names are letters, digits, '_', '.' or '-'")
+        return await answer(request, simx.visible_batches, user=name)
 
     async def new_batch(request: Request) -> Response:
         caller = caller_of(request)

@@ -150,7 +150,7 @@ class WorkerApi:
         identity, body = await self._enter(request)
         worker_id = _int(body, "worker")
         await self._own(identity, worker_id)
-        task = _parse(lambda b: wire.held_from_json(request.path_params["task_id"], b), body)
+        task = _parse(lambda b: wire.held_from_json(_path_id(request, "task_id"), b), body)
         ok = await self._run(claims.heartbeat, worker_id, _lease(body), task)
         return JSONResponse({"ok": ok})
 
@@ -164,7 +164,7 @@ class WorkerApi:
         identity, body = await self._enter(request)
         worker_id = _int(body, "worker")
         await self._own(identity, worker_id)
-        task = _parse(lambda b: wire.held_from_json(request.path_params["task_id"], b), body)
+        task = _parse(lambda b: wire.held_from_json(_path_id(request, "task_id"), b), body)
         outcome = _parse(wire.outcome_from_json, body.get("outcome"))
         status = await self._run(replies.finish, worker_id, _request_id(body), task, outcome)
         self._poke_if_pending(status)
@@ -174,7 +174,7 @@ class WorkerApi:
         identity, body = await self._enter(request)
         worker_id = _int(body, "worker")
         await self._own(identity, worker_id)
-        task = _parse(lambda b: wire.held_from_json(request.path_params["task_id"], b), body)
+        task = _parse(lambda b: wire.held_from_json(_path_id(request, "task_id"), b), body)
         reason = body.get("reason")
         if not isinstance(reason, str) or not 0 < len(reason) <= MAX_REASON:
             raise HTTPException(422, f"reason: a short text (at most {MAX_REASON} characters)")
@@ -269,7 +269,7 @@ class WorkerApi:
             raise HTTPException(404, f"no worker {worker_id}")
 
     async def _path_worker(self, request: Request, identity: Identity) -> int:
-        worker_id = int(request.path_params["worker_id"])
+        worker_id = _path_id(request, "worker_id")
         await self._own(identity, worker_id)
         return worker_id
 
@@ -406,6 +406,14 @@ def _info(value: Any) -> WorkerInfo:
     except (UserError, TypeError) as exc:
         raise HTTPException(422, f"engines: {exc}") from None
     return dataclasses.replace(info, engines=engines)
+
+
+def _path_id(request: Request, key: str) -> int:
+    """A path's row ID; one beyond any row's (a database integer) is "not found", not a 500."""
+    value = int(request.path_params[key])
+    if value >= 2**62:
+        raise HTTPException(404, f"no such {key.partition('_')[0]} {value}")
+    return value
 
 
 def _parse(fn: Callable[[Any], Any], value: Any) -> Any:
