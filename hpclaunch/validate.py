@@ -47,13 +47,26 @@ def check_engine(name: object) -> str:
     return name
 
 
-def check_tags(tags: Iterable[object] | None, *, worker: bool = False) -> tuple[str, ...]:
+# Tags of hpclaunch's own tasks: a user's task never carries one, so the workers
+# that claim them (the doctor's probe) never run a user's work.
+RESERVED_TASK_TAGS = frozenset({"hpclaunch-probe"})
+
+
+def check_tags(
+    tags: Iterable[object] | None, *, worker: bool = False, reserved_ok: bool = False
+) -> tuple[str, ...]:
     """Sorted, de-duplicated tags (``default`` when none), at most 8.
 
     A worker takes at most 8 tags and claims tasks whose tags are a subset of its
     own, so a task with more could never run: both are refused.
     """
     given = sorted({check_tag(t) for t in (tags or ())})
+    reserved = sorted(RESERVED_TASK_TAGS.intersection(given))
+    if reserved and not (worker or reserved_ok):
+        raise UserError(
+            f"the tag {reserved[0]!r} is reserved for hpclaunch's own probe tasks "
+            "(`hpclaunch doctor`); choose another tag"
+        )
     if len(given) > MAX_WORKER_TAGS:
         if worker:
             raise UserError(f"a worker takes at most {MAX_WORKER_TAGS} tags, got {len(given)}")

@@ -154,9 +154,11 @@ def probe(
     from hpclaunch.launches.pool import TransportPool
     from hpclaunch.launches.status import observe
     from hpclaunch.launches.submit import submit
-    from hpclaunch.queue import launch_rows
+    from hpclaunch.queue import db, launch_rows, store
     from hpclaunch.queue.api import Queue
+    from hpclaunch.queue.batches import TaskSpec
     from hpclaunch.states import ACTIVE_JOB_STATES
+    from hpclaunch.tasks.payloads import call_payload
     from hpclaunch.tasks.probe import PROBE_TAG
 
     small = dataclasses.replace(
@@ -172,13 +174,20 @@ def probe(
         ),
         limits=dataclasses.replace(profile.limits, max_queued_jobs=None),
     )
-    task = Queue(url).enqueue_call(
-        "hpclaunch.tasks.probe:run",
-        [imports],
-        tags=[PROBE_TAG],
+    # Inserted as it is (its tag is reserved: no user task carries it, and
+    # ``canonical_tags`` refuses it), so only the probe worker below claims it.
+    spec = TaskSpec(
+        kind="call",
+        payload=call_payload("hpclaunch.tasks.probe:run", [imports], {}),
+        tags=PROBE_TAG,
+        priority=0,
+        max_attempts=1,
+        timeout=None,
+        expected_runtime=None,
         name="hpclaunch-probe",
-        priority=2**31 - 1,  # before anything else a stray task of this tag might hold
     )
+    queue = Queue(url)
+    task = queue.task(db.call(queue.conn, store.insert_tasks, [spec])[0])
     done = submit(conn, url, small, 1, tags=[PROBE_TAG], transport=transport)
     launch_id = done.plan.launch_id
     deadline = time.time() + PROBE_WALLTIME + 60

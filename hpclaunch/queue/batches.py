@@ -80,7 +80,7 @@ class TaskSpec:
             timeout=self.timeout,
             expected_runtime=self.expected_runtime,
         )
-        if canonical_tags(self.tags.split(",")) != self.tags:
+        if canonical_tags(self.tags.split(","), reserved_ok=True) != self.tags:
             raise UserError(f"tags {self.tags!r} are not canonical (sorted, comma-joined)")
 
 

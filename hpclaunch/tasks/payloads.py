@@ -21,11 +21,12 @@ MAX_WORKER_TAGS = validate.MAX_WORKER_TAGS
 _TARGET = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
-def canonical_tags(tags: Iterable[str] | None) -> str:
-    """Sorted, de-duplicated, comma-joined; ``default`` when none are given."""
+def canonical_tags(tags: Iterable[str] | None, *, reserved_ok: bool = False) -> str:
+    """Sorted, de-duplicated, comma-joined; ``default`` when none are given (a
+    reserved tag only with ``reserved_ok``: hpclaunch's own tasks)."""
     if isinstance(tags, str):
         tags = [tags]
-    return ",".join(validate.check_tags(tags))
+    return ",".join(validate.check_tags(tags, reserved_ok=reserved_ok))
 
 
 def worker_tag_sets(tags: Iterable[str] | None) -> list[str]:

@@ -48,6 +48,13 @@ def checks(out) -> dict[str, dict]:
 
 
 def test_doctor_passes_and_prints_its_table(ssh_site, pg_queue_url, tmp_path):
+    # The probe's tag is reserved: no user task carries it, so the probe worker can
+    # never run a user's work (one line, nothing enqueued).
+    env = {"HPCLAUNCH_DATABASE_URL": pg_queue_url}
+    refused = cli("enqueue", "-t", "hpclaunch-probe", "--", "true", check=False, env=env)
+    assert refused.returncode != 0 and "reserved" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert json.loads(cli("tasks", "--json", env=env).stdout) == []
     out, _ = doctor(ssh_site, tmp_path, pg_queue_url, "--import", "json")
     assert out.returncode == 0, out.stdout + out.stderr
     for row in ("ssh", "workdir", "remote hpclaunch", "scheduler commands", "database"):
