@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from dash_helpers import add_user, owned_batch, task_statuses
+from dash_helpers import add_user, owned_batch, submitted_by, task_statuses
 from server_helpers import run_cli, running_server
 from waiting import wait_until
 
@@ -111,6 +111,7 @@ def test_a_day_in_the_dashboard(pg_queue_url, tmp_path, browser):
         )  # fmt: skip
         assert submitted.returncode == 0, submitted.stderr
         launch_id = json.loads(submitted.stdout)["launch_id"]
+        submitted_by(pg_queue_url, "alice", launch_id)  # alice's launch, in her view
         seen: list[int] = []
 
         def finished() -> bool:

@@ -10,7 +10,7 @@ import json
 import re
 import time
 
-from dash_helpers import Browserless, add_user, owned_batch, task_statuses
+from dash_helpers import Browserless, add_user, owned_batch, submitted_by, task_statuses
 from server_helpers import get, run_cli, running_server
 
 from hpclaunch.queue import driver
@@ -41,8 +41,8 @@ def test_pages_show_their_data_without_javascript(queue_url, tmp_path):
     broken = _broken_launch(queue_url)
     others = _broken_launch(queue_url, "cafe0002")
     # A user sees the launches it submitted (as the API scopes them), not another's.
-    _submitted_by(queue_url, "alice", launch_id, broken)
-    _submitted_by(queue_url, "carol", others)
+    submitted_by(queue_url, "alice", launch_id, broken)
+    submitted_by(queue_url, "carol", others)
     with running_server(tmp_path / "serve.log") as (_, base):
         web = Browserless(base)
         status, _, headers = web.request("/ui/")
@@ -106,17 +106,6 @@ def test_pages_show_their_data_without_javascript(queue_url, tmp_path):
         assert web.request("/ui/static/app.js")[0] == 200
     log = (tmp_path / "serve.log").read_text()
     assert alice not in log and "Traceback" not in log
-
-
-def _submitted_by(url: str, user: str, *launch_ids: str) -> None:
-    conn = driver.connect(url)
-    try:
-        for launch_id in launch_ids:
-            conn.execute(
-                "UPDATE launches SET submitted_by = :u WHERE id = :i", {"u": user, "i": launch_id}
-            )
-    finally:
-        conn.close()
 
 
 def _broken_launch(url: str, launch_id: str = "deadbeef01") -> str:
