@@ -70,8 +70,8 @@ def tags_option(ctx: click.Context, param: click.Parameter, value: tuple[str, ..
 
 
 def worker_tags_option(ctx: click.Context, param: click.Parameter, value: tuple) -> tuple:
-    """Like :func:`tags_option`, plus the limit of tags per worker."""
-    value = tags_option(ctx, param, value)
+    """Like :func:`tags_option` (but a worker may take a reserved tag: the doctor's
+    probe worker does), plus the limit of tags per worker."""
     try:
         validate.check_tags(value, worker=True)
     except UserError as exc:
