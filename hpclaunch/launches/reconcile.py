@@ -175,7 +175,7 @@ def _site_tags(site: str | None) -> str:
 
     if not site:
         raise UserError("a retry rule `requeue_on` needs a site name")
-    return canonical_tags(load_profile(site).worker.tags)
+    return canonical_tags(load_profile(site).worker.tags, reserved_ok=True)
 
 
 def to_dict(result: ReconcileResult) -> dict[str, Any]:

@@ -207,7 +207,7 @@ class Worker:
                 WorkerInfo(
                     host=hostname(),
                     pid=os.getpid(),
-                    tags=canonical_tags(opts.tags),
+                    tags=canonical_tags(opts.tags, reserved_ok=True),
                     tag_sets=self.tag_sets,
                     mode="singleflow" if opts.singleflow else "draining",
                     lease=opts.lease,
@@ -231,7 +231,7 @@ class Worker:
             raise
         log(
             opts,
-            f"worker {self.worker_id} started (tags {canonical_tags(opts.tags)}; "
+            f"worker {self.worker_id} started (tags {canonical_tags(opts.tags, reserved_ok=True)}; "
             f"engines {', '.join(sorted(self.engines)) or 'none'})",
         )
         beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
