@@ -1,7 +1,7 @@
 """Server benchmarks: `hpclaunch serve` on PostgreSQL, driven by simulated workers.
 
     python bench/serve.py [--pg URL] [--idle 1000] [--busy 64] [--tasks 6000] [--runs 10]
-                          [--pool-size 4]
+                          [--pool-size N]
 
 Prints, each next to its target and its reference measured in the same run:
 (a) --idle simulated workers long-polling one server process (one asyncio load
@@ -124,12 +124,14 @@ def pg_connections(url: str) -> int:
 
 # ------------------------------------------------------------------ the server
 class Server:
-    def __init__(self, url: str, env: dict[str, str], log: Path, pool_size: int):
+    def __init__(self, url: str, env: dict[str, str], log: Path, pool_size: int | None):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.proc = subprocess.Popen(
-            hpclaunch_exe() + ["serve", "--port", str(self.port), "--pool-size", str(pool_size)],
+            hpclaunch_exe()
+            + ["serve", "--port", str(self.port)]
+            + ([] if pool_size is None else ["--pool-size", str(pool_size)]),
             env={**env, "HPCLAUNCH_DATABASE_URL": url},
             stdout=log.open("w"),
             stderr=subprocess.STDOUT,
@@ -351,7 +353,9 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=6000)
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--pool-size", type=int, default=4, help="the server's --pool-size")
+    parser.add_argument(
+        "--pool-size", type=int, default=None, help="the server's --pool-size (its default)"
+    )
     args = parser.parse_args()
     if not args.pg:
         raise SystemExit("give --pg URL (or HPCLAUNCH_TEST_PG_URL): the benchmark is on PostgreSQL")

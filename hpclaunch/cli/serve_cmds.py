@@ -38,6 +38,11 @@ from hpclaunch.server.pool import DEFAULT_SIZE, MAX_SIZE
     is_flag=True,
     help="Accept pickle tasks (run_cloud) over HTTP; refused by default.",
 )
+@click.option(
+    "--access-log",
+    is_flag=True,
+    help="Log one line per request (off by default: a busy worker fleet makes thousands a second).",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -47,6 +52,7 @@ def serve(
     tls_key: Path | None,
     pool_size: int,
     allow_pickle: bool,
+    access_log: bool,
 ) -> None:
     """Serve the queue over HTTP (the API under /api/v1/, GET /healthz) from this database."""
     from hpclaunch.server.run import serve as run_server
@@ -59,4 +65,5 @@ def serve(
         tls_key=tls_key,
         pool_size=pool_size,
         allow_pickle=allow_pickle,
+        access_log=access_log,
     )

@@ -120,10 +120,16 @@ def revoke_token(conn: Connection, token_id: int) -> None:
 
 def identify(conn: Connection, secret: str) -> Identity | None:
     """The identity of a valid secret; None when unknown, revoked or expired."""
+    found = identify_until(conn, secret)
+    return None if found is None else found[0]
+
+
+def identify_until(conn: Connection, secret: str) -> tuple[Identity, float | None] | None:
+    """``identify``, with the token's expiry (epoch seconds, None: never) for a cache."""
     if not secret.startswith(PREFIX) or len(secret) > 200:
         return None
     row = conn.one(
-        "SELECT t.id, u.name, u.group_name, t.role, t.share_group"
+        "SELECT t.id, u.name, u.group_name, t.role, t.share_group, t.expires_at"
         " FROM tokens t JOIN users u ON u.id = t.user_id"
         " WHERE t.token_hash = :hash AND t.revoked_at IS NULL"
         " AND (t.expires_at IS NULL OR t.expires_at > :now)",
@@ -131,4 +137,5 @@ def identify(conn: Connection, secret: str) -> Identity | None:
     )
     if row is None:
         return None
-    return Identity(int(row[0]), row[1], row[2], row[3], bool(row[4]))
+    identity = Identity(int(row[0]), row[1], row[2], row[3], bool(row[4]))
+    return identity, None if row[5] is None else float(row[5])

@@ -237,10 +237,15 @@ class Claimer:
         )
         if fit_deadline:
             conditions.append(f"{estimate} <= :remaining")
-        lock = " FOR UPDATE SKIP LOCKED" if conn.dialect == "postgresql" else ""
+        self._conditions = conditions
+        self.sql = self._statement(conditions)
+
+    def _statement(self, conditions: list[str]) -> str:
+        pg = self.conn.dialect == "postgresql"
+        lock = " FOR UPDATE SKIP LOCKED" if pg else ""
         # SQLite has no statistics to prefer the partial index over ix_tasks_status.
-        source = "tasks" if conn.dialect == "postgresql" else "tasks INDEXED BY ix_tasks_pending"
-        self.sql = (
+        source = "tasks" if pg else "tasks INDEXED BY ix_tasks_pending"
+        return (
             f"UPDATE tasks SET status = '{TaskStatus.RUNNING}', worker_id = :worker_id, "
             "attempts = attempts + 1, claim_token = :token, watcher_id = NULL, "
             "started_at = {now}, "
@@ -290,7 +295,14 @@ class Claimer:
         )
         return int(row[0]) if row else 0
 
-    def claim(self, remaining: float | None = None) -> Claimed | None:
+    def statement(
+        self, remaining: float | None, also: str | None = None
+    ) -> tuple[str, dict[str, object], str]:
+        """The one-task claim: its statement, its parameters and the fresh claim token.
+
+        ``also``: one more SQL condition a task must meet (``replies`` adds its
+        guard, and wraps the statement with the request's record so both commit
+        together)."""
         token = secrets.token_hex(16)
         params = {
             **self.filter_params(),
@@ -299,6 +311,11 @@ class Claimer:
             "lease": self.lease,
             "remaining": remaining,
         }
+        sql = self.sql if also is None else self._statement([*self._conditions, also])
+        return sql, params, token
+
+    def claim(self, remaining: float | None = None) -> Claimed | None:
+        _, params, token = self.statement(remaining)
         if self.conn.dialect == "postgresql":
             # One statement in autocommit mode is atomic: no BEGIN/COMMIT round trips.
             row = self.conn.one(self.sql, params)
@@ -361,12 +378,13 @@ _ATTEMPT_VALUES = (
     ":task_id, :attempt, :worker_id, :started_at, {now}, :outcome, :reason, :exit_code, :error"
 )
 _ATTEMPT = f"INSERT INTO {_ATTEMPT_COLUMNS} VALUES ({_ATTEMPT_VALUES})"
-# PostgreSQL: the fenced update and the attempt's log row in one statement.
-_FINISH_PG = (
+# PostgreSQL: the fenced update (``done``, returning the new status) and the
+# attempt's log row in one statement; ``replies`` adds its record as a third part.
+FINISH_PG_PARTS = (
     f"WITH done AS ({_FINISH}), "
-    f"logged AS (INSERT INTO {_ATTEMPT_COLUMNS} SELECT {_ATTEMPT_VALUES} FROM done) "
-    "SELECT status FROM done"
+    f"logged AS (INSERT INTO {_ATTEMPT_COLUMNS} SELECT {_ATTEMPT_VALUES} FROM done)"
 )
+_FINISH_PG = FINISH_PG_PARTS + " SELECT status FROM done"
 
 
 def finish(conn: Connection, worker_id: int, task: Claimed, outcome: Outcome) -> str | None:
@@ -374,12 +392,25 @@ def finish(conn: Connection, worker_id: int, task: Claimed, outcome: Outcome) ->
 
     A failed attempt goes back to ``pending`` while attempts remain.
     """
-    params, attempt = _finish_params(worker_id, task, outcome)
     if conn.dialect == "postgresql":
-        row = conn.one(_FINISH_PG, {**params, **attempt})
+        row = conn.one(_FINISH_PG, finish_params(worker_id, task, outcome))
         return row[0] if row else None
     with conn.transaction():
-        return _finish_sqlite(conn, params, attempt)
+        return finish_in_transaction(conn, worker_id, task, outcome)
+
+
+def finish_in_transaction(
+    conn: Connection, worker_id: int, task: Claimed, outcome: Outcome
+) -> str | None:
+    """``finish``'s statements inside the caller's transaction (SQLite's path)."""
+    params, attempt = _finish_params(worker_id, task, outcome)
+    return _finish_sqlite(conn, params, attempt)
+
+
+def finish_params(worker_id: int, task: Claimed, outcome: Outcome) -> dict[str, Any]:
+    """The parameters of ``FINISH_PG_PARTS``."""
+    params, attempt = _finish_params(worker_id, task, outcome)
+    return {**params, **attempt}
 
 
 def finish_many(

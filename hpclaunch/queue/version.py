@@ -1,3 +1,3 @@
 """The schema revision this code expects (kept light: the worker reads it)."""
 
-SCHEMA_HEAD = "0008"
+SCHEMA_HEAD = "0009"

@@ -112,10 +112,12 @@ class Listener:
 
 
 class PostgresListener(Listener):
-    """``LISTEN hpclaunch_tasks`` on a dedicated autocommit connection."""
+    """``LISTEN hpclaunch_tasks`` (or another ``channel``) on a dedicated autocommit
+    connection."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, channel: str = CHANNEL):
         super().__init__()
+        self.channel = channel
         self.conninfo = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", url)
         self._conn: Any = None
         self._pipe_r, self._pipe_w = _self_pipe()
@@ -125,7 +127,7 @@ class PostgresListener(Listener):
         import psycopg
 
         conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10)
-        conn.execute(f"LISTEN {CHANNEL}")
+        conn.execute(f"LISTEN {self.channel}")
         self._conn = conn
 
     def _poll(self, left: float) -> bool:
@@ -153,6 +155,11 @@ class PostgresListener(Listener):
             with self._lock:
                 self._close_conn()
             return False
+
+    @property
+    def connected(self) -> bool:
+        """Whether it listens now (notifications sent while it does not are lost)."""
+        return self._conn is not None
 
     def _sleep(self, seconds: float) -> None:
         try:

@@ -25,6 +25,7 @@ from hpclaunch.server import simx_routes
 from hpclaunch.server.api_routes import api_routes
 from hpclaunch.server.auth import RequireToken
 from hpclaunch.server.bodies import LimitBody
+from hpclaunch.server.identities import IdentityCache
 from hpclaunch.server.openapi import openapi_route
 from hpclaunch.server.pool import Pool
 from hpclaunch.server.ui import ui_routes
@@ -52,11 +53,14 @@ def create_app(pool: Pool, *, allow_pickle: bool = False) -> Starlette:
     # One wake-up listener per process; routes that enqueue call ``app.state.wake.notify()``
     # (SQLite has no database notifications; on PostgreSQL it is harmless).
     wake = WakeHub(pool.url)
+    identities = IdentityCache(pool.url)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         wake.start()
+        identities.start()
         yield
+        identities.stop()
         wake.stop()
         pool.close()
 
@@ -69,7 +73,10 @@ def create_app(pool: Pool, *, allow_pickle: bool = False) -> Starlette:
             *simx_routes.routes(pool, new_work=wake.notify),
             *ui_routes(pool),
         ],
-        middleware=[Middleware(RequireToken, pool=pool), Middleware(LimitBody)],
+        middleware=[
+            Middleware(RequireToken, pool=pool, identities=identities),
+            Middleware(LimitBody),
+        ],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,
     )

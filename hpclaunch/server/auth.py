@@ -19,7 +19,8 @@ from collections import OrderedDict
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hpclaunch.queue.accounts import Identity, identify
+from hpclaunch.queue.accounts import Identity, identify_until
+from hpclaunch.server.identities import IdentityCache
 from hpclaunch.server.pool import Pool
 
 OPEN_PATHS = frozenset({"/healthz"})
@@ -102,9 +103,10 @@ def is_dashboard(path: str) -> bool:
 class RequireToken:
     """ASGI middleware: puts the caller's ``Identity`` in ``scope["state"]["identity"]``."""
 
-    def __init__(self, app: ASGIApp, pool: Pool):
+    def __init__(self, app: ASGIApp, pool: Pool, identities: IdentityCache):
         self.app = app
         self.pool = pool
+        self.identities = identities
         self.throttle = FailureThrottle()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -133,7 +135,14 @@ class RequireToken:
         if parsed is None:
             return None
         claimed, secret = parsed
-        identity = await self.pool.run(identify, secret)
+        identity = self.identities.get(secret)
+        if identity is None:
+            seen = self.identities.generation
+            found = await self.pool.run(identify_until, secret)
+            if found is None:
+                return None
+            identity, expires_at = found
+            self.identities.put(secret, identity, expires_at, seen)
         if identity is None or (claimed is not None and claimed != identity.user):
             return None
         return identity

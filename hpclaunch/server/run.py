@@ -22,6 +22,7 @@ def serve(
     tls_key: Path | None,
     pool_size: int,
     allow_pickle: bool = False,
+    access_log: bool = False,
 ) -> None:
     """Run until SIGINT/SIGTERM. The database is opened first, so a wrong URL is one line."""
     if (tls_cert is None) != (tls_key is None):
@@ -49,6 +50,7 @@ def serve(
         ssl_certfile=str(tls_cert) if tls_cert else None,
         ssl_keyfile=str(tls_key) if tls_key else None,
         log_level="info",
+        access_log=access_log,
         server_header=False,
         timeout_graceful_shutdown=10,
     )

@@ -124,7 +124,7 @@ class WorkerApi:
         self._maybe_expire()
         started = time.monotonic()
         end = started + wait
-        gone = asyncio.ensure_future(_disconnected(request))
+        gone: asyncio.Future[Any] | None = None  # watches the client once it must wait
         try:
             while True:
                 seen = self.hub.generation
@@ -137,13 +137,18 @@ class WorkerApi:
                 )
                 if task is not None or time.monotonic() >= end:
                     break
-                waiter = asyncio.ensure_future(self.hub.wait(seen, end - time.monotonic()))
+                if gone is None:
+                    gone = asyncio.ensure_future(_disconnected(request))
+                waiter: asyncio.Future[Any] = asyncio.ensure_future(
+                    self.hub.wait(seen, end - time.monotonic())
+                )
                 done, _ = await asyncio.wait({waiter, gone}, return_when=asyncio.FIRST_COMPLETED)
                 if gone in done:
                     waiter.cancel()
                     return Response(status_code=499)  # nobody reads it
         finally:
-            gone.cancel()
+            if gone is not None:
+                gone.cancel()
         return JSONResponse({"task": None if task is None else wire.claimed_to_json(task)})
 
     async def task_heartbeat(self, request: Request) -> Response:

@@ -108,7 +108,7 @@ def test_deny_by_default(queue_url, tmp_path):
             timeout=60,
         )
         assert curl.stdout == "401"
-        # Revoked and expired tokens are refused at once (no cache).
+        # Revoked and expired tokens are refused at once (a cached identity is forgotten).
         assert run_cli("token", "revoke", str(alice_id)).returncode == 0
         assert get(f"{base}/x", headers={"Authorization": f"Bearer {alice}"})[0] == 401
         assert get(f"{base}/x", headers={"Authorization": f"Bearer {expiring}"})[0] == 404

@@ -1,7 +1,7 @@
 """Launches refused half-way (why the rest waits), and elastic keepers (``submit --keep``).
 
 Revision ID: 0008
-Revises: 0004
+Revises: 0007
 """
 
 import sqlalchemy as sa

@@ -1,0 +1,134 @@
+"""Valid tokens' identities, kept in memory while the database says nothing changed.
+
+Why: every request names its token, and looking it up costs a database round
+trip and a thread hop, a sixth of a busy worker fleet's load on the server.
+Revocation must still take effect at once, so on PostgreSQL a thread listens on
+``hpclaunch_accounts`` (the triggers of migration 0009 notify it on any change
+to ``tokens`` or ``users``) and every notification forgets every identity.
+While that listener is not connected (starting, the database restarting) nothing
+is cached, and reconnecting forgets everything, since notifications sent
+meanwhile are lost. A lookup that started before a notification is never
+cached after it (``generation``). Only valid tokens are cached, with their
+expiry checked on each use; SQLite has no notifications, so there every
+request looks its token up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+
+from hpclaunch.queue.accounts import Identity, hash_token
+from hpclaunch.queue.urls import is_sqlite
+from hpclaunch.queue.wake import PostgresListener
+
+log = logging.getLogger("hpclaunch.server")
+
+CHANNEL = "hpclaunch_accounts"
+MAX_ENTRIES = 10_000  # tokens remembered at most; beyond, everything is forgotten
+MAX_AGE = 300.0  # seconds an identity is trusted without a lookup, however quiet
+LISTEN_SLICE = 30.0
+RETRY_OPEN = 2.0
+
+
+class IdentityCache:
+    """``get``/``put`` from the event loop; a listener thread forgets on change."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.enabled = not is_sqlite(url)
+        self.generation = 0
+        self._entries: dict[str, tuple[Identity, float | None, float]] = {}
+        self._listener: PostgresListener | None = None
+        self._live = False
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if not self.enabled:
+            return
+        self._thread = threading.Thread(target=self._listen, name="hpclaunch-accounts", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._live = False
+        listener = self._listener
+        if listener is not None:
+            listener.close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def get(self, secret: str) -> Identity | None:
+        """The cached identity of ``secret`` if still trusted, else None (look it up)."""
+        if not self._trusted():
+            return None
+        entry = self._entries.get(hash_token(secret))
+        if entry is None:
+            return None
+        identity, expires_at, cached_at = entry
+        if (expires_at is not None and expires_at <= time.time()) or (
+            time.monotonic() - cached_at > MAX_AGE
+        ):
+            return None
+        return identity
+
+    def put(self, secret: str, identity: Identity, expires_at: float | None, seen: int) -> None:
+        """Remember a lookup made at generation ``seen`` (dropped if anything changed since)."""
+        if not self._trusted() or seen != self.generation:
+            return
+        if len(self._entries) >= MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[hash_token(secret)] = (identity, expires_at, time.monotonic())
+
+    def _trusted(self) -> bool:
+        """Whether cached identities may be used: the listener is connected now."""
+        listener = self._listener
+        if self._live and listener is not None and listener.connected:
+            return True
+        if self._entries:
+            self.forget()  # whatever changed while it was away, nobody told us
+        return False
+
+    def forget(self) -> None:
+        """Forget every identity (a token or user changed, or notifications were lost)."""
+        self.generation += 1
+        self._entries.clear()
+
+    def _listen(self) -> None:
+        while not self._stopping.is_set():
+            listener = self._listener
+            if listener is None:
+                try:
+                    listener = self._listener = PostgresListener(self.url, channel=CHANNEL)
+                except Exception as exc:  # noqa: BLE001 - the database is down: try again
+                    log.warning("accounts listener unavailable (%s); retrying", type(exc).__name__)
+                    self._stopping.wait(RETRY_OPEN)
+                    continue
+                self.forget()
+                self._live = True
+            try:
+                changed = listener.wait(LISTEN_SLICE)
+            except Exception as exc:  # noqa: BLE001 - never let the thread die
+                log.warning("accounts listener failed (%s); reopening", type(exc).__name__)
+                self._lose(listener)
+                continue
+            if not listener.connected:
+                self._lose(listener)  # lost mid-wait: notifications may be missed
+                continue
+            if changed:
+                self.forget()
+        self._live = False
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+
+    def _lose(self, listener: PostgresListener) -> None:
+        self._live = False
+        self.forget()
+        with contextlib.suppress(Exception):
+            listener.close()
+        self._listener = None
+        self._stopping.wait(0.5)
