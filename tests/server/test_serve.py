@@ -40,8 +40,9 @@ def test_the_pool_bounds_database_connections(pg_queue_url, tmp_path):
         with concurrent.futures.ThreadPoolExecutor(40) as pool:
             replies = list(pool.map(lambda _: get(f"{base}/healthz"), range(200)))
         assert all(reply == (200, {"status": "ok"}) for reply in replies)
-        # The pool's connections, plus the one wake-up listener (LISTEN) of the process.
-        assert 1 <= sockets_to_port(proc.pid, pg_port) <= 2 + 1
+        # The pool's connections, plus the process's two listeners (LISTEN): the wake-up
+        # one and the accounts one.
+        assert 1 <= sockets_to_port(proc.pid, pg_port) <= 2 + 2
 
 
 def test_the_server_path_never_imports_sqlalchemy(queue_url):
