@@ -1,6 +1,6 @@
 """Server benchmarks: `hpclaunch serve` on PostgreSQL, driven by simulated workers.
 
-    python bench/serve.py [--pg URL] [--idle 1000] [--busy 64] [--tasks 6000] [--runs 10]
+    python bench/serve.py [--pg URL] [--idle 1000] [--busy 64] [--tasks 6000] [--runs 20]
                           [--pool-size N]
 
 Prints, each next to its target and its reference measured in the same run:
@@ -12,7 +12,7 @@ Prints, each next to its target and its reference measured in the same run:
 (c) enqueue-to-claim wake-up latency of an idle long-polling worker, p50/p99, next to
     a bare psycopg LISTEN/NOTIFY round trip;
 (d) `worker --singleflow --server` cold start next to the direct-PostgreSQL
-    `worker --singleflow`, medians of --runs.
+    `worker --singleflow`, medians of --runs (the two interleaved).
 Targets on the 2-core reference machine: (a) <= 20 connections, <= 200 MiB;
 (b) >= 500 tasks/s; (c) p50 <= 50 ms; (d) <= 0.6x the direct path.
 A simulated worker speaks the worker protocol over raw HTTP/1.1 keep-alive
@@ -335,14 +335,19 @@ def direct_rate(url: str, n: int, env: dict[str, str]) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def cold_start(argv: list[str], env: dict[str, str], url: str, runs: int) -> float:
-    times = []
+def cold_starts(
+    commands: list[tuple[list[str], dict[str, str]]], url: str, runs: int
+) -> list[float]:
+    """Median wall time of each command (one task each), runs interleaved so that the
+    machine's load of the moment weighs on every command alike."""
+    times: list[list[float]] = [[] for _ in commands]
     for _ in range(runs):
-        enqueue_noops(url, 1)
-        t0 = time.perf_counter()
-        subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for (argv, env), out in zip(commands, times, strict=True):
+            enqueue_noops(url, 1)
+            t0 = time.perf_counter()
+            subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL)
+            out.append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
 
 
 def main() -> None:
@@ -352,7 +357,7 @@ def main() -> None:
     parser.add_argument("--busy", type=int, default=64)
     parser.add_argument("--tasks", type=int, default=6000)
     parser.add_argument("--rounds", type=int, default=50)
-    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=20)
     parser.add_argument(
         "--pool-size", type=int, default=None, help="the server's --pool-size (its default)"
     )
@@ -400,22 +405,24 @@ def main() -> None:
             k: v for k, v in env.items() if not k.startswith(("HPCLAUNCH_DATABASE", "HTTP"))
         }
         http_env["HPCLAUNCH_TOKEN"] = token
-        http = cold_start(
-            hpclaunch_exe() + ["worker", "--singleflow", "-q", "--server", server.base],
-            http_env,
-            url,
-            args.runs,
-        )
-        direct_cold = cold_start(
-            hpclaunch_exe() + ["worker", "--singleflow", "-q"],
-            {**env, "HPCLAUNCH_DATABASE_URL": url},
+        http, direct_cold = cold_starts(
+            [
+                (
+                    hpclaunch_exe() + ["worker", "--singleflow", "-q", "--server", server.base],
+                    http_env,
+                ),
+                (
+                    hpclaunch_exe() + ["worker", "--singleflow", "-q"],
+                    {**env, "HPCLAUNCH_DATABASE_URL": url},
+                ),
+            ],
             url,
             args.runs,
         )
         print(
             f"(d) worker --singleflow cold start: --server {http:.3f} s, direct PostgreSQL "
             f"{direct_cold:.3f} s, ratio {http / direct_cold:.2f} (target <= 0.6) "
-            f"[medians of {args.runs}]"
+            f"[medians of {args.runs}, interleaved]"
         )
     finally:
         server.stop()
