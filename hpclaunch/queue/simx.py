@@ -1,11 +1,11 @@
 """SIMX's views of the queue: batches, runs and workers as one user's group sees them.
 
 The named operations behind runweb's routes (``server/simx_routes.py``) and the
-owner check of every batch enqueue (the CLI's too). Group filtering lives in the
-WHERE clauses here, one function per view, so a caller never sees another group's
-rows: a user sees its group's batches; a worker is visible to a group once it has
-run or holds one of the group's tasks (workers started straight on the database
-belong to no group). An admin sees everything.
+owner check of every batch enqueue (the CLI's too). Each view filters its rows
+with ``queue.scope``'s rule, the API's too, so a caller never sees another group's
+rows: a user sees its own and its group's batches; a worker is visible to a user
+once it has run or holds one of the tasks in that user's reach (workers started
+straight on the database belong to no group). An admin sees everything.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from hpclaunch.queue import store
 from hpclaunch.queue.batches import Batch, batch_owner
 from hpclaunch.queue.driver import Connection
 from hpclaunch.queue.history import first_line
-from hpclaunch.queue.scope import Scope
+from hpclaunch.queue.scope import Scope, condition
 from hpclaunch.states import AttemptOutcome, TaskStatus
 
 # Whoever opens the database directly is its administrator (the CLI, the Queue API).
@@ -36,12 +36,6 @@ def enqueue_batch(conn: Connection, batch: Batch, caller: Scope) -> tuple[int, l
     )
     created_by = None if caller is ADMINISTRATOR else caller.user
     return store.insert_batch(conn, batch, owner=owner, created_by=created_by)
-
-
-def _scope(caller: Scope, column: str) -> tuple[str, dict[str, Any]]:
-    if caller.admin:
-        return "1 = 1", {}
-    return f"{column} = :scope_group", {"scope_group": caller.group}
 
 
 def batch_state(counts: dict[str, int]) -> str:
@@ -77,7 +71,7 @@ _BATCH_COLUMNS = "id, name, spec, n_tasks, owner, owner_group, created_at, cance
 
 def visible_batches(conn: Connection, caller: Scope, *, user: str | None = None) -> list[dict]:
     """The caller's group's batches (all for an admin), oldest first; ``user``: only theirs."""
-    where, params = _scope(caller, "b.owner_group")
+    where, params = condition(caller, "b")
     if user is not None:
         where += " AND b.owner = :owner"
         params["owner"] = user
@@ -100,7 +94,7 @@ def visible_batches(conn: Connection, caller: Scope, *, user: str | None = None)
 
 def visible_batch(conn: Connection, caller: Scope, batch_id: int) -> dict[str, Any]:
     """One batch with all its runs; NotFound when it is missing or another group's."""
-    where, params = _scope(caller, "owner_group")
+    where, params = condition(caller)
     rows = conn.dicts(
         f"SELECT {_BATCH_COLUMNS} FROM batches WHERE id = :id AND {where}",
         {**params, "id": batch_id},
@@ -153,7 +147,7 @@ def visible_workers(conn: Connection, caller: Scope) -> list[dict[str, Any]]:
     A group knows a worker that has run or holds one of its tasks; the counts
     are of the group's runs only, so nothing of another group leaks through.
     """
-    where, params = _scope(caller, "t.owner_group")
+    where, params = condition(caller, "t")
     known = (
         "SELECT a.worker_id FROM task_attempts a JOIN tasks t ON t.id = a.task_id "
         f"WHERE {where} UNION SELECT t.worker_id FROM tasks t WHERE {where}"
