@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import socket
 import ssl
 import stat
 import urllib.error
@@ -27,6 +28,9 @@ TOKEN_FILE_ENV = "HPCLAUNCH_TOKEN_FILE"
 SERVER_ENV = "HPCLAUNCH_SERVER"
 CA_BUNDLE_ENV = "HPCLAUNCH_CA_BUNDLE"
 TIMEOUT = 120.0
+
+
+MAX_PAGE = 1000  # the API's largest page (``limit``)
 
 
 class ServerUnavailable(DatabaseError):
@@ -129,21 +133,33 @@ class ApiClient:
             raise _error(exc.code, exc.read(), self.base) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise ServerUnavailable(
-                f"cannot reach the hpclaunch server at {self.base} ({reason})"
-            ) from None
+            message = f"cannot reach the hpclaunch server at {self.base} ({reason})"
+            if method != "GET" and not _never_sent(reason):
+                # The request may have been carried out before the reply was lost.
+                message += (
+                    "; the server may have carried the request out before its reply was "
+                    "lost: look (hpclaunch --server URL tasks / batches) before sending it again"
+                )
+            raise ServerUnavailable(message) from None
 
     def pages(self, path: str, query: dict[str, Any], limit: int | None = None) -> list[Any]:
         """Every item of a listing (or the first ``limit``), following its cursors."""
         items: list[Any] = []
         cursor = None
         while True:
-            size = 1000 if limit is None else min(1000, limit - len(items))
+            size = MAX_PAGE if limit is None else min(MAX_PAGE, limit - len(items))
             page = self.request("GET", path, query={**query, "limit": size, "cursor": cursor})
             items += page["items"]
             cursor = page["next_cursor"]
             if cursor is None or (limit is not None and len(items) >= limit):
                 return items
+
+
+def _never_sent(reason: object) -> bool:
+    """Whether a failure came before the server could read the request (nothing done)."""
+    return isinstance(
+        reason, ConnectionRefusedError | socket.gaierror | ssl.SSLCertVerificationError
+    )
 
 
 def _error(status: int, raw: bytes, base: str) -> UserError:

@@ -13,7 +13,7 @@ from typing import Any
 
 from hpclaunch.errors import NotFound, UserError
 from hpclaunch.queue.batches import Batch, TaskSpec
-from hpclaunch.queue.http_client import CA_BUNDLE_ENV, ApiClient, read_token
+from hpclaunch.queue.http_client import CA_BUNDLE_ENV, MAX_PAGE, ApiClient, read_token
 
 V1 = "/api/v1"
 
@@ -110,8 +110,13 @@ class RemoteQueue:
         newest: bool = False,
     ) -> list[dict[str, Any]]:
         query = {"status": status, "tag": tag, "batch": batch_id}
-        if newest and limit:  # the API pages forward: read them all, keep the last
-            return self.client.pages(V1 + "/tasks", query)[-limit:]
+        if newest and limit:
+            if limit <= MAX_PAGE:  # one page of the newest, as the server reads them
+                page = self.client.request(
+                    "GET", V1 + "/tasks", query={**query, "newest": "true", "limit": limit}
+                )
+                return list(page["items"])
+            return self.client.pages(V1 + "/tasks", query)[-limit:]  # pages run forward
         return self.client.pages(V1 + "/tasks", query, limit)
 
     def get_task(self, task_id: int) -> dict[str, Any]:

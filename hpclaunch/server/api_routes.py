@@ -205,6 +205,20 @@ def api_routes(
                 raise ApiError(400, str(exc)) from None
         batch = q.get("batch")
         size = params.limit(q.get("limit"))
+        if params.flag(q.get("newest"), "newest"):
+            # The newest ``limit`` tasks, oldest first, as one page (what ``tasks`` shows).
+            if q.get("cursor") is not None:
+                raise ApiError(400, "newest=true is one page: it takes no cursor")
+            rows = await pool.run(
+                store.list_tasks,
+                status=status,
+                tag=tag,
+                batch_id=None if batch is None else params.row_id(batch, "batch"),
+                limit=size,
+                scope=scope,
+                newest=True,
+            )
+            return JSONResponse({"items": rows, "next_cursor": None})
         rows = await pool.run(
             store.list_tasks,
             status=status,

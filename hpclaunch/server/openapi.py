@@ -341,6 +341,8 @@ TASK_FILTERS = [
     {"name": "status", "in": "query", "schema": {"type": "string", "enum": STATUSES}},
     {"name": "tag", "in": "query", "schema": {"type": "string"}},
     {"name": "batch", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+    # One page of the newest ``limit`` tasks, oldest first (no cursor).
+    {"name": "newest", "in": "query", "schema": {"type": "boolean"}},
     *PAGING,
 ]
 BATCH_FILE = {

@@ -129,7 +129,15 @@ def test_batches_and_paging(api):
         if cursor is None:
             break
     assert seen == made["task_ids"]
+    # newest=true: the newest `limit` of the caller's reach, oldest first, one page.
+    status, page = call(base, "GET", "/api/v1/tasks?newest=true&limit=2", token=alice)
+    assert status == 200 and page["next_cursor"] is None
+    assert [t["id"] for t in page["items"]] == made["task_ids"][-2:]
+    status, page = call(base, "GET", "/api/v1/tasks?newest=1", token=bob)
+    assert [t["id"] for t in page["items"]] == theirs["task_ids"]  # not alice's
     for q, words in (
+        ("?newest=true&cursor=eyJhZnRlciI6MX0", "no cursor"),  # {"after":1}
+        ("?newest=maybe", "newest"),
         ("?limit=0", "limit"),
         ("?limit=1001", "limit"),
         ("?limit=abc", "limit"),
