@@ -20,6 +20,16 @@ def cache(pg_queue_url):
     identities.stop()
 
 
+def _token(url: str) -> tuple[int, str]:
+    """A worker token of a new user "ann": (its ID, its secret)."""
+    conn = driver.connect(url)
+    try:
+        accounts.add_user(conn, "ann", "g1")
+        return accounts.create_token(conn, "ann", "worker")
+    finally:
+        conn.close()
+
+
 def _lookup(url: str, secret: str):
     conn = driver.connect(url)
     try:
@@ -45,10 +55,7 @@ def _change(url: str, sql: str) -> None:
     ],
 )
 def test_any_change_to_tokens_or_users_forgets_every_identity(pg_queue_url, cache, change):
-    conn = driver.connect(pg_queue_url)
-    accounts.add_user(conn, "ann", "g1")
-    _, secret = accounts.create_token(conn, "ann", "worker")
-    conn.close()
+    _, secret = _token(pg_queue_url)
     seen = cache.generation
     identity, expires_at = _lookup(pg_queue_url, secret)
     cache.put(secret, identity, expires_at, seen)
@@ -59,10 +66,7 @@ def test_any_change_to_tokens_or_users_forgets_every_identity(pg_queue_url, cach
 
 
 def test_a_lookup_that_raced_a_change_is_not_kept(pg_queue_url, cache):
-    conn = driver.connect(pg_queue_url)
-    accounts.add_user(conn, "ann", "g1")
-    token_id, secret = accounts.create_token(conn, "ann", "worker")
-    conn.close()
+    token_id, secret = _token(pg_queue_url)
     seen = cache.generation
     identity, expires_at = _lookup(pg_queue_url, secret)  # read before the revocation...
     _change(pg_queue_url, f"UPDATE tokens SET revoked_at = 1.0 WHERE id = {token_id}")
@@ -72,10 +76,7 @@ def test_a_lookup_that_raced_a_change_is_not_kept(pg_queue_url, cache):
 
 
 def test_an_expired_token_is_not_trusted_from_the_cache(pg_queue_url, cache):
-    conn = driver.connect(pg_queue_url)
-    accounts.add_user(conn, "ann", "g1")
-    _, secret = accounts.create_token(conn, "ann", "worker")
-    conn.close()
+    _, secret = _token(pg_queue_url)
     identity, _ = _lookup(pg_queue_url, secret)
     cache.put(secret, identity, time.time() + 0.5, cache.generation)
     assert cache.get(secret) == identity
@@ -84,10 +85,7 @@ def test_an_expired_token_is_not_trusted_from_the_cache(pg_queue_url, cache):
 
 
 def test_nothing_is_cached_without_a_listener(pg_queue_url, tmp_path):
-    conn = driver.connect(pg_queue_url)
-    accounts.add_user(conn, "ann", "g1")
-    _, secret = accounts.create_token(conn, "ann", "worker")
-    conn.close()
+    _, secret = _token(pg_queue_url)
     identity, expires_at = _lookup(pg_queue_url, secret)
     stopped = IdentityCache(pg_queue_url)  # never started: nobody would hear a change
     stopped.put(secret, identity, expires_at, stopped.generation)
@@ -100,12 +98,11 @@ def test_nothing_is_cached_without_a_listener(pg_queue_url, tmp_path):
 
 
 def test_a_lost_listener_forgets_and_stops_trusting_until_it_is_back(pg_queue_url, cache):
-    conn = driver.connect(pg_queue_url)
-    accounts.add_user(conn, "ann", "g1")
-    _, secret = accounts.create_token(conn, "ann", "worker")
+    _, secret = _token(pg_queue_url)
     identity, expires_at = _lookup(pg_queue_url, secret)
     cache.put(secret, identity, expires_at, cache.generation)
     assert cache.get(secret) == identity
+    conn = driver.connect(pg_queue_url)
     killed = conn.execute(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
         "WHERE datname = current_database() AND query = 'LISTEN hpclaunch_accounts'"
