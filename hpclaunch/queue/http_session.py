@@ -3,7 +3,7 @@
 Why a second session: a thousand workers through a server cost the database a
 handful of connections, workers behind an HTTP proxy reach the queue, and no
 compute node holds database credentials. The loop does not know the
-difference (``open_session`` picks this for ``http(s)://`` URLs).
+difference (``worker.connect.open_session`` picks this for ``http(s)://`` URLs).
 
 Stdlib only (``http.client``, ``ssl``, ``json``, ``urllib.request`` for the
 proxy settings): the worker's HTTP path imports neither SQLAlchemy nor psycopg,

@@ -35,12 +35,12 @@ from hpclaunch.queue.session import (
     QueueSession,
     QueueUnavailable,
     WorkerInfo,
-    open_session,
 )
 from hpclaunch.states import ExitReason
 from hpclaunch.tasks.engines import Handler, available
 from hpclaunch.tasks.payloads import canonical_tags, worker_tag_sets
 from hpclaunch.tasks.run import CallInterrupted, Control, run
+from hpclaunch.worker.connect import open_session
 from hpclaunch.worker.deadline import deadline_from_environment
 from hpclaunch.worker.identity import hostname, scheduler_identity
 
