@@ -6,6 +6,8 @@
 Prints, each next to its target and its reference measured in the same run:
 (a) --idle simulated workers long-polling one server process (one asyncio load
     generator): PostgreSQL connections in use (pg_stat_activity) and the server's RSS;
+    then 20 tasks enqueued one at a time while they wait: enqueue-to-claim latency and
+    the server's CPU time per task (one wake wakes one waiter per kind of claim, not all);
 (b) no-op tasks/s through one server process with --busy simulated workers (claim,
     then finish at once), with claim latency p50/p99, next to 4 direct-PostgreSQL
     draining `hpclaunch worker` processes on the same number of tasks;
@@ -154,6 +156,10 @@ class Server:
                 return int(line.split()[1]) / 1024
         return float("nan")
 
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -240,21 +246,41 @@ class SimWorker:
             self.writer.close()
 
 
-async def bench_idle(server: Server, token: str, url: str, count: int) -> tuple[int, float]:
-    """(a): ``count`` workers each holding a long-poll; connections and RSS meanwhile."""
+async def bench_idle(
+    server: Server, token: str, url: str, count: int, rounds: int
+) -> tuple[int, float, list[float], float]:
+    """(a): ``count`` workers each holding a long-poll; connections and RSS meanwhile.
+    Then ``rounds`` tasks enqueued one at a time while they wait: enqueue-to-claim
+    latency, and the server's CPU seconds per task (a wake must not make every
+    waiter claim)."""
     workers = [SimWorker(server.port, token) for _ in range(count)]
     for start in range(0, count, 100):
         await asyncio.gather(*(w.register() for w in workers[start : start + 100]))
-    polls = [asyncio.ensure_future(w.claim(120)) for w in workers]
+    polls = {asyncio.ensure_future(w.claim(120)): w for w in workers}
     await asyncio.sleep(5)  # every claim tried once and now waits in the server
     assert not any(p.done() for p in polls), "a long-poll returned early"
     connections = await asyncio.to_thread(pg_connections, url)
     rss = server.rss_mib()
+    latencies = []
+    cpu_before = server.cpu_seconds()
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        await asyncio.to_thread(enqueue_noops, url, 1)
+        done, _ = await asyncio.wait(list(polls), return_when=asyncio.FIRST_COMPLETED)
+        latencies.append(time.perf_counter() - t0)
+        for poll in done:
+            worker = polls.pop(poll)
+            task = poll.result()
+            if task is not None:
+                await worker.finish(task)
+            polls[asyncio.ensure_future(worker.claim(120))] = worker
+        await asyncio.sleep(0.2)
+    cpu = (server.cpu_seconds() - cpu_before) / rounds
     for p in polls:
         p.cancel()
     for w in workers:
         w.close()
-    return connections, rss
+    return connections, rss, latencies, cpu
 
 
 async def bench_busy(server: Server, token: str, count: int) -> tuple[float, list[float]]:
@@ -377,10 +403,14 @@ def main() -> None:
     token = worker_token(url)
     server = Server(url, env, workdir / "serve.log", args.pool_size)
     try:
-        connections, rss = asyncio.run(bench_idle(server, token, url, args.idle))
+        connections, rss, idle_wake, idle_cpu = asyncio.run(
+            bench_idle(server, token, url, args.idle, 20)
+        )
         print(
             f"(a) {args.idle} idle long-polling workers: {connections} PostgreSQL connections "
-            f"(target <= 20), server RSS {rss:.0f} MiB (target <= 200)"
+            f"(target <= 20), server RSS {rss:.0f} MiB (target <= 200); "
+            f"a task enqueued while they wait: claimed after p50 "
+            f"{pct(idle_wake, 0.5) * 1000:.1f} ms, server CPU {idle_cpu * 1000:.0f} ms per task"
         )
         clear_tasks(url)
         enqueue_noops(url, args.tasks)

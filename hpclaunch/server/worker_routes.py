@@ -25,7 +25,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -122,9 +122,11 @@ class WorkerApi:
             return _claimer(conn, worker_id, info, identity, known)
 
         self._maybe_expire()
+        key = _wake_key(info, identity)
         started = time.monotonic()
         end = started + wait
         gone: asyncio.Future[Any] | None = None  # watches the client once it must wait
+        woken = False  # this request holds a wake no claim has used yet (see ``wakeup``)
         try:
             while True:
                 seen = self.hub.generation
@@ -135,20 +137,26 @@ class WorkerApi:
                 task = await self._run(
                     replies.claim, worker_id, request_id, make, left, watching=watching
                 )
+                if woken and task is not None:
+                    self.hub.pass_on(key, 2)  # more may be pending: two more of the key look
+                woken = False
                 if task is not None or time.monotonic() >= end:
                     break
                 if gone is None:
                     gone = asyncio.ensure_future(_disconnected(request))
                 waiter: asyncio.Future[Any] = asyncio.ensure_future(
-                    self.hub.wait(seen, end - time.monotonic())
+                    self.hub.wait(seen, end - time.monotonic(), key)
                 )
                 done, _ = await asyncio.wait({waiter, gone}, return_when=asyncio.FIRST_COMPLETED)
+                woken = waiter.done() and not waiter.cancelled() and bool(waiter.result())
                 if gone in done:
                     waiter.cancel()
                     return Response(status_code=499)  # nobody reads it
         finally:
             if gone is not None:
                 gone.cancel()
+            if woken:
+                self.hub.pass_on(key)  # woken, but no claim followed: another waiter claims
         return JSONResponse({"task": None if task is None else wire.claimed_to_json(task)})
 
     async def task_heartbeat(self, request: Request) -> Response:
@@ -319,6 +327,15 @@ class WorkerApi:
                 log.warning("expiring old request answers failed (%s)", type(exc).__name__)
 
         asyncio.ensure_future(expire())
+
+
+def _wake_key(info: WorkerInfo, identity: Identity) -> Hashable | None:
+    """What makes two waiting claims interchangeable (see ``server.wakeup``): the same
+    token reach, tag sets, engines and pickle rule. None for a deadline-fitting worker:
+    its time left decides what it may take, so it is woken on every wake."""
+    if info.fit_deadline:
+        return None
+    return (*_match(identity), tuple(info.tag_sets), tuple(info.engines), info.allow_pickle)
 
 
 def _match(identity: Identity) -> tuple[str | None, str | None]:
