@@ -1,8 +1,10 @@
 """A small, bounded pool of DB-API connections shared by every request.
 
 Why: a thousand long-polling workers must cost the database a handful of
-connections, not two each. Operations run in threads (the driver is blocking);
-a semaphore bounds how many run at once, so it bounds the connections too.
+connections, not two each. Operations run in the pool's own ``size`` threads
+(the driver is blocking), so at most ``size`` run at once and at most ``size``
+connections are open; the rest wait their turn in the threads' queue (a
+request cancelled meanwhile never runs).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from hpclaunch.queue import retry
@@ -32,17 +35,15 @@ class Pool:
         self.size = size
         self._idle: list[Connection] = [first] if first is not None else []
         self._lock = threading.Lock()
-        self._slots: asyncio.Semaphore | None = None
+        self._threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="hpclaunch-db")
         self._closed = False
 
     async def run(
         self, fn: Callable[..., T], *args: Any, wait: float = OPERATION_WAIT, **kwargs: Any
     ) -> T:
-        """``fn(conn, *args, **kwargs)`` on a pooled connection, in a thread."""
-        if self._slots is None:  # created inside the running loop
-            self._slots = asyncio.Semaphore(self.size)
-        async with self._slots:
-            return await asyncio.to_thread(self._call, fn, args, kwargs, wait)
+        """``fn(conn, *args, **kwargs)`` on a pooled connection, in one of the pool's threads."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, self._call, fn, args, kwargs, wait)
 
     def open_count(self) -> int:
         """Idle connections held now (for tests and the operator)."""
@@ -56,6 +57,7 @@ class Pool:
             idle, self._idle = self._idle, []
         for conn in idle:
             _close_quietly(conn)
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
     def _call(
         self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any], wait: float
