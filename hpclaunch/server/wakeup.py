@@ -37,7 +37,7 @@ RETRY_OPEN = 2.0  # seconds between attempts to open the listener while the data
 
 
 class WakeHub:
-    """Fan-out of ``queue.wake`` to asyncio waiters; ``start`` in the loop, ``stop`` at exit."""
+    """``queue.wake`` handed on to asyncio waiters; ``start`` in the loop, ``stop`` at exit."""
 
     def __init__(self, url: str):
         self.url = url
