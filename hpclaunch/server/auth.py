@@ -143,7 +143,7 @@ class RequireToken:
                 return None
             identity, expires_at = found
             self.identities.put(secret, identity, expires_at, seen)
-        if identity is None or (claimed is not None and claimed != identity.user):
+        if claimed is not None and claimed != identity.user:
             return None
         return identity
 
