@@ -44,6 +44,7 @@ class IdentityCache:
         self._listener: PostgresListener | None = None
         self._live = False
         self._stopping = threading.Event()
+        self._lock = threading.RLock()  # forget() may run inside put()'s check
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -77,11 +78,13 @@ class IdentityCache:
 
     def put(self, secret: str, identity: Identity, expires_at: float | None, seen: int) -> None:
         """Remember a lookup made at generation ``seen`` (dropped if anything changed since)."""
-        if not self._trusted() or seen != self.generation:
-            return
-        if len(self._entries) >= MAX_ENTRIES:
-            self._entries.clear()
-        self._entries[hash_token(secret)] = (identity, expires_at, time.monotonic())
+        key = hash_token(secret)
+        with self._lock:  # not between a forget's two steps
+            if not self._trusted() or seen != self.generation:
+                return
+            if len(self._entries) >= MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[key] = (identity, expires_at, time.monotonic())
 
     def _trusted(self) -> bool:
         """Whether cached identities may be used: the listener is connected now."""
@@ -94,8 +97,9 @@ class IdentityCache:
 
     def forget(self) -> None:
         """Forget every identity (a token or user changed, or notifications were lost)."""
-        self.generation += 1
-        self._entries.clear()
+        with self._lock:  # the listener thread and the event loop both forget
+            self.generation += 1
+            self._entries.clear()
 
     def _listen(self) -> None:
         while not self._stopping.is_set():
