@@ -17,6 +17,8 @@ from hpclaunch.errors import UserError
 # Database columns: ``Integer`` is 32-bit on PostgreSQL, IDs are 64-bit.
 INT32_MAX = 2**31 - 1
 ID_MAX = 2**63 - 1
+# The most rows one page of the HTTP API holds (its ``limit``; its client asks for this).
+API_PAGE_MAX = 1000
 # The longest duration a worker can arm a timer for (setitimer overflows near 1e10
 # on 64-bit Linux); about three years, far beyond any walltime.
 MAX_SECONDS = 100_000_000.0

@@ -315,13 +315,13 @@ class Claimer:
         return sql, params, token
 
     def claim(self, remaining: float | None = None) -> Claimed | None:
-        _, params, token = self.statement(remaining)
+        sql, params, token = self.statement(remaining)
         if self.conn.dialect == "postgresql":
             # One statement in autocommit mode is atomic: no BEGIN/COMMIT round trips.
-            row = self.conn.one(self.sql, params)
+            row = self.conn.one(sql, params)
         else:
             with self.conn.transaction():
-                row = self.conn.one(self.sql, params)
+                row = self.conn.one(sql, params)
         if row is None:
             return None
         return to_claimed(row, token)

@@ -22,15 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from hpclaunch.errors import DatabaseError, NotFound, UserError
+from hpclaunch.validate import API_PAGE_MAX
 
 TOKEN_ENV = "HPCLAUNCH_TOKEN"
 TOKEN_FILE_ENV = "HPCLAUNCH_TOKEN_FILE"
 SERVER_ENV = "HPCLAUNCH_SERVER"
 CA_BUNDLE_ENV = "HPCLAUNCH_CA_BUNDLE"
 TIMEOUT = 120.0
-
-
-MAX_PAGE = 1000  # the API's largest page (``limit``)
 
 
 class ServerUnavailable(DatabaseError):
@@ -147,7 +145,7 @@ class ApiClient:
         items: list[Any] = []
         cursor = None
         while True:
-            size = MAX_PAGE if limit is None else min(MAX_PAGE, limit - len(items))
+            size = API_PAGE_MAX if limit is None else min(API_PAGE_MAX, limit - len(items))
             page = self.request("GET", path, query={**query, "limit": size, "cursor": cursor})
             items += page["items"]
             cursor = page["next_cursor"]

@@ -13,7 +13,8 @@ from typing import Any
 
 from hpclaunch.errors import NotFound, UserError
 from hpclaunch.queue.batches import Batch, TaskSpec
-from hpclaunch.queue.http_client import CA_BUNDLE_ENV, MAX_PAGE, ApiClient, read_token
+from hpclaunch.queue.http_client import CA_BUNDLE_ENV, ApiClient, read_token
+from hpclaunch.validate import API_PAGE_MAX
 
 V1 = "/api/v1"
 
@@ -111,7 +112,7 @@ class RemoteQueue:
     ) -> list[dict[str, Any]]:
         query = {"status": status, "tag": tag, "batch": batch_id}
         if newest and limit:
-            if limit <= MAX_PAGE:  # one page of the newest, as the server reads them
+            if limit <= API_PAGE_MAX:  # one page of the newest, as the server reads them
                 page = self.client.request(
                     "GET", V1 + "/tasks", query={**query, "newest": "true", "limit": limit}
                 )

@@ -205,29 +205,23 @@ def api_routes(
                 raise ApiError(400, str(exc)) from None
         batch = q.get("batch")
         size = params.limit(q.get("limit"))
-        if params.flag(q.get("newest"), "newest"):
-            # The newest ``limit`` tasks, oldest first, as one page (what ``tasks`` shows).
-            if q.get("cursor") is not None:
-                raise ApiError(400, "newest=true is one page: it takes no cursor")
-            rows = await pool.run(
-                store.list_tasks,
-                status=status,
-                tag=tag,
-                batch_id=None if batch is None else params.row_id(batch, "batch"),
-                limit=size,
-                scope=scope,
-                newest=True,
-            )
-            return JSONResponse({"items": rows, "next_cursor": None})
+        # newest=true: the newest ``limit`` tasks, oldest first, as one page (what
+        # ``tasks`` shows); else a page forward from the cursor.
+        newest = params.flag(q.get("newest"), "newest")
+        if newest and q.get("cursor") is not None:
+            raise ApiError(400, "newest=true is one page: it takes no cursor")
         rows = await pool.run(
             store.list_tasks,
             status=status,
             tag=tag,
             batch_id=None if batch is None else params.row_id(batch, "batch"),
-            limit=size + 1,
+            limit=size if newest else size + 1,
             after=params.decode_cursor(q.get("cursor")),
             scope=scope,
+            newest=newest,
         )
+        if newest:
+            return JSONResponse({"items": rows, "next_cursor": None})
         return JSONResponse(params.page(rows, size))
 
     def one_task(request: Request) -> int:

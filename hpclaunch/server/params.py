@@ -12,10 +12,10 @@ import json
 import re
 from typing import Any
 
-from hpclaunch.validate import ID_MAX
+from hpclaunch.validate import API_PAGE_MAX, ID_MAX
 
 DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
+MAX_LIMIT = API_PAGE_MAX
 _ID = re.compile(r"[0-9]{1,19}")
 _KEY = re.compile(r"[A-Za-z0-9._:+-]{1,64}")  # a launch ID
 _MAX_CURSOR = 400
