@@ -15,22 +15,17 @@ request looks its token up.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import threading
 import time
 
 from hpclaunch.queue.accounts import Identity, hash_token
 from hpclaunch.queue.urls import is_sqlite
 from hpclaunch.queue.wake import PostgresListener
-
-log = logging.getLogger("hpclaunch.server")
+from hpclaunch.server.listening import ListeningThread
 
 CHANNEL = "hpclaunch_accounts"
 MAX_ENTRIES = 10_000  # tokens remembered at most; beyond, everything is forgotten
 MAX_AGE = 300.0  # seconds an identity is trusted without a lookup, however quiet
-LISTEN_SLICE = 30.0
-RETRY_OPEN = 2.0
 
 
 class IdentityCache:
@@ -41,26 +36,23 @@ class IdentityCache:
         self.enabled = not is_sqlite(url)
         self.generation = 0
         self._entries: dict[str, tuple[Identity, float | None, float]] = {}
-        self._listener: PostgresListener | None = None
-        self._live = False
-        self._stopping = threading.Event()
+        self._live = False  # the listener has opened and not been lost since
         self._lock = threading.RLock()  # forget() may run inside put()'s check
-        self._thread: threading.Thread | None = None
+        self._thread = ListeningThread(
+            "accounts",
+            lambda: PostgresListener(url, channel=CHANNEL),
+            on_open=self._opened,
+            on_wake=self.forget,
+            on_lost=self._lost,
+        )
 
     def start(self) -> None:
-        if not self.enabled:
-            return
-        self._thread = threading.Thread(target=self._listen, name="hpclaunch-accounts", daemon=True)
-        self._thread.start()
+        if self.enabled:
+            self._thread.start()
 
     def stop(self) -> None:
-        self._stopping.set()
         self._live = False
-        listener = self._listener
-        if listener is not None:
-            listener.close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._thread.stop()
 
     def get(self, secret: str) -> Identity | None:
         """The cached identity of ``secret`` if still trusted, else None (look it up)."""
@@ -88,8 +80,7 @@ class IdentityCache:
 
     def _trusted(self) -> bool:
         """Whether cached identities may be used: the listener is connected now."""
-        listener = self._listener
-        if self._live and listener is not None and listener.connected:
+        if self._live and self._thread.connected():
             return True
         if self._entries:
             self.forget()  # whatever changed while it was away, nobody told us
@@ -101,38 +92,10 @@ class IdentityCache:
             self.generation += 1
             self._entries.clear()
 
-    def _listen(self) -> None:
-        while not self._stopping.is_set():
-            listener = self._listener
-            if listener is None:
-                try:
-                    listener = self._listener = PostgresListener(self.url, channel=CHANNEL)
-                except Exception as exc:  # noqa: BLE001 - the database is down: try again
-                    log.warning("accounts listener unavailable (%s); retrying", type(exc).__name__)
-                    self._stopping.wait(RETRY_OPEN)
-                    continue
-                self.forget()
-                self._live = True
-            try:
-                changed = listener.wait(LISTEN_SLICE)
-            except Exception as exc:  # noqa: BLE001 - never let the thread die
-                log.warning("accounts listener failed (%s); reopening", type(exc).__name__)
-                self._lose(listener)
-                continue
-            if not listener.connected:
-                self._lose(listener)  # lost mid-wait: notifications may be missed
-                continue
-            if changed:
-                self.forget()
-        self._live = False
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.close()
+    def _opened(self) -> None:
+        self.forget()  # changes while nobody listened went unheard
+        self._live = True
 
-    def _lose(self, listener: PostgresListener) -> None:
+    def _lost(self) -> None:
         self._live = False
         self.forget()
-        with contextlib.suppress(Exception):
-            listener.close()
-        self._listener = None
-        self._stopping.wait(0.5)

@@ -22,18 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import threading
-import time
 from collections import deque
 from collections.abc import Hashable
 
 from hpclaunch.queue import wake
-
-log = logging.getLogger("hpclaunch.server")
-
-LISTEN_SLICE = 30.0  # seconds per blocking wait (the thread checks for shutdown between)
-RETRY_OPEN = 2.0  # seconds between attempts to open the listener while the database is down
+from hpclaunch.server.listening import ListeningThread
 
 
 class WakeHub:
@@ -44,22 +37,19 @@ class WakeHub:
         self.generation = 0
         self._waiting: dict[Hashable | None, deque[asyncio.Future[None]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._listener: wake.Listener | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
+        self._thread = ListeningThread(
+            "wake-up",
+            lambda: wake.open_listener(url),
+            on_open=self._poke_from_thread,
+            on_wake=self._poke_from_thread,
+        )
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._listen, name="hpclaunch-wake", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        listener = self._listener
-        if listener is not None:
-            listener.close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._thread.stop()
 
     def poke(self) -> None:
         """Something may be pending (called on the loop): wake one waiter of each key,
@@ -82,11 +72,16 @@ class WakeHub:
 
     def notify(self) -> None:
         """From any thread: the same as a database wake (the listener is interrupted)."""
-        listener = self._listener
+        listener = self._thread.listener
         if listener is not None:
             listener.notify()
-        elif self._loop is not None:
-            self._loop.call_soon_threadsafe(self.poke)
+        else:
+            self._poke_from_thread()
+
+    def _poke_from_thread(self) -> None:
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed at shutdown
+                self._loop.call_soon_threadsafe(self.poke)
 
     async def wait(self, seen: int, timeout: float, key: Hashable | None = None) -> bool:
         """Until woken, or a wake after generation ``seen`` happened already, or ``timeout``
@@ -114,31 +109,3 @@ class WakeHub:
                         del self._waiting[key]
             elif not delivered:
                 self.pass_on(key)  # woken, then cancelled: someone else may claim
-
-    def _listen(self) -> None:
-        loop = self._loop
-        assert loop is not None
-        while not self._stopping.is_set():
-            if self._listener is None:
-                try:
-                    self._listener = wake.open_listener(self.url)
-                except Exception as exc:  # noqa: BLE001 - the database is down: try again
-                    log.warning("wake-up listener unavailable (%s); retrying", type(exc).__name__)
-                    self._stopping.wait(RETRY_OPEN)
-                    continue
-                loop.call_soon_threadsafe(self.poke)  # missed wakes while it was closed
-            try:
-                woke = self._listener.wait(LISTEN_SLICE)
-            except Exception as exc:  # noqa: BLE001 - never let the thread die
-                log.warning("wake-up listener failed (%s); reopening", type(exc).__name__)
-                with contextlib.suppress(Exception):
-                    self._listener.close()
-                self._listener = None
-                time.sleep(0.5)
-                continue
-            if woke and not self._stopping.is_set():
-                with contextlib.suppress(RuntimeError):  # the loop closed at shutdown
-                    loop.call_soon_threadsafe(self.poke)
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.close()
